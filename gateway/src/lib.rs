@@ -1,1 +1,40 @@
-//! placeholder
+//! The API gateway of the simulation platform: HTTP/JSON in, gRPC out.
+//!
+//! Modules, in the order a request meets them (see `docs/request-lifecycle.md`):
+//!
+//! - [`request_id`]: the request ID, its span and the access log.
+//! - [`metrics`]: Prometheus counters and histograms.
+//! - [`limits`]: limits on the request head (URI, headers, declared body size).
+//! - [`routing`]: the route table derived from `google.api.http` annotations.
+//! - [`auth`]: bearer-token validation through Auth, with its cache.
+//! - [`proxy`]: the final handler: transcode, call the backend, transcode back.
+//! - [`transcode`]: JSON ⇄ dynamic protobuf messages.
+//! - [`codec`]: the tonic codec for dynamic messages.
+//! - [`backends`]: backend channels dialled through the `Net` seam.
+//! - [`error`]: the one error shape and the gRPC-to-HTTP table.
+//! - [`health`]: liveness, readiness, dependency checks.
+//! - [`config`]: the configuration and its validation.
+//! - [`app`]: builds the state and assembles the routers.
+//! - [`server`]: runs the listeners and drains on shutdown.
+//!
+//! The network, the wall clock and the RNG seed come in through [`app::Seams`], so the same code
+//! runs on real sockets and under turmoil.
+
+pub mod app;
+pub mod auth;
+pub mod backends;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod limits;
+pub mod metrics;
+pub mod proxy;
+pub mod request_id;
+pub mod routing;
+pub mod server;
+pub mod transcode;
+
+pub use app::{App, Seams, StartError};
+pub use config::Config;
+pub use server::{Listeners, serve};

@@ -1,0 +1,285 @@
+//! Assembly: builds every module's state from the config and wires the four routers. The HTTP
+//! stack is assembled here, top to bottom, in the order of `docs/request-lifecycle.md`.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    http::StatusCode,
+    middleware::{from_fn, from_fn_with_state},
+    response::IntoResponse,
+    routing::get,
+};
+use prost_reflect::DescriptorPool;
+use seams::{Net, SharedClock};
+use tokio::{sync::watch, task::JoinHandle};
+use tower::ServiceBuilder;
+
+use crate::{
+    auth::{self, TokenValidator},
+    backends::{BackendSetupError, Backends},
+    config::{Config, ConfigError},
+    error::ApiError,
+    health::{self, Health},
+    limits,
+    metrics::{self, Metrics},
+    proxy::{self, Proxy},
+    request_id::{self, RequestIdGenerator},
+    routing::{RouteTable, RouteTableError},
+};
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The descriptors do not make a valid route table.
+    #[error("cannot build routes: {0}")]
+    Routes(#[from] RouteTableError),
+    /// A backend's address is invalid.
+    #[error(transparent)]
+    Backend(#[from] BackendSetupError),
+    /// The descriptor set file could not be read.
+    #[error("cannot read descriptor set {path}: {source}")]
+    DescriptorFile {
+        /// The configured path.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A route's service has no backend in config.
+    #[error("route {route} calls {service}, which no configured backend serves")]
+    UnservedRoute {
+        /// The route.
+        route: String,
+        /// The gRPC service.
+        service: String,
+    },
+}
+
+/// What the gateway is given from outside: the network, the wall clock, and a seed for its RNG.
+#[derive(Debug, Clone)]
+pub struct Seams<N> {
+    /// Where listeners bind and backend connections are dialled.
+    pub net: N,
+    /// Wall-clock time.
+    pub clock: SharedClock,
+    /// Seed of every random choice the gateway makes.
+    pub seed: u64,
+}
+
+/// The gateway's state, built once.
+#[derive(Debug, Clone)]
+pub struct App {
+    config: Arc<Config>,
+    routes: Arc<RouteTable>,
+    backends: Backends,
+    validator: Arc<TokenValidator>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    request_ids: Arc<RequestIdGenerator>,
+}
+
+/// The descriptors of the built-in contracts (`proto/`).
+pub fn builtin_descriptors() -> DescriptorPool {
+    // The bytes are produced by our own build script; failing to decode them is a build bug.
+    DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)
+        .unwrap_or_else(|error| panic!("proto crate descriptor set is corrupt: {error}"))
+}
+
+impl App {
+    /// Builds the gateway from a validated config. Routes come from `descriptors`; backend
+    /// connections are made lazily through `seams.net`.
+    pub fn new<N: Net>(
+        config: Config,
+        seams: &Seams<N>,
+        descriptors: &DescriptorPool,
+    ) -> Result<Self, StartError> {
+        config.validate()?;
+        let routes = RouteTable::from_pool(descriptors, &config.auth.public_methods)?;
+        for route in routes.routes() {
+            if config.backend_for_service(route.service_name()).is_none() {
+                return Err(StartError::UnservedRoute {
+                    route: route.label.clone(),
+                    service: route.service_name().to_owned(),
+                });
+            }
+        }
+        let backends = Backends::from_config(&seams.net, &config)?;
+        let auth_channel = backends
+            .by_name(&config.auth.backend)
+            .map(|backend| backend.channel())
+            .ok_or_else(|| ConfigError::Invalid {
+                field: "auth.backend".into(),
+                reason: "must name a configured backend".into(),
+            })?;
+        let validator = TokenValidator::new(auth_channel, config.auth.clone(), seams.clock.clone());
+        let health = Health::new(config.backends.keys().cloned());
+        // The request-ID prefix is the first draw of the seeded RNG.
+        let prefix = (seams.seed ^ (seams.seed >> 32)) as u32;
+        Ok(Self {
+            config: Arc::new(config),
+            routes: Arc::new(routes),
+            backends,
+            validator: Arc::new(validator),
+            metrics: Arc::new(Metrics::default()),
+            health: Arc::new(health),
+            request_ids: Arc::new(RequestIdGenerator::new(prefix)),
+        })
+    }
+
+    /// Builds the gateway from a config file path (or defaults) with the built-in descriptors,
+    /// or those named by `routes.descriptor_set_path`.
+    pub fn from_config<N: Net>(config: Config, seams: &Seams<N>) -> Result<Self, StartError> {
+        let descriptors = match &config.routes.descriptor_set_path {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|source| StartError::DescriptorFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                DescriptorPool::decode(bytes.as_slice()).map_err(RouteTableError::from)?
+            }
+            None => builtin_descriptors(),
+        };
+        Self::new(config, seams, &descriptors)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The route table.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The health state.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// The API router (port 8000): `/health` and every transcoded route.
+    pub fn api_router(&self) -> Router {
+        let proxy = Arc::new(Proxy {
+            backends: self.backends.clone(),
+            metrics: self.metrics.clone(),
+            body_bytes_max: self.config.http.body_bytes_max,
+        });
+        // Inner phases, top to bottom: route (404/405) → authenticate (401) → call the backend.
+        // Routing comes first because whether a token is needed depends on the route.
+        let routed = Router::new().fallback(proxy::handle).with_state(proxy).layer(
+            ServiceBuilder::new()
+                .layer(from_fn_with_state(self.routes.clone(), proxy::route_layer))
+                .layer(from_fn_with_state(self.validator.clone(), auth::layer)),
+        );
+        let router = Router::new()
+            .route("/health", get(health::ready).with_state(self.health.clone()))
+            .fallback_service(routed);
+        self.outer_layers(router)
+    }
+
+    /// The WebSocket router (port 8001). The hub arrives in a later issue; until then `/ws/*`
+    /// answers 501 with the error shape.
+    pub fn websocket_router(&self) -> Router {
+        let router = Router::new().fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/ws/") {
+                ApiError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "not_implemented",
+                    "WebSocket endpoints are not available yet",
+                )
+                .into_response()
+            } else {
+                ApiError::route_not_found().into_response()
+            }
+        });
+        self.outer_layers(router)
+    }
+
+    /// The health router (port 8002).
+    pub fn health_router(&self) -> Router {
+        let router = Router::new()
+            .route("/health/live", get(health::live))
+            .route("/health/ready", get(health::ready))
+            .route("/health", get(health::ready))
+            .with_state(self.health.clone())
+            .fallback(not_found);
+        self.outer_layers(router)
+    }
+
+    /// The metrics router (port 8003).
+    pub fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics::render))
+            .with_state(self.metrics.clone())
+            .fallback(not_found)
+            .layer(from_fn_with_state(
+                self.request_ids.clone(),
+                request_id::layer,
+            ))
+    }
+
+    /// Layers every request on every port goes through, outermost first: request ID and access
+    /// log → metrics → limits on the request head.
+    fn outer_layers(&self, router: Router) -> Router {
+        router.layer(
+            ServiceBuilder::new()
+                .layer(from_fn_with_state(
+                    self.request_ids.clone(),
+                    request_id::layer,
+                ))
+                .layer(from_fn_with_state(self.metrics.clone(), metrics::layer))
+                .layer(from_fn_with_state(
+                    Arc::new(self.config.http.clone()),
+                    limits::layer,
+                ))
+                .layer(from_fn(panic_guard)),
+        )
+    }
+
+    /// Starts the background health checks; they stop when `shutdown` changes.
+    pub fn spawn_health_checks(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(health::run_checks(
+            self.health.clone(),
+            self.backends.clone(),
+            self.config.health.clone(),
+            self.metrics.clone(),
+            shutdown,
+        ))
+    }
+}
+
+async fn not_found() -> axum::response::Response {
+    ApiError::route_not_found().into_response()
+}
+
+/// A handler that panics would drop the connection; this answers 500 with the error shape instead,
+/// so even a gateway bug gives the client a well-formed answer.
+async fn panic_guard(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("request handler panicked");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the gateway failed to process the request",
+            )
+            .into_response()
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Client authentication: the bearer token is checked by `Auth.ValidateToken` over gRPC, and the
+//! answer is cached.
+//!
+//! The cache is keyed by a SHA-256 of the token (tokens themselves are never stored), holds a valid
+//! answer until the earlier of the token's expiry and `auth.token_cache_ttl_ms`, holds a rejection
+//! for `auth.negative_cache_ttl_ms`, and never holds "Auth is unavailable". Concurrent requests with
+//! the same uncached token share one call: the first inserts a pending cell, the others wait on it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderMap, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use proto::auth::v1::{ValidateTokenRequest, auth_service_client::AuthServiceClient};
+use seams::SharedClock;
+use sha2::{Digest, Sha256};
+use tokio::{sync::OnceCell, time::Instant};
+use tonic::{Code, transport::Channel};
+
+use crate::{config::AuthConfig, error::ApiError, request_id};
+
+/// Who the caller is, as Auth said; forwarded to backends as metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserContext {
+    /// Stable user ID.
+    pub user_id: String,
+    /// Login name.
+    pub username: String,
+    /// Roles, for backends' own checks.
+    pub roles: Vec<String>,
+    /// The token's expiry, seconds since the Unix epoch.
+    pub expires_at_unix_seconds: i64,
+}
+
+/// The answer for one token.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Valid(Arc<UserContext>),
+    Invalid(String),
+    /// Auth could not be asked; never cached.
+    Unavailable(String),
+}
+
+#[derive(Debug)]
+struct Outcome {
+    verdict: Verdict,
+    cache_until: Instant,
+}
+
+type Slot = Arc<OnceCell<Outcome>>;
+
+/// Validates tokens through Auth with a bounded, single-flight cache.
+#[derive(Debug)]
+pub struct TokenValidator {
+    client: AuthServiceClient<Channel>,
+    config: AuthConfig,
+    clock: SharedClock,
+    cache: Mutex<HashMap<[u8; 32], Slot>>,
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("missing bearer token")]
+    Missing,
+    /// The header or token is not of the expected form.
+    #[error("malformed bearer token")]
+    Malformed,
+    /// Auth rejected the token (bad signature, expired, revoked...).
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    /// Auth could not be reached or did not answer in time.
+    #[error("authentication is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Unavailable(_) => ApiError::unavailable(
+                "auth_unavailable",
+                "the authentication service is unavailable",
+            ),
+            AuthError::Invalid(_) => ApiError::unauthenticated("the token is invalid or expired"),
+            other => ApiError::unauthenticated(other.to_string()),
+        }
+    }
+}
+
+impl TokenValidator {
+    /// A validator calling Auth over `channel`.
+    pub fn new(channel: Channel, config: AuthConfig, clock: SharedClock) -> Self {
+        Self {
+            client: AuthServiceClient::new(channel),
+            config,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks a token, from cache when possible.
+    pub async fn validate(&self, token: &str) -> Result<Arc<UserContext>, AuthError> {
+        if token.len() > self.config.token_bytes_max || !looks_like_jwt(token) {
+            return Err(AuthError::Malformed);
+        }
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let slot = self.slot_for(key);
+        let outcome = match &slot {
+            Some(slot) => slot.get_or_init(|| self.ask_auth(token)).await,
+            None => &self.ask_auth(token).await,
+        };
+        let verdict = outcome.verdict.clone();
+        if let (Verdict::Unavailable(_), Some(slot)) = (&verdict, &slot) {
+            self.forget(key, slot);
+        }
+        match verdict {
+            Verdict::Valid(user) => Ok(user),
+            Verdict::Invalid(reason) => Err(AuthError::Invalid(reason)),
+            Verdict::Unavailable(reason) => Err(AuthError::Unavailable(reason)),
+        }
+    }
+
+    /// The cache slot for a key: a fresh answer, a call in flight, or a new pending cell. `None`
+    /// when the cache is full of live entries (the call then goes uncached).
+    fn slot_for(&self, key: [u8; 32]) -> Option<Slot> {
+        let now = Instant::now();
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = cache.get(&key) {
+            match slot.get() {
+                Some(outcome) if outcome.cache_until > now => return Some(slot.clone()),
+                Some(_) => {} // expired: replaced below
+                None => return Some(slot.clone()),
+            }
+        }
+        if cache.len() >= self.config.token_cache_entries_max && !cache.contains_key(&key) {
+            cache.retain(|_, slot| slot.get().is_none_or(|outcome| outcome.cache_until > now));
+            if cache.len() >= self.config.token_cache_entries_max {
+                return None;
+            }
+        }
+        let slot = Slot::default();
+        cache.insert(key, slot.clone());
+        Some(slot)
+    }
+
+    fn forget(&self, key: [u8; 32], slot: &Slot) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.get(&key).is_some_and(|current| Arc::ptr_eq(current, slot)) {
+            cache.remove(&key);
+        }
+    }
+
+    async fn ask_auth(&self, token: &str) -> Outcome {
+        let mut request = tonic::Request::new(ValidateTokenRequest {
+            token: token.to_owned(),
+        });
+        let deadline = Duration::from_millis(self.config.validation_deadline_ms);
+        request.set_timeout(deadline);
+        if let Some(id) = request_id::current().and_then(|id| id.parse().ok()) {
+            request.metadata_mut().insert(request_id::HEADER, id);
+        }
+        let mut client = self.client.clone();
+        let answer = tokio::time::timeout(deadline, client.validate_token(request)).await;
+        let now = Instant::now();
+        let negative_until = now + Duration::from_millis(self.config.negative_cache_ttl_ms);
+        match answer {
+            Ok(Ok(response)) => {
+                let user = response.into_inner();
+                let remaining_seconds = user.expires_at_unix_seconds - self.clock.now_unix_seconds();
+                if remaining_seconds <= 0 {
+                    return Outcome {
+                        verdict: Verdict::Invalid("token expired".into()),
+                        cache_until: negative_until,
+                    };
+                }
+                let ttl = Duration::from_millis(self.config.token_cache_ttl_ms)
+                    .min(Duration::from_secs(remaining_seconds as u64));
+                Outcome {
+                    verdict: Verdict::Valid(Arc::new(UserContext {
+                        user_id: user.user_id,
+                        username: user.username,
+                        roles: user.roles,
+                        expires_at_unix_seconds: user.expires_at_unix_seconds,
+                    })),
+                    cache_until: now + ttl,
+                }
+            }
+            Ok(Err(status)) if status.code() == Code::Unauthenticated => Outcome {
+                verdict: Verdict::Invalid(status.message().to_owned()),
+                cache_until: negative_until,
+            },
+            Ok(Err(status)) => Outcome {
+                verdict: Verdict::Unavailable(format!("{:?}: {}", status.code(), status.message())),
+                cache_until: now,
+            },
+            Err(_) => Outcome {
+                verdict: Verdict::Unavailable("validation deadline exceeded".into()),
+                cache_until: now,
+            },
+        }
+    }
+}
+
+/// Three non-empty base64url segments separated by dots: anything else is not worth a call.
+fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = 0;
+    for part in token.split('.') {
+        parts += 1;
+        if part.is_empty()
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return false;
+        }
+    }
+    parts == 3
+}
+
+/// The bearer token of a request's `Authorization` header.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(AuthError::Missing)?
+        .to_str()
+        .map_err(|_| AuthError::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token.trim())
+}
+
+/// Whether the matched route needs a token; set by the routing layer.
+#[derive(Debug, Clone, Copy)]
+pub struct RequiresAuth(pub bool);
+
+/// Middleware: for routes that need it, validates the token and adds the [`UserContext`] to the
+/// request's extensions; answers 401 (or 503 while Auth is unreachable) otherwise.
+pub async fn layer(
+    State(validator): State<Arc<TokenValidator>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let required = request
+        .extensions()
+        .get::<RequiresAuth>()
+        .is_none_or(|r| r.0);
+    if !required {
+        return next.run(request).await;
+    }
+    let user = match bearer_token(request.headers()) {
+        Ok(token) => validator.validate(token).await,
+        Err(error) => Err(error),
+    };
+    match user {
+        Ok(user) => {
+            request.extensions_mut().insert(user);
+            next.run(request).await
+        }
+        Err(error) => {
+            tracing::debug!(%error, "authentication failed");
+            ApiError::from(error).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_three_base64url_parts_look_like_a_jwt() {
+        assert!(looks_like_jwt("aGVh.cGF5_-.c2ln"));
+        for bad in ["", "a.b", "a.b.c.d", "a..c", "a.b.c=", "a.b.c d", "a.b.\u{e9}"] {
+            assert!(!looks_like_jwt(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_are_parsed_case_insensitively() {
+        let mut headers = HeaderMap::new();
+        assert!(matches!(bearer_token(&headers), Err(AuthError::Missing)));
+        headers.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert!(matches!(bearer_token(&headers), Err(AuthError::Malformed)));
+        headers.insert(header::AUTHORIZATION, "bearer a.b.c".parse().unwrap());
+        assert_eq!(bearer_token(&headers).unwrap(), "a.b.c");
+    }
+}

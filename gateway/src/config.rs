@@ -1,0 +1,353 @@
+//! The gateway's configuration: a TOML file plus `GATEWAY_`-prefixed environment overrides,
+//! validated once at start-up into a typed error. Every field and its default is documented in
+//! `docs/configuration.md`.
+//!
+//! Environment overrides use `__` between levels: `GATEWAY_HTTP__BODY_BYTES_MAX=65536`,
+//! `GATEWAY_BACKENDS__AUTH__ADDRESS=auth.internal:9000`.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+/// The root configuration; each section belongs to one module.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where each listener binds.
+    pub listen: ListenConfig,
+    /// Backend services by name (`auth`, `project`, `simulation`, ...).
+    pub backends: BTreeMap<String, BackendConfig>,
+    /// Authentication of clients.
+    pub auth: AuthConfig,
+    /// Limits on HTTP requests.
+    pub http: HttpConfig,
+    /// Dependency health checks.
+    pub health: HealthConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Where routes come from.
+    pub routes: RoutesConfig,
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// HTTP API (`/api/...`, `/health`). Default `0.0.0.0:8000`.
+    pub api: SocketAddr,
+    /// WebSocket (`/ws/...`). Default `0.0.0.0:8001`.
+    pub websocket: SocketAddr,
+    /// Health probes (`/health/live`, `/health/ready`, `/health`). Default `0.0.0.0:8002`.
+    pub health: SocketAddr,
+    /// Prometheus metrics (`/metrics`). Default `0.0.0.0:8003`.
+    pub metrics: SocketAddr,
+}
+
+/// One backend service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `host:port` of the gRPC server.
+    pub address: String,
+    /// Fully qualified gRPC services it serves (`project.v1.ProjectService`).
+    pub services: Vec<String>,
+    /// Time allowed to open a connection. Default 1,000 ms.
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Deadline of each call, sent as `grpc-timeout`. Default 5,000 ms.
+    #[serde(default = "defaults::deadline_ms")]
+    pub deadline_ms: u64,
+    /// HTTP/2 keepalive ping interval on the connection. Default 10,000 ms.
+    #[serde(default = "defaults::keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
+    /// How long to wait for a keepalive ping's answer before the connection is dropped.
+    /// Default 5,000 ms.
+    #[serde(default = "defaults::keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: u64,
+}
+
+/// Client authentication.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The backend (a key of `backends`) whose `auth.v1.AuthService` validates tokens.
+    /// Default `auth`.
+    pub backend: String,
+    /// gRPC methods reachable without a token, as `package.Service/Method`.
+    /// Default: Auth's `Login` and `Refresh`.
+    pub public_methods: Vec<String>,
+    /// How long a valid token's validation is cached (never past the token's expiry).
+    /// Default 30,000 ms.
+    pub token_cache_ttl_ms: u64,
+    /// How long a rejected token's answer is cached, so floods of one bad token cost one call.
+    /// Default 5,000 ms.
+    pub negative_cache_ttl_ms: u64,
+    /// Most cached validations; past it, new tokens are validated without being cached.
+    /// Default 100,000.
+    pub token_cache_entries_max: usize,
+    /// Longest bearer token accepted; longer ones get 401 without a call to Auth. Default 8,192.
+    pub token_bytes_max: usize,
+    /// Deadline of a `ValidateToken` call. Default 2,000 ms.
+    pub validation_deadline_ms: u64,
+}
+
+/// Limits on HTTP requests; each excess gets a 4xx with the error shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body (413 above). Default 1,048,576.
+    pub body_bytes_max: usize,
+    /// Longest request target, path plus query (414 above). Default 8,192.
+    pub uri_bytes_max: usize,
+    /// Largest total size of request headers, names plus values (431 above). Default 16,384.
+    pub header_bytes_max: usize,
+    /// Most request headers (431 above). Default 64.
+    pub header_count_max: usize,
+}
+
+/// Dependency health checks (`grpc.health.v1`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Time between checks of each backend. Default 2,000 ms.
+    pub check_interval_ms: u64,
+    /// Deadline of one check. Default 1,000 ms.
+    pub check_timeout_ms: u64,
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long in-flight requests may take to finish after SIGINT/SIGTERM. Default 10,000 ms.
+    pub grace_period_ms: u64,
+}
+
+/// Where routes come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutesConfig {
+    /// An encoded `FileDescriptorSet` to route from instead of the built-in contracts
+    /// (`protox --descriptor-set-out` or `protoc -o` makes one). Default: none.
+    pub descriptor_set_path: Option<std::path::PathBuf>,
+}
+
+mod defaults {
+    pub fn connect_timeout_ms() -> u64 {
+        1_000
+    }
+    pub fn deadline_ms() -> u64 {
+        5_000
+    }
+    pub fn keepalive_interval_ms() -> u64 {
+        10_000
+    }
+    pub fn keepalive_timeout_ms() -> u64 {
+        5_000
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let backend = |address: &str, service: &str| BackendConfig {
+            address: address.to_owned(),
+            services: vec![service.to_owned()],
+            connect_timeout_ms: defaults::connect_timeout_ms(),
+            deadline_ms: defaults::deadline_ms(),
+            keepalive_interval_ms: defaults::keepalive_interval_ms(),
+            keepalive_timeout_ms: defaults::keepalive_timeout_ms(),
+        };
+        Self {
+            listen: ListenConfig::default(),
+            backends: BTreeMap::from([
+                (
+                    "auth".to_owned(),
+                    backend("127.0.0.1:9000", "auth.v1.AuthService"),
+                ),
+                (
+                    "project".to_owned(),
+                    backend("127.0.0.1:10000", "project.v1.ProjectService"),
+                ),
+                (
+                    "simulation".to_owned(),
+                    backend("127.0.0.1:11000", "simulation.v1.SimulationService"),
+                ),
+            ]),
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+            health: HealthConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            routes: RoutesConfig::default(),
+        }
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
+        Self {
+            api: any(8000),
+            websocket: any(8001),
+            health: any(8002),
+            metrics: any(8003),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            backend: "auth".to_owned(),
+            public_methods: vec![
+                "auth.v1.AuthService/Login".to_owned(),
+                "auth.v1.AuthService/Refresh".to_owned(),
+            ],
+            token_cache_ttl_ms: 30_000,
+            negative_cache_ttl_ms: 5_000,
+            token_cache_entries_max: 100_000,
+            token_bytes_max: 8_192,
+            validation_deadline_ms: 2_000,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_bytes_max: 1_048_576,
+            uri_bytes_max: 8_192,
+            header_bytes_max: 16_384,
+            header_count_max: 64,
+        }
+    }
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_ms: 2_000,
+            check_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period_ms: 10_000,
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or has the wrong shape.
+    #[error("cannot load configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid configuration: {field}: {reason}")]
+    Invalid {
+        /// The offending field, dotted (`http.body_bytes_max`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Loads the defaults, then `path` (if given), then `GATEWAY_*` environment variables, and
+    /// validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("GATEWAY_").split("__"))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and cross-references.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: &str| ConfigError::Invalid {
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let positive = |field: &str, value: u64| {
+            if value == 0 {
+                Err(invalid(field, "must be greater than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        if self.backends.is_empty() {
+            return Err(invalid("backends", "at least one backend is needed"));
+        }
+        let mut seen_services = BTreeMap::new();
+        for (name, backend) in &self.backends {
+            let field = |leaf: &str| format!("backends.{name}.{leaf}");
+            match backend.address.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                _ => return Err(invalid(&field("address"), "must be host:port")),
+            }
+            if backend.services.is_empty() {
+                return Err(invalid(&field("services"), "must name at least one service"));
+            }
+            for service in &backend.services {
+                if let Some(other) = seen_services.insert(service.clone(), name.clone()) {
+                    return Err(invalid(
+                        &field("services"),
+                        &format!("{service} is already served by backend {other}"),
+                    ));
+                }
+            }
+            positive(&field("connect_timeout_ms"), backend.connect_timeout_ms)?;
+            positive(&field("deadline_ms"), backend.deadline_ms)?;
+            positive(&field("keepalive_interval_ms"), backend.keepalive_interval_ms)?;
+            positive(&field("keepalive_timeout_ms"), backend.keepalive_timeout_ms)?;
+        }
+        if !self.backends.contains_key(&self.auth.backend) {
+            return Err(invalid("auth.backend", "must name a configured backend"));
+        }
+        for method in &self.auth.public_methods {
+            if method.split_once('/').is_none_or(|(s, m)| s.is_empty() || m.is_empty()) {
+                return Err(invalid(
+                    "auth.public_methods",
+                    "each entry must be package.Service/Method",
+                ));
+            }
+        }
+        positive("auth.token_cache_ttl_ms", self.auth.token_cache_ttl_ms)?;
+        positive("auth.token_bytes_max", self.auth.token_bytes_max as u64)?;
+        positive("auth.validation_deadline_ms", self.auth.validation_deadline_ms)?;
+        positive("http.body_bytes_max", self.http.body_bytes_max as u64)?;
+        positive("http.uri_bytes_max", self.http.uri_bytes_max as u64)?;
+        positive("http.header_bytes_max", self.http.header_bytes_max as u64)?;
+        positive("http.header_count_max", self.http.header_count_max as u64)?;
+        positive("health.check_interval_ms", self.health.check_interval_ms)?;
+        positive("health.check_timeout_ms", self.health.check_timeout_ms)?;
+        positive("shutdown.grace_period_ms", self.shutdown.grace_period_ms)?;
+        Ok(())
+    }
+
+    /// The backend that serves a gRPC service, by the service's full name.
+    pub fn backend_for_service(&self, service: &str) -> Option<(&str, &BackendConfig)> {
+        self.backends
+            .iter()
+            .find(|(_, backend)| backend.services.iter().any(|s| s == service))
+            .map(|(name, backend)| (name.as_str(), backend))
+    }
+}
+
+/// Milliseconds from config as a `Duration`.
+pub fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}

@@ -1,0 +1,190 @@
+//! The one error shape every client sees, and the gRPC-to-HTTP status table.
+//!
+//! Every error response is `{"error":{"code","message","request_id"}}` with a stable,
+//! machine-readable `code`. The table is documented in `docs/errors.md` and each row is pinned by
+//! a test in `gateway/tests/errors.rs`.
+
+use axum::{
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use tonic::Code;
+
+use crate::request_id;
+
+/// An error answered to the client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    allow: Option<String>,
+    retry_after_seconds: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+    request_id: &'a str,
+}
+
+impl ApiError {
+    /// An error with an HTTP status, a stable code and a human-readable message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            allow: None,
+            retry_after_seconds: None,
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 401: no valid credentials.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    /// 404: no route has this path.
+    pub fn route_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "no route matches this path")
+    }
+
+    /// 405 with the `Allow` header listing the methods this path accepts.
+    pub fn method_not_allowed(allow: &[http::Method]) -> Self {
+        let allow = allow
+            .iter()
+            .map(http::Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self {
+            allow: Some(allow),
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not accept this method",
+            )
+        }
+    }
+
+    /// 503: a dependency the gateway needs is not answering; clients may retry later.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            retry_after_seconds: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    /// Maps a backend's gRPC status to the client's answer, per the table in `docs/errors.md`.
+    /// Messages of client-error statuses are the backend's own (they describe the client's input);
+    /// messages of server-side statuses are replaced, so internals never leak.
+    pub fn from_grpc_status(status: &tonic::Status) -> Self {
+        let (http, code) = grpc_to_http(status.code());
+        let message = if http.is_client_error() {
+            status.message().to_owned()
+        } else {
+            match status.code() {
+                Code::Unavailable => "the backend service is unavailable".to_owned(),
+                Code::DeadlineExceeded => "the backend did not answer in time".to_owned(),
+                Code::Unimplemented => "the backend does not implement this method".to_owned(),
+                _ => "the backend failed to process the request".to_owned(),
+            }
+        };
+        let error = Self::new(http, code, message);
+        if http == StatusCode::SERVICE_UNAVAILABLE {
+            Self {
+                retry_after_seconds: Some(1),
+                ..error
+            }
+        } else {
+            error
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+/// The gRPC-to-HTTP status table (`docs/errors.md`).
+pub fn grpc_to_http(code: Code) -> (StatusCode, &'static str) {
+    match code {
+        Code::Ok => (StatusCode::OK, "ok"),
+        Code::Cancelled => (client_closed_request(), "cancelled"),
+        Code::Unknown => (StatusCode::INTERNAL_SERVER_ERROR, "unknown"),
+        Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
+        Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
+        Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+        Code::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+        Code::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
+        Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted"),
+        Code::FailedPrecondition => (StatusCode::BAD_REQUEST, "failed_precondition"),
+        Code::Aborted => (StatusCode::CONFLICT, "aborted"),
+        Code::OutOfRange => (StatusCode::BAD_REQUEST, "out_of_range"),
+        Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "unimplemented"),
+        Code::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Code::DataLoss => (StatusCode::INTERNAL_SERVER_ERROR, "data_loss"),
+        Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+    }
+}
+
+/// 499, the de-facto status for a request the client gave up on (nginx, grpc-gateway).
+fn client_closed_request() -> StatusCode {
+    StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST)
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = request_id::current().unwrap_or_default();
+        let body = serde_json::to_vec(&Envelope {
+            error: Body {
+                code: self.code,
+                message: &self.message,
+                request_id: &request_id,
+            },
+        })
+        .unwrap_or_default();
+        let mut response = (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        if let Some(allow) = self.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
+    }
+}
+
+/// The error code of an error response, kept as a response extension for logs and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);

@@ -1,0 +1,183 @@
+//! Health: liveness, readiness and per-dependency detail.
+//!
+//! A background task asks every backend's `grpc.health.v1.Health/Check` for each service it
+//! serves, every `health.check_interval_ms`. Probes read the latest results, so a flood of probe
+//! requests never becomes a flood of backend calls. The gateway is ready when every backend answered
+//! SERVING for every service at the latest check and it is not draining for shutdown.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use tokio::sync::watch;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+use crate::{backends::Backends, config::HealthConfig, metrics::Metrics};
+
+/// The latest known state of one dependency.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DependencyStatus {
+    /// Whether the latest check succeeded.
+    pub healthy: bool,
+    /// What the check saw: `SERVING`, or why not.
+    pub detail: String,
+}
+
+/// Shared health state: dependency results and the draining flag.
+#[derive(Debug, Default)]
+pub struct Health {
+    dependencies: Mutex<BTreeMap<String, DependencyStatus>>,
+    draining: AtomicBool,
+}
+
+/// The body of every health endpoint.
+#[derive(Debug, Serialize)]
+pub struct HealthReport {
+    /// `ready`, `not_ready` or `draining`.
+    pub status: &'static str,
+    /// Each backend's latest check, by name.
+    pub dependencies: BTreeMap<String, DependencyStatus>,
+}
+
+impl Health {
+    /// Health state for these backends, each "not checked yet" until the first check.
+    pub fn new(backend_names: impl IntoIterator<Item = String>) -> Self {
+        let dependencies = backend_names
+            .into_iter()
+            .map(|name| {
+                (
+                    name,
+                    DependencyStatus {
+                        healthy: false,
+                        detail: "not checked yet".to_owned(),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            dependencies: Mutex::new(dependencies),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the gateway as shutting down: readiness turns false so load balancers stop sending.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// The current report.
+    pub fn report(&self) -> HealthReport {
+        let dependencies = self
+            .dependencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let status = if self.draining.load(Ordering::SeqCst) {
+            "draining"
+        } else if dependencies.values().all(|d| d.healthy) {
+            "ready"
+        } else {
+            "not_ready"
+        };
+        HealthReport {
+            status,
+            dependencies,
+        }
+    }
+
+    fn record(&self, backend: &str, status: DependencyStatus) {
+        self.dependencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(backend.to_owned(), status);
+    }
+}
+
+/// Checks every backend at the configured interval until `shutdown` changes.
+pub async fn run_checks(
+    health: Arc<Health>,
+    backends: Backends,
+    config: HealthConfig,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(Duration::from_millis(config.check_interval_ms));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let timeout = Duration::from_millis(config.check_timeout_ms);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            _ = interval.tick() => {}
+        }
+        let checks = backends.iter().map(|(backend, services)| async move {
+            let status = check_backend(backend.channel(), &services, timeout).await;
+            (backend.name().to_owned(), status)
+        });
+        for (name, status) in futures::future::join_all(checks).await {
+            metrics.set_backend_up(&name, status.healthy);
+            health.record(&name, status);
+        }
+    }
+}
+
+async fn check_backend(
+    channel: tonic::transport::Channel,
+    services: &[&str],
+    timeout: Duration,
+) -> DependencyStatus {
+    let mut client = HealthClient::new(channel);
+    for service in services {
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: (*service).to_owned(),
+        });
+        request.set_timeout(timeout);
+        let answer = tokio::time::timeout(timeout, client.check(request)).await;
+        let detail = match answer {
+            Ok(Ok(response)) if response.get_ref().status == ServingStatus::Serving as i32 => {
+                continue;
+            }
+            Ok(Ok(response)) => format!("{service}: {:?}", response.get_ref().status()),
+            Ok(Err(status)) => format!("{service}: {:?}: {}", status.code(), status.message()),
+            Err(_) => format!("{service}: no answer within {} ms", timeout.as_millis()),
+        };
+        return DependencyStatus {
+            healthy: false,
+            detail,
+        };
+    }
+    DependencyStatus {
+        healthy: true,
+        detail: "SERVING".to_owned(),
+    }
+}
+
+/// `GET /health/live`: the process is up and serving HTTP.
+pub async fn live() -> Response {
+    Json(serde_json::json!({ "status": "live" })).into_response()
+}
+
+/// `GET /health/ready` and `GET /health`: 200 when ready, 503 otherwise, with per-dependency detail.
+pub async fn ready(State(health): State<Arc<Health>>) -> Response {
+    let report = health.report();
+    let status = if report.status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}

@@ -1,0 +1,73 @@
+//! Request-size limits checked before any work is done: request-target length (414), header count
+//! and total header size (431), and a declared body larger than allowed (413). The body itself is
+//! read through a size-limited reader in [`crate::proxy`], so an undeclared (chunked) body is held
+//! to the same limit.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::{StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use crate::{config::HttpConfig, error::ApiError};
+
+/// Middleware enforcing [`HttpConfig`]'s limits on the request head.
+pub async fn layer(State(config): State<Arc<HttpConfig>>, request: Request, next: Next) -> Response {
+    if let Err(error) = check_head(&config, &request) {
+        return error.into_response();
+    }
+    next.run(request).await
+}
+
+fn check_head(config: &HttpConfig, request: &Request) -> Result<(), ApiError> {
+    let target_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if target_len > config.uri_bytes_max {
+        return Err(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target exceeds {} bytes", config.uri_bytes_max),
+        ));
+    }
+    let headers = request.headers();
+    if headers.len() > config.header_count_max {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("more than {} request headers", config.header_count_max),
+        ));
+    }
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > config.header_bytes_max {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("request headers exceed {} bytes", config.header_bytes_max),
+        ));
+    }
+    let declared_body = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared_body.is_some_and(|length| length > config.body_bytes_max as u64) {
+        return Err(payload_too_large(config.body_bytes_max));
+    }
+    Ok(())
+}
+
+/// 413 for a body over the limit.
+pub fn payload_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the request body exceeds {limit} bytes"),
+    )
+}

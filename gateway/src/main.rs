@@ -1,0 +1,106 @@
+//! The gateway binary: reads config, sets up logging, binds the listeners and serves until
+//! SIGINT or SIGTERM.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use gateway::{App, Config, Listeners, Seams};
+use seams::{Net, SystemClock, TokioNet};
+
+fn usage() -> &'static str {
+    "usage: gateway [--config PATH]\n\
+     Reads PATH (or $GATEWAY_CONFIG) as TOML, then GATEWAY_* environment overrides.\n\
+     See docs/configuration.md."
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let mut args = std::env::args().skip(1);
+    let mut config_path = std::env::var_os("GATEWAY_CONFIG").map(PathBuf::from);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => match args.next() {
+                Some(path) => config_path = Some(PathBuf::from(path)),
+                None => {
+                    eprintln!("--config needs a path\n{}", usage());
+                    return ExitCode::from(2);
+                }
+            },
+            "-h" | "--help" => {
+                println!("{}", usage());
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument {other:?}\n{}", usage());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match run(config_path).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("gateway: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref())?;
+    let seams = Seams {
+        net: TokioNet,
+        clock: Arc::new(SystemClock),
+        seed: process_seed(),
+    };
+    let listeners = Listeners {
+        api: seams.net.bind(config.listen.api).await?,
+        websocket: seams.net.bind(config.listen.websocket).await?,
+        health: seams.net.bind(config.listen.health).await?,
+        metrics: seams.net.bind(config.listen.metrics).await?,
+    };
+    tracing::info!(
+        api = %config.listen.api,
+        websocket = %config.listen.websocket,
+        health = %config.listen.health,
+        metrics = %config.listen.metrics,
+        "gateway listening"
+    );
+    let app = App::from_config(config, &seams)?;
+    gateway::serve(app, listeners, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// A seed for this process's RNG: std's per-process random hasher keys come from the OS.
+fn process_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,175 @@
+//! Prometheus metrics (prometheus-client), served on the metrics port at `/metrics`.
+//!
+//! - `gateway_http_requests_total{route,method,status}` and
+//!   `gateway_http_request_duration_seconds{route,method,status}`: every HTTP request, labelled by
+//!   its route template (never the raw path, which would explode cardinality).
+//! - `gateway_backend_call_duration_seconds{service,code}`: every gRPC call to a backend.
+//! - `gateway_backend_up{backend}`: the latest health check of each backend (1 or 0).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// The label set of HTTP request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route template, or `unmatched`.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The response status code.
+    pub status: u16,
+}
+
+/// The label set of backend call metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// Full gRPC service name.
+    pub service: String,
+    /// gRPC status code name (`Ok`, `Unavailable`, ...).
+    pub code: String,
+}
+
+/// The label set of per-backend gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendNameLabels {
+    /// The backend's name in config.
+    pub backend: String,
+}
+
+/// The route label of a response, set by the routing layer as a response extension.
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub String);
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<HttpLabels, Histogram>,
+    backend_duration: Family<BackendLabels, Histogram>,
+    backend_up: Family<BackendNameLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~1.6 s.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 15))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration =
+            Family::<HttpLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let backend_duration = Family::<BackendLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> _,
+        );
+        let backend_up = Family::<BackendNameLabels, Gauge>::default();
+        registry.register(
+            "gateway_http_requests",
+            "HTTP requests answered",
+            http_requests.clone(),
+        );
+        registry.register(
+            "gateway_http_request_duration_seconds",
+            "Time from request to response head",
+            http_duration.clone(),
+        );
+        registry.register(
+            "gateway_backend_call_duration_seconds",
+            "Duration of gRPC calls to backends",
+            backend_duration.clone(),
+        );
+        registry.register(
+            "gateway_backend_up",
+            "Whether the latest health check of a backend succeeded",
+            backend_up.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            backend_duration,
+            backend_up,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one backend call.
+    pub fn observe_backend_call(&self, service: &str, code: tonic::Code, elapsed: Duration) {
+        self.backend_duration
+            .get_or_create(&BackendLabels {
+                service: service.to_owned(),
+                code: format!("{code:?}"),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a backend's health.
+    pub fn set_backend_up(&self, backend: &str, up: bool) {
+        self.backend_up
+            .get_or_create(&BackendNameLabels {
+                backend: backend.to_owned(),
+            })
+            .set(i64::from(up));
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Middleware: counts and times every HTTP request by route, method and status.
+pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let method = request.method().as_str().to_owned();
+    let started = tokio::time::Instant::now();
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map_or_else(|| "unmatched".to_owned(), |label| label.0.clone());
+    let labels = HttpLabels {
+        route,
+        method,
+        status: response.status().as_u16(),
+    };
+    metrics.http_requests.get_or_create(&labels).inc();
+    metrics
+        .http_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`.
+pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,198 @@
+//! The routing and backend-call phases: match the route, transcode JSON to a dynamic gRPC
+//! request, call the backend with the caller's context as metadata, and transcode the answer.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use tonic::metadata::{MetadataMap, MetadataValue};
+
+use crate::{
+    auth::{RequiresAuth, UserContext},
+    backends::Backends,
+    error::ApiError,
+    limits::payload_too_large,
+    metrics::{Metrics, RouteLabel},
+    request_id::{self, RequestId},
+    routing::{Capture, Route, RouteLookup, RouteTable},
+    transcode::{self, TranscodeError},
+};
+
+/// Metadata keys carrying the caller's identity to backends. Clients' own headers are never
+/// forwarded, so a client cannot forge them.
+pub mod user_metadata {
+    /// The user's ID.
+    pub const USER_ID: &str = "x-user-id";
+    /// The user's login name, percent-encoded where not plain ASCII.
+    pub const USER_NAME: &str = "x-user-name";
+    /// The user's roles, comma-separated.
+    pub const USER_ROLES: &str = "x-user-roles";
+}
+
+/// Characters escaped in metadata values: controls, non-ASCII (by the encoder), and `%` itself.
+const METADATA_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
+
+/// The route a request matched and its decoded path variables.
+#[derive(Debug, Clone)]
+pub struct MatchedRoute {
+    /// The route.
+    pub route: Arc<Route>,
+    /// Its path variables.
+    pub captures: Vec<Capture>,
+}
+
+/// Middleware: looks the request up in the route table. 404 when no route has the path, 405 with
+/// `Allow` when the path exists with other methods, 400 when a path variable is not UTF-8.
+pub async fn route_layer(
+    State(table): State<Arc<RouteTable>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match table.lookup(request.method(), request.uri().path()) {
+        RouteLookup::Found(route, captures) => {
+            let label = RouteLabel(route.label.clone());
+            request.extensions_mut().insert(RequiresAuth(!route.public));
+            request
+                .extensions_mut()
+                .insert(MatchedRoute { route, captures });
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(label);
+            response
+        }
+        RouteLookup::NotFound => ApiError::route_not_found().into_response(),
+        RouteLookup::MethodNotAllowed(allow) => ApiError::method_not_allowed(&allow).into_response(),
+        RouteLookup::BadPath(error) => {
+            ApiError::bad_request("invalid_path", error.to_string()).into_response()
+        }
+    }
+}
+
+/// What the final handler needs.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Backend connections.
+    pub backends: Backends,
+    /// Where backend call latencies are recorded.
+    pub metrics: Arc<Metrics>,
+    /// Largest accepted body.
+    pub body_bytes_max: usize,
+}
+
+/// The final handler: transcode, call, transcode back.
+pub async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+    match forward(&proxy, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let matched = parts
+        .extensions
+        .get::<MatchedRoute>()
+        .ok_or_else(ApiError::route_not_found)?;
+    let route = &matched.route;
+    let body = Limited::new(body, proxy.body_bytes_max)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error.is::<LengthLimitError>() {
+                payload_too_large(proxy.body_bytes_max)
+            } else {
+                ApiError::bad_request("invalid_body", "the request body could not be read")
+            }
+        })?
+        .to_bytes();
+    if !body.is_empty() && !is_json(parts.headers.get(header::CONTENT_TYPE)) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "request bodies must be application/json",
+        ));
+    }
+    let message = transcode::build_request(route, &matched.captures, parts.uri.query(), &body)
+        .map_err(|error| match error {
+            TranscodeError::InvalidJson(_) => {
+                ApiError::bad_request("invalid_json", error.to_string())
+            }
+            other => ApiError::bad_request("invalid_argument", other.to_string()),
+        })?;
+    let backend = proxy.backends.for_service(route.service_name()).ok_or_else(|| {
+        // Start-up checks that every routed service has a backend; this guards the invariant.
+        ApiError::unavailable("backend_unavailable", "no backend serves this route")
+    })?;
+    let metadata = outgoing_metadata(
+        parts.extensions.get::<RequestId>(),
+        parts.extensions.get::<Arc<UserContext>>(),
+    );
+    let started = tokio::time::Instant::now();
+    let result = backend
+        .unary(
+            route.grpc_path.clone(),
+            message,
+            route.grpc_method.output(),
+            metadata,
+            backend.deadline(),
+        )
+        .await;
+    let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+    proxy
+        .metrics
+        .observe_backend_call(route.service_name(), code, started.elapsed());
+    let response = result.map_err(|status| {
+        tracing::debug!(code = ?status.code(), message = status.message(), "backend error");
+        ApiError::from_grpc_status(&status)
+    })?;
+    let json = transcode::response_to_json(route, &response).map_err(|error| {
+        tracing::error!(%error, "response transcoding failed");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the backend's response could not be encoded",
+        )
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response())
+}
+
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        // No declared type: JSON is the only body this API takes.
+        return true;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
+/// The metadata sent with every backend call: the request ID and, when authenticated, the user.
+fn outgoing_metadata(request_id: Option<&RequestId>, user: Option<&Arc<UserContext>>) -> MetadataMap {
+    let mut metadata = MetadataMap::new();
+    let mut insert = |key: &'static str, value: &str| {
+        let escaped = utf8_percent_encode(value, METADATA_ESCAPES).to_string();
+        if let Ok(value) = MetadataValue::try_from(escaped.as_str()) {
+            metadata.insert(key, value);
+        }
+    };
+    if let Some(id) = request_id {
+        insert(request_id::HEADER, &id.0);
+    }
+    if let Some(user) = user {
+        insert(user_metadata::USER_ID, &user.user_id);
+        insert(user_metadata::USER_NAME, &user.username);
+        insert(user_metadata::USER_ROLES, &user.roles.join(","));
+    }
+    metadata
+}

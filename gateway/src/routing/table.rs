@@ -1,0 +1,320 @@
+//! The route table: every annotated method of every service in the descriptor pool becomes a
+//! [`Route`]. Adding an annotated method to a `.proto` adds its route with no gateway code.
+
+use std::sync::Arc;
+
+use http::{Method, uri::PathAndQuery};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor,
+    Value,
+};
+
+use super::path_template::{Capture, PathError, PathTemplate, TemplateError};
+
+/// The name of the HTTP annotation extension in the descriptor pool.
+const HTTP_EXTENSION: &str = "google.api.http";
+
+/// Where the HTTP request body goes in the gRPC request.
+#[derive(Debug, Clone)]
+pub enum BodyMapping {
+    /// No body: every field not bound by the path comes from the query string.
+    None,
+    /// `body: "*"`: the body is the whole request message (path variables are set on top).
+    Whole,
+    /// `body: "field"`: the body is this message field; other fields come from the query string.
+    Field(FieldDescriptor),
+}
+
+/// One HTTP route and the gRPC method it calls.
+#[derive(Debug)]
+pub struct Route {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path template.
+    pub template: PathTemplate,
+    /// The gRPC method called.
+    pub grpc_method: MethodDescriptor,
+    /// The gRPC path, `/package.Service/Method`.
+    pub grpc_path: PathAndQuery,
+    /// Where the request body goes.
+    pub body: BodyMapping,
+    /// When set, only this response field is returned as the HTTP body.
+    pub response_body: Option<FieldDescriptor>,
+    /// Whether the route is reachable without a token.
+    pub public: bool,
+    /// A low-cardinality label for logs and metrics: `GET /api/projects/{id}`.
+    pub label: String,
+}
+
+impl Route {
+    /// The full name of the service that serves this route (`project.v1.ProjectService`).
+    pub fn service_name(&self) -> &str {
+        self.grpc_method.parent_service().full_name()
+    }
+
+    /// The gRPC request type.
+    pub fn input(&self) -> MessageDescriptor {
+        self.grpc_method.input()
+    }
+}
+
+/// Why the descriptors do not make a valid route table.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteTableError {
+    /// The descriptor bytes could not be decoded.
+    #[error("invalid descriptor set: {0}")]
+    Descriptors(#[from] prost_reflect::DescriptorError),
+    /// A path template does not parse.
+    #[error("{method}: {source}")]
+    Template {
+        /// The gRPC method.
+        method: String,
+        /// The parse error.
+        source: TemplateError,
+    },
+    /// An annotation refers to a field the request does not have, or one that cannot be bound.
+    #[error("{method}: {reason}")]
+    Binding {
+        /// The gRPC method.
+        method: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two methods claim the same HTTP method and template.
+    #[error("{first} and {second} both map to {route}")]
+    Duplicate {
+        /// One gRPC method.
+        first: String,
+        /// The other.
+        second: String,
+        /// The contested route.
+        route: String,
+    },
+}
+
+/// The outcome of looking up a request.
+#[derive(Debug)]
+pub enum RouteLookup {
+    /// A route matched; these are its decoded path variables.
+    Found(Arc<Route>, Vec<Capture>),
+    /// No route has this path.
+    NotFound,
+    /// Routes have this path, but none with this method; these are the methods that would work.
+    MethodNotAllowed(Vec<Method>),
+    /// The path matched, but a variable is not valid UTF-8 once decoded.
+    BadPath(PathError),
+}
+
+/// Every route, searched in order of specificity.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    /// Builds the table from a descriptor pool. `public_methods` lists the gRPC methods
+    /// (`auth.v1.AuthService/Login`) reachable without a token.
+    pub fn from_pool(
+        pool: &DescriptorPool,
+        public_methods: &[String],
+    ) -> Result<Self, RouteTableError> {
+        let Some(extension) = pool.get_extension_by_name(HTTP_EXTENSION) else {
+            return Ok(Self::default());
+        };
+        let mut routes: Vec<Arc<Route>> = Vec::new();
+        for service in pool.services() {
+            for method in service.methods() {
+                let options = method.options();
+                if !options.has_extension(&extension) {
+                    continue;
+                }
+                let method_name = format!("{}/{}", service.full_name(), method.name());
+                if method.is_client_streaming() || method.is_server_streaming() {
+                    return Err(RouteTableError::Binding {
+                        method: method_name,
+                        reason: "streaming methods cannot be transcoded".into(),
+                    });
+                }
+                let rule = options.get_extension(&extension);
+                let Some(rule) = rule.as_message() else {
+                    continue;
+                };
+                let public = public_methods.contains(&method_name);
+                let mut bindings = vec![rule.clone()];
+                if let Some(Value::List(extra)) = rule
+                    .get_field_by_name("additional_bindings")
+                    .as_deref()
+                    .cloned()
+                {
+                    bindings.extend(extra.iter().filter_map(|v| v.as_message().cloned()));
+                }
+                for binding in &bindings {
+                    let route = build_route(&method, &method_name, binding, public)?;
+                    if let Some(existing) = routes.iter().find(|r| {
+                        r.method == route.method && r.template.as_str() == route.template.as_str()
+                    }) {
+                        return Err(RouteTableError::Duplicate {
+                            first: existing.grpc_method.full_name().to_owned(),
+                            second: method.full_name().to_owned(),
+                            route: route.label,
+                        });
+                    }
+                    routes.push(Arc::new(route));
+                }
+            }
+        }
+        // Most specific first, so the first match is the best one.
+        routes.sort_by(|a, b| b.template.specificity_cmp(&a.template));
+        Ok(Self { routes })
+    }
+
+    /// Every route, most specific first.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// Finds the route for a request.
+    pub fn lookup(&self, method: &Method, path: &str) -> RouteLookup {
+        let mut allowed: Vec<Method> = Vec::new();
+        for route in &self.routes {
+            let Some(matched) = route.template.matches(path) else {
+                continue;
+            };
+            if route.method != *method {
+                if !allowed.contains(&route.method) {
+                    allowed.push(route.method.clone());
+                }
+                continue;
+            }
+            return match matched.captures() {
+                Ok(captures) => RouteLookup::Found(route.clone(), captures),
+                Err(error) => RouteLookup::BadPath(error),
+            };
+        }
+        if allowed.is_empty() {
+            RouteLookup::NotFound
+        } else {
+            RouteLookup::MethodNotAllowed(allowed)
+        }
+    }
+}
+
+fn build_route(
+    method: &MethodDescriptor,
+    method_name: &str,
+    rule: &DynamicMessage,
+    public: bool,
+) -> Result<Route, RouteTableError> {
+    let binding_error = |reason: String| RouteTableError::Binding {
+        method: method_name.to_owned(),
+        reason,
+    };
+    let string_field = |name: &str| -> String {
+        rule.get_field_by_name(name)
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let mut verb_and_path = None;
+    for (field, http_method) in [
+        ("get", Method::GET),
+        ("put", Method::PUT),
+        ("post", Method::POST),
+        ("delete", Method::DELETE),
+        ("patch", Method::PATCH),
+    ] {
+        if rule.has_field_by_name(field) {
+            verb_and_path = Some((http_method, string_field(field)));
+        }
+    }
+    if rule.has_field_by_name("custom")
+        && let Some(custom) = rule
+            .get_field_by_name("custom")
+            .and_then(|v| v.as_message().cloned())
+    {
+        let kind = custom
+            .get_field_by_name("kind")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let path = custom
+            .get_field_by_name("path")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let http_method = Method::from_bytes(kind.as_bytes())
+            .map_err(|_| binding_error(format!("invalid custom HTTP method {kind:?}")))?;
+        verb_and_path = Some((http_method, path));
+    }
+    let Some((http_method, path)) = verb_and_path else {
+        return Err(binding_error("the HTTP rule has no method and path".into()));
+    };
+    let template = PathTemplate::parse(&path).map_err(|source| RouteTableError::Template {
+        method: method_name.to_owned(),
+        source,
+    })?;
+    let input = method.input();
+    for field_path in template.variable_paths() {
+        let leaf = resolve_field_path(&input, field_path).map_err(&binding_error)?;
+        if leaf.is_list() || leaf.is_map() || matches!(leaf.kind(), Kind::Message(_)) {
+            return Err(binding_error(format!(
+                "path variable {} must be a singular scalar field",
+                field_path.join(".")
+            )));
+        }
+    }
+    let body = match string_field("body").as_str() {
+        "" => BodyMapping::None,
+        "*" => BodyMapping::Whole,
+        name => {
+            let field = input
+                .get_field_by_name(name)
+                .ok_or_else(|| binding_error(format!("body field {name:?} does not exist")))?;
+            if field.is_list() || field.is_map() || !matches!(field.kind(), Kind::Message(_)) {
+                return Err(binding_error(format!(
+                    "body field {name:?} must be a singular message field"
+                )));
+            }
+            BodyMapping::Field(field)
+        }
+    };
+    let response_body = match string_field("response_body").as_str() {
+        "" => None,
+        name => Some(method.output().get_field_by_name(name).ok_or_else(|| {
+            binding_error(format!("response_body field {name:?} does not exist"))
+        })?),
+    };
+    let grpc_path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+    let grpc_path = PathAndQuery::try_from(grpc_path)
+        .map_err(|_| binding_error("the method name is not a valid gRPC path".into()))?;
+    Ok(Route {
+        label: format!("{http_method} {}", template.as_str()),
+        method: http_method,
+        template,
+        grpc_method: method.clone(),
+        grpc_path,
+        body,
+        response_body,
+        public,
+    })
+}
+
+/// Walks a dotted field path (`project.id`) through nested singular message fields.
+pub(crate) fn resolve_field_path(
+    message: &MessageDescriptor,
+    path: &[String],
+) -> Result<FieldDescriptor, String> {
+    let mut current = message.clone();
+    let mut field = None;
+    for (index, name) in path.iter().enumerate() {
+        let found = current
+            .get_field_by_name(name)
+            .or_else(|| current.get_field_by_json_name(name))
+            .ok_or_else(|| format!("field {} does not exist", path[..=index].join(".")))?;
+        if index + 1 < path.len() {
+            match found.kind() {
+                Kind::Message(inner) if !found.is_list() && !found.is_map() => current = inner,
+                _ => return Err(format!("{} is not a singular message field", name)),
+            }
+        }
+        field = Some(found);
+    }
+    field.ok_or_else(|| "empty field path".to_owned())
+}
