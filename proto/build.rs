@@ -3,8 +3,6 @@
 
 use std::{env, fs, path::PathBuf};
 
-use prost::Message;
-
 const PROTO_FILES: &[&str] = &[
     "proto/auth/v1/auth.proto",
     "proto/project/v1/project.proto",
@@ -13,9 +11,16 @@ const PROTO_FILES: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let descriptors = protox::compile(PROTO_FILES, ["proto"])?;
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_imports(true).open_files(PROTO_FILES)?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out_dir.join("descriptors.bin"), descriptors.encode_to_vec())?;
+    // Encoded through the compiler's own pool, so method options (the `google.api.http`
+    // extension) survive: prost-types' option structs would drop extension fields.
+    fs::write(
+        out_dir.join("descriptors.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+    let descriptors = compiler.file_descriptor_set();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

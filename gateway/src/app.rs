@@ -174,13 +174,19 @@ impl App {
         });
         // Inner phases, top to bottom: route (404/405) → authenticate (401) → call the backend.
         // Routing comes first because whether a token is needed depends on the route.
-        let routed = Router::new().fallback(proxy::handle).with_state(proxy).layer(
-            ServiceBuilder::new()
-                .layer(from_fn_with_state(self.routes.clone(), proxy::route_layer))
-                .layer(from_fn_with_state(self.validator.clone(), auth::layer)),
-        );
+        let routed = Router::new()
+            .fallback(proxy::handle)
+            .with_state(proxy)
+            .layer(
+                ServiceBuilder::new()
+                    .layer(from_fn_with_state(self.routes.clone(), proxy::route_layer))
+                    .layer(from_fn_with_state(self.validator.clone(), auth::layer)),
+            );
         let router = Router::new()
-            .route("/health", get(health::ready).with_state(self.health.clone()))
+            .route(
+                "/health",
+                get(health::ready).with_state(self.health.clone()),
+            )
             .fallback_service(routed);
         self.outer_layers(router)
     }

@@ -153,7 +153,10 @@ impl TokenValidator {
 
     fn forget(&self, key: [u8; 32], slot: &Slot) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.get(&key).is_some_and(|current| Arc::ptr_eq(current, slot)) {
+        if cache
+            .get(&key)
+            .is_some_and(|current| Arc::ptr_eq(current, slot))
+        {
             cache.remove(&key);
         }
     }
@@ -174,7 +177,8 @@ impl TokenValidator {
         match answer {
             Ok(Ok(response)) => {
                 let user = response.into_inner();
-                let remaining_seconds = user.expires_at_unix_seconds - self.clock.now_unix_seconds();
+                let remaining_seconds =
+                    user.expires_at_unix_seconds - self.clock.now_unix_seconds();
                 if remaining_seconds <= 0 {
                     return Outcome {
                         verdict: Verdict::Invalid("token expired".into()),
@@ -280,7 +284,15 @@ mod tests {
     #[test]
     fn only_three_base64url_parts_look_like_a_jwt() {
         assert!(looks_like_jwt("aGVh.cGF5_-.c2ln"));
-        for bad in ["", "a.b", "a.b.c.d", "a..c", "a.b.c=", "a.b.c d", "a.b.\u{e9}"] {
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "a..c",
+            "a.b.c=",
+            "a.b.c d",
+            "a.b.\u{e9}",
+        ] {
             assert!(!looks_like_jwt(bad), "{bad:?}");
         }
     }

@@ -96,11 +96,8 @@ impl Backend {
             grpc.ready()
                 .await
                 .map_err(|e| Status::unavailable(format!("backend not ready: {e}")))?;
-            let mut request = tonic::Request::from_parts(
-                metadata,
-                tonic::Extensions::default(),
-                request,
-            );
+            let mut request =
+                tonic::Request::from_parts(metadata, tonic::Extensions::default(), request);
             request.set_timeout(deadline);
             grpc.unary(request, path, DynamicCodec::new(response_type))
                 .await

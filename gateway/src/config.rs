@@ -299,7 +299,10 @@ impl Config {
                 _ => return Err(invalid(&field("address"), "must be host:port")),
             }
             if backend.services.is_empty() {
-                return Err(invalid(&field("services"), "must name at least one service"));
+                return Err(invalid(
+                    &field("services"),
+                    "must name at least one service",
+                ));
             }
             for service in &backend.services {
                 if let Some(other) = seen_services.insert(service.clone(), name.clone()) {
@@ -311,14 +314,20 @@ impl Config {
             }
             positive(&field("connect_timeout_ms"), backend.connect_timeout_ms)?;
             positive(&field("deadline_ms"), backend.deadline_ms)?;
-            positive(&field("keepalive_interval_ms"), backend.keepalive_interval_ms)?;
+            positive(
+                &field("keepalive_interval_ms"),
+                backend.keepalive_interval_ms,
+            )?;
             positive(&field("keepalive_timeout_ms"), backend.keepalive_timeout_ms)?;
         }
         if !self.backends.contains_key(&self.auth.backend) {
             return Err(invalid("auth.backend", "must name a configured backend"));
         }
         for method in &self.auth.public_methods {
-            if method.split_once('/').is_none_or(|(s, m)| s.is_empty() || m.is_empty()) {
+            if method
+                .split_once('/')
+                .is_none_or(|(s, m)| s.is_empty() || m.is_empty())
+            {
                 return Err(invalid(
                     "auth.public_methods",
                     "each entry must be package.Service/Method",
@@ -327,7 +336,10 @@ impl Config {
         }
         positive("auth.token_cache_ttl_ms", self.auth.token_cache_ttl_ms)?;
         positive("auth.token_bytes_max", self.auth.token_bytes_max as u64)?;
-        positive("auth.validation_deadline_ms", self.auth.validation_deadline_ms)?;
+        positive(
+            "auth.validation_deadline_ms",
+            self.auth.validation_deadline_ms,
+        )?;
         positive("http.body_bytes_max", self.http.body_bytes_max as u64)?;
         positive("http.uri_bytes_max", self.http.uri_bytes_max as u64)?;
         positive("http.header_bytes_max", self.http.header_bytes_max as u64)?;

@@ -59,7 +59,11 @@ impl ApiError {
 
     /// 404: no route has this path.
     pub fn route_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no route matches this path")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no route matches this path",
+        )
     }
 
     /// 405 with the `Allow` header listing the methods this path accepts.

@@ -15,7 +15,11 @@ use axum::{
 use crate::{config::HttpConfig, error::ApiError};
 
 /// Middleware enforcing [`HttpConfig`]'s limits on the request head.
-pub async fn layer(State(config): State<Arc<HttpConfig>>, request: Request, next: Next) -> Response {
+pub async fn layer(
+    State(config): State<Arc<HttpConfig>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Err(error) = check_head(&config, &request) {
         return error.into_response();
     }

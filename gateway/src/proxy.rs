@@ -66,7 +66,9 @@ pub async fn route_layer(
             response
         }
         RouteLookup::NotFound => ApiError::route_not_found().into_response(),
-        RouteLookup::MethodNotAllowed(allow) => ApiError::method_not_allowed(&allow).into_response(),
+        RouteLookup::MethodNotAllowed(allow) => {
+            ApiError::method_not_allowed(&allow).into_response()
+        }
         RouteLookup::BadPath(error) => {
             ApiError::bad_request("invalid_path", error.to_string()).into_response()
         }
@@ -124,10 +126,13 @@ async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> 
             }
             other => ApiError::bad_request("invalid_argument", other.to_string()),
         })?;
-    let backend = proxy.backends.for_service(route.service_name()).ok_or_else(|| {
-        // Start-up checks that every routed service has a backend; this guards the invariant.
-        ApiError::unavailable("backend_unavailable", "no backend serves this route")
-    })?;
+    let backend = proxy
+        .backends
+        .for_service(route.service_name())
+        .ok_or_else(|| {
+            // Start-up checks that every routed service has a backend; this guards the invariant.
+            ApiError::unavailable("backend_unavailable", "no backend serves this route")
+        })?;
     let metadata = outgoing_metadata(
         parts.extensions.get::<RequestId>(),
         parts.extensions.get::<Arc<UserContext>>(),
@@ -142,7 +147,9 @@ async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> 
             backend.deadline(),
         )
         .await;
-    let code = result.as_ref().map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+    let code = result
+        .as_ref()
+        .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
     proxy
         .metrics
         .observe_backend_call(route.service_name(), code, started.elapsed());
@@ -178,7 +185,10 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
 }
 
 /// The metadata sent with every backend call: the request ID and, when authenticated, the user.
-fn outgoing_metadata(request_id: Option<&RequestId>, user: Option<&Arc<UserContext>>) -> MetadataMap {
+fn outgoing_metadata(
+    request_id: Option<&RequestId>,
+    user: Option<&Arc<UserContext>>,
+) -> MetadataMap {
     let mut metadata = MetadataMap::new();
     let mut insert = |key: &'static str, value: &str| {
         let escaped = utf8_percent_encode(value, METADATA_ESCAPES).to_string();

@@ -146,14 +146,13 @@ fn parse_json_message(
 
 /// Query parameters may set any field the body does not own and the path does not bind.
 fn query_may_set(route: &Route, path: &[String], field: &FieldDescriptor) -> bool {
-    let bound_by_path = route
-        .template
-        .variable_paths()
-        .any(|bound| bound == path);
+    let bound_by_path = route.template.variable_paths().any(|bound| bound == path);
     let owned_by_body = match &route.body {
         BodyMapping::Whole => true,
-        BodyMapping::Field(body_field) => path.first().map(String::as_str) == Some(body_field.name())
-            || path.first().map(String::as_str) == Some(body_field.json_name()),
+        BodyMapping::Field(body_field) => {
+            path.first().map(String::as_str) == Some(body_field.name())
+                || path.first().map(String::as_str) == Some(body_field.json_name())
+        }
         BodyMapping::None => false,
     };
     let scalar = !field.is_map() && !matches!(field.kind(), Kind::Message(_));
@@ -238,7 +237,10 @@ fn parse_scalar(kind: &Kind, raw: &str) -> Result<Value, String> {
             Value::EnumNumber(number)
         }
         Kind::Message(descriptor) => {
-            return Err(format!("{} cannot be set from text", descriptor.full_name()));
+            return Err(format!(
+                "{} cannot be set from text",
+                descriptor.full_name()
+            ));
         }
     })
 }

@@ -436,7 +436,10 @@ mod tests {
             "/api/x:",
             "/{id}/{id}",
         ] {
-            assert!(PathTemplate::parse(bad).is_err(), "{bad} should be rejected");
+            assert!(
+                PathTemplate::parse(bad).is_err(),
+                "{bad} should be rejected"
+            );
         }
     }
 
