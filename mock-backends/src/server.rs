@@ -1,0 +1,603 @@
+//! Entry points. The caller owns I/O: [`serve_auth`], [`serve_project`] and [`serve_simulation`]
+//! take a bound listener and a shutdown signal and serve until it fires; [`MockBackends::start`]
+//! binds all three through a [`Net`] and returns their addresses and handles.
+//!
+//! Each port serves, beside its backend's service: `grpc.health.v1` and `mockcontrol.v1`. The
+//! backend's own service is wrapped, outermost first, by the request-ID record and the fault
+//! layer (recording first, so calls that fail or hang by injection are still recorded); health
+//! and control are not, so a hung backend can still be un-hung. Every accepted connection passes
+//! through [`GatedListener`], which implements `down` and bounds shutdown.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
+
+use proto::{
+    auth::v1::auth_service_server::AuthServiceServer,
+    project::v1::project_service_server::ProjectServiceServer,
+    simulation::v1::simulation_service_server::SimulationServiceServer,
+};
+use seams::{Net, NetListener, SharedClock};
+use tokio::{
+    sync::{oneshot, watch},
+    task::JoinHandle,
+};
+use tonic::{body::Body, server::NamedService, transport::Server};
+use tower::{Layer, Service};
+
+use crate::{
+    auth::{AuthBackend, AuthError},
+    auth_client::AuthClient,
+    config::{ConfigError, MockConfig, ServerConfig, ServiceKind},
+    connection::GatedListener,
+    control::{ControlApi, ControlPlane},
+    control_proto::control_service_server::ControlServiceServer,
+    faults::{FaultLayer, Faults},
+    health,
+    project::ProjectBackend,
+    request_log::{RequestLog, RequestLogLayer},
+    simulation::SimulationBackend,
+};
+
+/// Serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The gRPC server stopped with an error.
+    #[error("gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The task serving a backend panicked or was cancelled.
+    #[error("server task of {service} failed: {reason}")]
+    Task {
+        /// The backend whose task failed.
+        service: ServiceKind,
+        /// The panic or cancellation.
+        reason: String,
+    },
+}
+
+/// Starting the backends failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Auth could not be set up (signing keys).
+    #[error("auth setup failed: {0}")]
+    Auth(#[from] AuthError),
+    /// A listener could not be bound.
+    #[error("could not bind {service} on {addr}: {source}")]
+    Bind {
+        /// The backend.
+        service: ServiceKind,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+}
+
+/// Serves Auth on `listener` until `shutdown` completes, then drains (see [`ServerConfig`]).
+/// `control` lists the other backends this port's control service may reach; Auth itself is
+/// always reachable.
+pub async fn serve_auth<L: NetListener>(
+    listener: L,
+    backend: AuthBackend,
+    control: ControlPlane,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let parts = Parts {
+        kind: ServiceKind::Auth,
+        faults: backend.faults().clone(),
+        requests: backend.request_log().clone(),
+        control: control.with_auth(backend.clone()),
+        config,
+    };
+    serve_service(listener, AuthServiceServer::new(backend), parts, shutdown).await
+}
+
+/// Serves Project on `listener` until `shutdown` completes, then drains. `control` lists the other
+/// backends this port's control service may reach; Project itself is always reachable.
+pub async fn serve_project<L: NetListener>(
+    listener: L,
+    backend: ProjectBackend,
+    control: ControlPlane,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let parts = Parts {
+        kind: ServiceKind::Project,
+        faults: backend.faults().clone(),
+        requests: backend.request_log().clone(),
+        control: control.with_faults(ServiceKind::Project, backend.faults().clone()),
+        config,
+    };
+    serve_service(
+        listener,
+        ProjectServiceServer::new(backend),
+        parts,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves Simulation on `listener` until `shutdown` completes, then drains. `control` lists the
+/// other backends this port's control service may reach; Simulation itself is always reachable.
+pub async fn serve_simulation<L: NetListener>(
+    listener: L,
+    backend: SimulationBackend,
+    control: ControlPlane,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let parts = Parts {
+        kind: ServiceKind::Simulation,
+        faults: backend.faults().clone(),
+        requests: backend.request_log().clone(),
+        control: control.with_faults(ServiceKind::Simulation, backend.faults().clone()),
+        config,
+    };
+    serve_service(
+        listener,
+        SimulationServiceServer::new(backend),
+        parts,
+        shutdown,
+    )
+    .await
+}
+
+/// What every backend's server is built from besides its service.
+struct Parts {
+    kind: ServiceKind,
+    faults: Faults,
+    requests: RequestLog,
+    control: ControlPlane,
+    config: ServerConfig,
+}
+
+async fn serve_service<L, S>(
+    listener: L,
+    service: S,
+    parts: Parts,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError>
+where
+    L: NetListener,
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let Parts {
+        kind,
+        faults,
+        requests,
+        control,
+        config,
+    } = parts;
+    // `draining`: shutdown has begun (hung calls are released). `killed`: the grace period is
+    // over (every connection still open is reset).
+    let (drain, draining) = watch::channel(false);
+    let (kill, killed) = watch::channel(false);
+
+    let service = RequestLogLayer::new(requests)
+        .layer(FaultLayer::new(faults.clone(), draining.clone()).layer(service));
+    let (health_reporter, health_service) = health::serving::<S>().await;
+    let control_service = ControlServiceServer::new(ControlApi::new(control, kind));
+    let incoming = seams::adapters::tonic_incoming(GatedListener::new(listener, faults, killed));
+
+    let router = Server::builder()
+        .http2_keepalive_interval(Some(millis(config.http2_keepalive_interval_ms)))
+        .http2_keepalive_timeout(Some(millis(config.http2_keepalive_timeout_ms)))
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .add_service(health_service)
+        .add_service(control_service)
+        .add_service(service);
+    let signal = async move {
+        shutdown.await;
+        tracing::info!(service = %kind, "shutting down");
+        health::not_serving::<S>(&health_reporter).await;
+        drain.send_replace(true);
+    };
+    let serving = router.serve_with_incoming_shutdown(incoming, signal);
+    tokio::pin!(serving);
+
+    let mut drain_started = draining;
+    tokio::select! {
+        biased;
+        result = &mut serving => return Ok(result?),
+        _ = drain_started.wait_for(|draining| *draining) => {}
+    }
+    if let Ok(result) = tokio::time::timeout(millis(config.shutdown_grace_ms), &mut serving).await {
+        return Ok(result?);
+    }
+    tracing::warn!(service = %kind, "shutdown grace period over; resetting open connections");
+    kill.send_replace(true);
+    // Every connection now fails its next read, so the server finishes promptly.
+    Ok(serving.await?)
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// One backend serving on a spawned task.
+#[derive(Debug)]
+pub struct RunningService {
+    kind: ServiceKind,
+    addr: SocketAddr,
+    faults: Faults,
+    requests: RequestLog,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl RunningService {
+    /// Which backend this is.
+    pub fn kind(&self) -> ServiceKind {
+        self.kind
+    }
+
+    /// The address it is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its fault knobs.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// The record of request IDs it received.
+    pub fn request_log(&self) -> &RequestLog {
+        &self.requests
+    }
+
+    /// The last request IDs it received, oldest first.
+    pub fn recent_request_ids(&self) -> Vec<String> {
+        self.requests.recent()
+    }
+
+    /// Stops serving: NOT_SERVING, in-flight calls drain for up to the grace period, then open
+    /// connections are reset.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            // An error means the server already stopped; joining reports how.
+            let _ = stop.send(());
+        }
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        match task.await {
+            Ok(result) => result,
+            Err(error) => Err(ServeError::Task {
+                service: self.kind,
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    /// Serves on `listener` on a spawned task with `serve(listener, shutdown)`.
+    fn spawn<L, F, Fut>(
+        (listener, addr): (L, SocketAddr),
+        kind: ServiceKind,
+        faults: Faults,
+        requests: RequestLog,
+        serve: F,
+    ) -> Self
+    where
+        L: NetListener,
+        F: FnOnce(L, ShutdownSignal) -> Fut,
+        Fut: Future<Output = Result<(), ServeError>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel();
+        let shutdown: ShutdownSignal = Box::pin(async move {
+            // A dropped sender (the handle dropped) also shuts the server down.
+            let _ = stopped.await;
+        });
+        let task = tokio::spawn(serve(listener, shutdown));
+        tracing::info!(service = %kind, %addr, "listening");
+        Self {
+            kind,
+            addr,
+            faults,
+            requests,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        // Not shut down properly: stop at once rather than leave a server nobody can reach.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+type ShutdownSignal = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Binds `addr` through `net`; returns the listener and the address it actually got.
+async fn bind<N: Net>(
+    net: &N,
+    service: ServiceKind,
+    addr: SocketAddr,
+) -> Result<(N::Listener, SocketAddr), StartError> {
+    let error = |source| StartError::Bind {
+        service,
+        addr,
+        source,
+    };
+    let listener = net.bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
+    Ok((listener, bound))
+}
+
+/// The address to dial for a listener bound to `bound`: loopback when it is bound to every
+/// interface, since "0.0.0.0" is not a destination.
+fn dial_addr(bound: SocketAddr) -> String {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, bound.port()).to_string()
+}
+
+/// Starts the mock backends on real or simulated networks.
+#[derive(Debug, Clone, Copy)]
+pub struct MockBackends;
+
+impl MockBackends {
+    /// Validates `config`, binds Auth, Project and Simulation through `net` on their configured
+    /// addresses and serves each on its own task. Project and Simulation call the Auth started
+    /// here (unless [`crate::UpstreamConfig::auth_addr`] says otherwise); the three ports share
+    /// one control plane.
+    pub async fn start<N: Net>(
+        net: N,
+        clock: SharedClock,
+        config: MockConfig,
+    ) -> Result<RunningBackends, StartError> {
+        config.validate()?;
+        let log_len = config.server.request_log_len_max;
+        let auth = AuthBackend::new(&config.auth, config.seed, clock.clone(), log_len)?;
+        let auth_listener = bind(&net, ServiceKind::Auth, config.auth.addr).await?;
+        let project_listener = bind(&net, ServiceKind::Project, config.project.addr).await?;
+        let simulation_listener =
+            bind(&net, ServiceKind::Simulation, config.simulation.addr).await?;
+        let auth_addr = auth_listener.1;
+        let upstream = config
+            .upstream
+            .auth_addr
+            .clone()
+            .unwrap_or_else(|| dial_addr(auth_addr));
+        let auth_client = AuthClient::connect_lazy(net.clone(), &upstream, &config.upstream)?;
+        let project = ProjectBackend::new(
+            &config.project,
+            config.seed,
+            clock.clone(),
+            auth_client.clone(),
+            log_len,
+        )?;
+        let simulation =
+            SimulationBackend::new(&config.simulation, config.seed, clock, auth_client, log_len)?;
+        let plane = ControlPlane::new()
+            .with_auth(auth.clone())
+            .with_faults(ServiceKind::Project, project.faults().clone())
+            .with_faults(ServiceKind::Simulation, simulation.faults().clone());
+
+        let server = config.server;
+        let auth_service = RunningService::spawn(
+            auth_listener,
+            ServiceKind::Auth,
+            auth.faults().clone(),
+            auth.request_log().clone(),
+            {
+                let (auth, plane, server) = (auth.clone(), plane.clone(), server.clone());
+                move |listener, shutdown| serve_auth(listener, auth, plane, server, shutdown)
+            },
+        );
+        let project_service = RunningService::spawn(
+            project_listener,
+            ServiceKind::Project,
+            project.faults().clone(),
+            project.request_log().clone(),
+            {
+                let (plane, server) = (plane.clone(), server.clone());
+                move |listener, shutdown| serve_project(listener, project, plane, server, shutdown)
+            },
+        );
+        let simulation_service = RunningService::spawn(
+            simulation_listener,
+            ServiceKind::Simulation,
+            simulation.faults().clone(),
+            simulation.request_log().clone(),
+            move |listener, shutdown| {
+                serve_simulation(listener, simulation, plane, server, shutdown)
+            },
+        );
+
+        Ok(RunningBackends {
+            auth,
+            auth_service,
+            project_service,
+            simulation_service,
+        })
+    }
+
+    /// Validates `config` and starts one backend alone, as a separate process would run it.
+    /// Project and Simulation call Auth at [`crate::UpstreamConfig::auth_addr`], or
+    /// [`crate::AuthConfig::addr`] when that is unset. Its control plane reaches only itself.
+    pub async fn start_service<N: Net>(
+        net: N,
+        clock: SharedClock,
+        config: MockConfig,
+        kind: ServiceKind,
+    ) -> Result<RunningService, StartError> {
+        config.validate()?;
+        let log_len = config.server.request_log_len_max;
+        let server = config.server.clone();
+        let auth_client = || {
+            let upstream = config
+                .upstream
+                .auth_addr
+                .clone()
+                .unwrap_or_else(|| dial_addr(config.auth.addr));
+            AuthClient::connect_lazy(net.clone(), &upstream, &config.upstream)
+        };
+        match kind {
+            ServiceKind::Auth => {
+                let auth = AuthBackend::new(&config.auth, config.seed, clock, log_len)?;
+                let (faults, requests) = (auth.faults().clone(), auth.request_log().clone());
+                let listener = bind(&net, kind, config.auth.addr).await?;
+                Ok(RunningService::spawn(
+                    listener,
+                    kind,
+                    faults,
+                    requests,
+                    move |listener, stop| {
+                        serve_auth(listener, auth, ControlPlane::new(), server, stop)
+                    },
+                ))
+            }
+            ServiceKind::Project => {
+                let project = ProjectBackend::new(
+                    &config.project,
+                    config.seed,
+                    clock,
+                    auth_client()?,
+                    log_len,
+                )?;
+                let (faults, requests) = (project.faults().clone(), project.request_log().clone());
+                let listener = bind(&net, kind, config.project.addr).await?;
+                Ok(RunningService::spawn(
+                    listener,
+                    kind,
+                    faults,
+                    requests,
+                    move |listener, stop| {
+                        serve_project(listener, project, ControlPlane::new(), server, stop)
+                    },
+                ))
+            }
+            ServiceKind::Simulation => {
+                let simulation = SimulationBackend::new(
+                    &config.simulation,
+                    config.seed,
+                    clock,
+                    auth_client()?,
+                    log_len,
+                )?;
+                let (faults, requests) = (
+                    simulation.faults().clone(),
+                    simulation.request_log().clone(),
+                );
+                let listener = bind(&net, kind, config.simulation.addr).await?;
+                Ok(RunningService::spawn(
+                    listener,
+                    kind,
+                    faults,
+                    requests,
+                    move |listener, stop| {
+                        serve_simulation(listener, simulation, ControlPlane::new(), server, stop)
+                    },
+                ))
+            }
+        }
+    }
+}
+
+/// The three backends, serving. Dropping this stops them at once; [`RunningBackends::shutdown`]
+/// stops them gracefully.
+#[derive(Debug)]
+pub struct RunningBackends {
+    auth: AuthBackend,
+    auth_service: RunningService,
+    project_service: RunningService,
+    simulation_service: RunningService,
+}
+
+impl RunningBackends {
+    /// The Auth handle: rotate keys, revoke tokens, mint tokens.
+    pub fn auth(&self) -> &AuthBackend {
+        &self.auth
+    }
+
+    /// The serving backend `kind`.
+    pub fn service(&self, kind: ServiceKind) -> &RunningService {
+        match kind {
+            ServiceKind::Auth => &self.auth_service,
+            ServiceKind::Project => &self.project_service,
+            ServiceKind::Simulation => &self.simulation_service,
+        }
+    }
+
+    /// The address backend `kind` is bound to.
+    pub fn addr(&self, kind: ServiceKind) -> SocketAddr {
+        self.service(kind).addr()
+    }
+
+    /// Auth's address.
+    pub fn auth_addr(&self) -> SocketAddr {
+        self.auth_service.addr()
+    }
+
+    /// Project's address.
+    pub fn project_addr(&self) -> SocketAddr {
+        self.project_service.addr()
+    }
+
+    /// Simulation's address.
+    pub fn simulation_addr(&self) -> SocketAddr {
+        self.simulation_service.addr()
+    }
+
+    /// The fault knobs of backend `kind`.
+    pub fn faults(&self, kind: ServiceKind) -> &Faults {
+        self.service(kind).faults()
+    }
+
+    /// The last request IDs backend `kind` received, oldest first (at most
+    /// [`ServerConfig::request_log_len_max`]).
+    pub fn recent_request_ids(&self, kind: ServiceKind) -> Vec<String> {
+        self.service(kind).recent_request_ids()
+    }
+
+    /// Stops all three (concurrently, each within its grace period); the first error is returned
+    /// after all have stopped.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        let Self {
+            auth_service,
+            project_service,
+            simulation_service,
+            ..
+        } = self;
+        let (auth, project, simulation) = tokio::join!(
+            auth_service.shutdown(),
+            project_service.shutdown(),
+            simulation_service.shutdown()
+        );
+        auth.and(project).and(simulation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_are_dialled_on_loopback() {
+        assert_eq!(dial_addr("0.0.0.0:9000".parse().unwrap()), "127.0.0.1:9000");
+        assert_eq!(dial_addr("[::]:9000".parse().unwrap()), "[::1]:9000");
+        assert_eq!(dial_addr("10.0.0.2:9000".parse().unwrap()), "10.0.0.2:9000");
+    }
+}
