@@ -107,14 +107,14 @@ impl App {
             }
         }
         let backends = Backends::from_config(&seams.net, &config)?;
-        let auth_channel = backends
+        let auth_backend = backends
             .by_name(&config.auth.backend)
-            .map(|backend| backend.channel())
+            .cloned()
             .ok_or_else(|| ConfigError::Invalid {
                 field: "auth.backend".into(),
                 reason: "must name a configured backend".into(),
             })?;
-        let validator = TokenValidator::new(auth_channel, config.auth.clone(), seams.clock.clone());
+        let validator = TokenValidator::new(auth_backend, config.auth.clone(), seams.clock.clone());
         let health = Health::new(config.backends.keys().cloned());
         // The request-ID prefix is the first draw of the seeded RNG.
         let prefix = (seams.seed ^ (seams.seed >> 32)) as u32;

@@ -22,9 +22,9 @@ use proto::auth::v1::{ValidateTokenRequest, auth_service_client::AuthServiceClie
 use seams::SharedClock;
 use sha2::{Digest, Sha256};
 use tokio::{sync::OnceCell, time::Instant};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
-use crate::{config::AuthConfig, error::ApiError, request_id};
+use crate::{backends::Backend, config::AuthConfig, error::ApiError, request_id};
 
 /// Who the caller is, as Auth said; forwarded to backends as metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +59,7 @@ type Slot = Arc<OnceCell<Outcome>>;
 /// Validates tokens through Auth with a bounded, single-flight cache.
 #[derive(Debug)]
 pub struct TokenValidator {
-    client: AuthServiceClient<Channel>,
+    auth: Backend,
     config: AuthConfig,
     clock: SharedClock,
     cache: Mutex<HashMap<[u8; 32], Slot>>,
@@ -96,10 +96,10 @@ impl From<AuthError> for ApiError {
 }
 
 impl TokenValidator {
-    /// A validator calling Auth over `channel`.
-    pub fn new(channel: Channel, config: AuthConfig, clock: SharedClock) -> Self {
+    /// A validator calling the Auth backend.
+    pub fn new(auth: Backend, config: AuthConfig, clock: SharedClock) -> Self {
         Self {
-            client: AuthServiceClient::new(channel),
+            auth,
             config,
             clock,
             cache: Mutex::new(HashMap::new()),
@@ -170,12 +170,16 @@ impl TokenValidator {
         if let Some(id) = request_id::current().and_then(|id| id.parse().ok()) {
             request.metadata_mut().insert(request_id::HEADER, id);
         }
-        let mut client = self.client.clone();
-        let answer = tokio::time::timeout(deadline, client.validate_token(request)).await;
+        let mut client = AuthServiceClient::new(self.auth.channel());
+        let started = Instant::now();
+        let answer = tokio::time::timeout(deadline, client.validate_token(request))
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer")));
+        let answer = self.auth.settle(answer, started, deadline);
         let now = Instant::now();
         let negative_until = now + Duration::from_millis(self.config.negative_cache_ttl_ms);
         match answer {
-            Ok(Ok(response)) => {
+            Ok(response) => {
                 let user = response.into_inner();
                 let remaining_seconds =
                     user.expires_at_unix_seconds - self.clock.now_unix_seconds();
@@ -197,16 +201,12 @@ impl TokenValidator {
                     cache_until: now + ttl,
                 }
             }
-            Ok(Err(status)) if status.code() == Code::Unauthenticated => Outcome {
+            Err(status) if status.code() == Code::Unauthenticated => Outcome {
                 verdict: Verdict::Invalid(status.message().to_owned()),
                 cache_until: negative_until,
             },
-            Ok(Err(status)) => Outcome {
+            Err(status) => Outcome {
                 verdict: Verdict::Unavailable(format!("{:?}: {}", status.code(), status.message())),
-                cache_until: now,
-            },
-            Err(_) => Outcome {
-                verdict: Verdict::Unavailable("validation deadline exceeded".into()),
                 cache_until: now,
             },
         }

@@ -1,11 +1,16 @@
 //! Backend connections: one lazily connected HTTP/2 channel per configured backend, dialled
 //! through the [`Net`] seam, and the generic unary call every route uses.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
 
 use http::uri::PathAndQuery;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use seams::{Net, adapters::NetConnector};
+use tokio::time::Instant;
 use tonic::{
     Status,
     metadata::MetadataMap,
@@ -22,12 +27,27 @@ use crate::{
 const STREAM_WINDOW_BYTES: u32 = 1024 * 1024;
 const CONNECTION_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
 
-/// One backend service's connection and call settings.
-#[derive(Debug, Clone)]
-pub struct Backend {
+/// One backend service's connection and call settings. Cheap to clone.
+#[derive(Clone)]
+pub struct Backend(Arc<BackendInner>);
+
+struct BackendInner {
     name: String,
-    channel: Channel,
     deadline: Duration,
+    reconnect_interval: Duration,
+    /// Makes a fresh lazily connected channel.
+    connect: Box<dyn Fn() -> Channel + Send + Sync>,
+    channel: RwLock<Channel>,
+    last_reconnect: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.0.name)
+            .field("deadline", &self.0.deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the backend connections could not be set up.
@@ -58,27 +78,59 @@ impl Backend {
             .keep_alive_while_idle(true)
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
-        let channel = endpoint.connect_with_connector_lazy(NetConnector(net.clone()));
-        Ok(Self {
+        let net = net.clone();
+        let connect =
+            Box::new(move || endpoint.connect_with_connector_lazy(NetConnector(net.clone())));
+        let channel = connect();
+        Ok(Self(Arc::new(BackendInner {
             name: name.to_owned(),
-            channel,
             deadline: millis(config.deadline_ms),
-        })
+            reconnect_interval: millis(config.reconnect_interval_ms),
+            connect,
+            channel: RwLock::new(channel),
+            last_reconnect: Mutex::new(None),
+        })))
     }
 
     /// The backend's name in config.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
-    /// The underlying channel, for typed clients (token validation, health checks).
+    /// The current channel, for typed clients (token validation, health checks).
     pub fn channel(&self) -> Channel {
-        self.channel.clone()
+        self.0
+            .channel
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The default deadline of a call.
     pub fn deadline(&self) -> Duration {
-        self.deadline
+        self.0.deadline
+    }
+
+    /// Reports that a call got no answer at all within its deadline. The connection may be dead
+    /// without either side having noticed (a partition drops packets silently), so a fresh
+    /// connection replaces it, at most once per `reconnect_interval_ms`. Calls in flight keep the
+    /// old connection until they end.
+    pub fn note_no_answer(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self
+                .0
+                .last_reconnect
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| now.duration_since(at) < self.0.reconnect_interval) {
+                return;
+            }
+            *last = Some(now);
+        }
+        tracing::info!(backend = %self.0.name, "no answer within the deadline; reconnecting");
+        let fresh = (self.0.connect)();
+        *self.0.channel.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 
     /// Calls a unary method with a dynamic request. The deadline is sent as `grpc-timeout` and
@@ -91,7 +143,7 @@ impl Backend {
         metadata: MetadataMap,
         deadline: Duration,
     ) -> Result<DynamicMessage, Status> {
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let mut grpc = tonic::client::Grpc::new(self.channel());
         let call = async {
             grpc.ready()
                 .await
@@ -103,9 +155,32 @@ impl Backend {
                 .await
                 .map(tonic::Response::into_inner)
         };
-        match tokio::time::timeout(deadline, call).await {
-            Ok(result) => result,
-            Err(_) => Err(Status::deadline_exceeded("backend deadline exceeded")),
+        let started = Instant::now();
+        let result = tokio::time::timeout(deadline, call)
+            .await
+            .unwrap_or_else(|_| Err(Status::deadline_exceeded("backend deadline exceeded")));
+        self.settle(result, started, deadline)
+    }
+
+    /// Normalises the end of a call: tonic reports its own expiry of `grpc-timeout` as
+    /// CANCELLED, which is a deadline, not a client cancellation; and a call that got no answer
+    /// within its deadline may mean a dead connection (see [`Backend::note_no_answer`]).
+    pub fn settle<T>(
+        &self,
+        result: Result<T, Status>,
+        started: Instant,
+        deadline: Duration,
+    ) -> Result<T, Status> {
+        match result {
+            Err(status)
+                if status.code() == tonic::Code::DeadlineExceeded
+                    || (status.code() == tonic::Code::Cancelled
+                        && started.elapsed() >= deadline) =>
+            {
+                self.note_no_answer();
+                Err(Status::deadline_exceeded("backend deadline exceeded"))
+            }
+            other => other,
         }
     }
 }
@@ -151,7 +226,7 @@ impl Backends {
             let services = self
                 .by_service
                 .iter()
-                .filter(|(_, name)| **name == backend.name)
+                .filter(|(_, name)| **name == backend.0.name)
                 .map(|(service, _)| service.as_str())
                 .collect();
             (backend, services)

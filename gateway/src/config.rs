@@ -68,6 +68,10 @@ pub struct BackendConfig {
     /// Default 5,000 ms.
     #[serde(default = "defaults::keepalive_timeout_ms")]
     pub keepalive_timeout_ms: u64,
+    /// Least time between two reconnections forced by calls that got no answer within their
+    /// deadline (a silently dead connection). Default 1,000 ms.
+    #[serde(default = "defaults::reconnect_interval_ms")]
+    pub reconnect_interval_ms: u64,
 }
 
 /// Client authentication.
@@ -149,6 +153,9 @@ mod defaults {
     pub fn keepalive_timeout_ms() -> u64 {
         5_000
     }
+    pub fn reconnect_interval_ms() -> u64 {
+        1_000
+    }
 }
 
 impl Default for Config {
@@ -160,6 +167,7 @@ impl Default for Config {
             deadline_ms: defaults::deadline_ms(),
             keepalive_interval_ms: defaults::keepalive_interval_ms(),
             keepalive_timeout_ms: defaults::keepalive_timeout_ms(),
+            reconnect_interval_ms: defaults::reconnect_interval_ms(),
         };
         Self {
             listen: ListenConfig::default(),
@@ -319,6 +327,10 @@ impl Config {
                 backend.keepalive_interval_ms,
             )?;
             positive(&field("keepalive_timeout_ms"), backend.keepalive_timeout_ms)?;
+            positive(
+                &field("reconnect_interval_ms"),
+                backend.reconnect_interval_ms,
+            )?;
         }
         if !self.backends.contains_key(&self.auth.backend) {
             return Err(invalid("auth.backend", "must name a configured backend"));

@@ -26,7 +26,11 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-use crate::{backends::Backends, config::HealthConfig, metrics::Metrics};
+use crate::{
+    backends::{Backend, Backends},
+    config::HealthConfig,
+    metrics::Metrics,
+};
 
 /// The latest known state of one dependency.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -125,7 +129,7 @@ pub async fn run_checks(
             _ = interval.tick() => {}
         }
         let checks = backends.iter().map(|(backend, services)| async move {
-            let status = check_backend(backend.channel(), &services, timeout).await;
+            let status = check_backend(backend, &services, timeout).await;
             (backend.name().to_owned(), status)
         });
         for (name, status) in futures::future::join_all(checks).await {
@@ -136,11 +140,11 @@ pub async fn run_checks(
 }
 
 async fn check_backend(
-    channel: tonic::transport::Channel,
+    backend: &Backend,
     services: &[&str],
     timeout: Duration,
 ) -> DependencyStatus {
-    let mut client = HealthClient::new(channel);
+    let mut client = HealthClient::new(backend.channel());
     for service in services {
         let mut request = tonic::Request::new(HealthCheckRequest {
             service: (*service).to_owned(),
@@ -153,7 +157,10 @@ async fn check_backend(
             }
             Ok(Ok(response)) => format!("{service}: {:?}", response.get_ref().status()),
             Ok(Err(status)) => format!("{service}: {:?}: {}", status.code(), status.message()),
-            Err(_) => format!("{service}: no answer within {} ms", timeout.as_millis()),
+            Err(_) => {
+                backend.note_no_answer();
+                format!("{service}: no answer within {} ms", timeout.as_millis())
+            }
         };
         return DependencyStatus {
             healthy: false,

@@ -1,1 +1,19 @@
-//! placeholder
+//! Deterministic simulation of the gateway on turmoil.
+//!
+//! The real gateway and mock-backend code run on turmoil's simulated network and clock: only the
+//! seams differ. This crate holds:
+//!
+//! - [`net`]: [`TurmoilNet`], the turmoil implementation of the `Net` seam.
+//! - [`clock`]: [`SimClock`], wall-clock time derived from turmoil's simulated epoch, with skew.
+//! - [`seed`]: how a run's seed is chosen and how a failing run says how to replay it.
+//!
+//! Scenario tests live in `sim/tests/`. Later issues add here: a simulated Redis host speaking the
+//! RESP subset the project uses, client hosts with HTTP and WebSocket workloads, fault schedules,
+//! invariant checkers, trace hashing and seed exploration (see `docs/simulation.md`).
+
+pub mod clock;
+pub mod net;
+pub mod seed;
+
+pub use clock::SimClock;
+pub use net::TurmoilNet;

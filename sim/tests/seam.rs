@@ -1,0 +1,199 @@
+//! The seam proof: the real gateway and the real mock Auth run on turmoil's network and clock. A
+//! client logs in and reads its profile through the gateway; a partition between gateway and Auth
+//! turns the same call into a 503 with the error shape within the validation deadline; after the
+//! partition heals the call succeeds again.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use gateway::{App, Config, Listeners, Seams};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use mock_backends::{MockBackends, MockConfig, ServiceKind};
+use seams::Net;
+use sim::{SimClock, TurmoilNet, seed};
+
+/// Deadline of a token validation in this scenario.
+const VALIDATION_DEADLINE: Duration = Duration::from_millis(1_000);
+
+fn any(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+}
+
+fn gateway_config() -> Config {
+    let mut config = Config::default();
+    config.listen.api = any(8000);
+    config.listen.websocket = any(8001);
+    config.listen.health = any(8002);
+    config.listen.metrics = any(8003);
+    for (name, backend) in config.backends.iter_mut() {
+        backend.address = match name.as_str() {
+            "auth" => "auth:9000".to_owned(),
+            "project" => "project:10000".to_owned(),
+            _ => "simulation:11000".to_owned(),
+        };
+        backend.deadline_ms = 2_000;
+    }
+    config.auth.validation_deadline_ms = VALIDATION_DEADLINE.as_millis() as u64;
+    // Validate on every request, so each call crosses the gateway–Auth link this test cuts.
+    config.auth.token_cache_ttl_ms = 1;
+    config
+}
+
+/// One HTTP/1.1 request from the client host to the gateway; returns the status and JSON body.
+async fn call(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, serde_json::Value) {
+    let stream = turmoil::net::TcpStream::connect("gateway:8000")
+        .await
+        .expect("the gateway accepts connections");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP/1.1 handshake");
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "gateway")
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = sender
+        .send_request(
+            request
+                .body(Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
+        .await
+        .expect("a response");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+#[test]
+fn partition_between_gateway_and_auth_gives_503_then_recovers() {
+    let seed = seed::seed_or(7);
+    let outcome = std::panic::catch_unwind(|| run(seed));
+    if outcome.is_err() {
+        eprintln!(
+            "{}",
+            seed::replay_hint(
+                seed,
+                "seam",
+                "partition_between_gateway_and_auth_gives_503_then_recovers"
+            )
+        );
+        std::panic::resume_unwind(outcome.unwrap_err());
+    }
+}
+
+fn run(seed: u64) {
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_767_225_600)) // 2026-01-01
+        .simulation_duration(Duration::from_secs(60))
+        .build();
+
+    sim.host("auth", move || async move {
+        let mut config = MockConfig {
+            seed,
+            ..MockConfig::default()
+        };
+        config.auth.addr = any(9000);
+        let auth = MockBackends::start_service(
+            TurmoilNet,
+            Arc::new(SimClock::new()),
+            config,
+            ServiceKind::Auth,
+        )
+        .await?;
+        std::future::pending::<()>().await;
+        drop(auth);
+        Ok(())
+    });
+
+    sim.host("gateway", move || async move {
+        let seams = Seams {
+            net: TurmoilNet,
+            clock: Arc::new(SimClock::new()),
+            seed,
+        };
+        let config = gateway_config();
+        let listeners = Listeners {
+            api: seams.net.bind(config.listen.api).await?,
+            websocket: seams.net.bind(config.listen.websocket).await?,
+            health: seams.net.bind(config.listen.health).await?,
+            metrics: seams.net.bind(config.listen.metrics).await?,
+        };
+        let app = App::from_config(config, &seams)?;
+        gateway::serve(app, listeners, std::future::pending()).await?;
+        Ok(())
+    });
+
+    sim.client("client", async move {
+        let (status, login) = call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            r#"{"username":"alice","password":"demo-password"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "login: {login}");
+        let token = login["accessToken"]
+            .as_str()
+            .expect("an access token")
+            .to_owned();
+
+        let (status, profile) = call(Method::GET, "/api/auth/profile", Some(&token), "").await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "profile before the partition: {profile}"
+        );
+        assert_eq!(profile["username"], "alice");
+
+        turmoil::partition("gateway", "auth");
+        let started = tokio::time::Instant::now();
+        let (status, error) = call(Method::GET, "/api/auth/profile", Some(&token), "").await;
+        let elapsed = started.elapsed();
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "during the partition: {error}"
+        );
+        assert_eq!(error["error"]["code"], "auth_unavailable");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        assert!(
+            error["error"]["request_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty())
+        );
+        assert!(
+            elapsed <= VALIDATION_DEADLINE + Duration::from_millis(100),
+            "the 503 took {elapsed:?}, past the {VALIDATION_DEADLINE:?} deadline"
+        );
+
+        turmoil::repair("gateway", "auth");
+        let (status, profile) = call(Method::GET, "/api/auth/profile", Some(&token), "").await;
+        assert_eq!(status, StatusCode::OK, "after repair: {profile}");
+        assert_eq!(profile["username"], "alice");
+        Ok(())
+    });
+
+    sim.run().expect("the simulation runs to completion");
+}
