@@ -90,6 +90,11 @@ impl PathTemplate {
         &self.source
     }
 
+    /// Whether the template ends in a `:verb`.
+    pub fn has_verb(&self) -> bool {
+        self.verb.is_some()
+    }
+
     /// The field paths of the template's variables, in order.
     pub fn variable_paths(&self) -> impl Iterator<Item = &[String]> {
         self.variables.iter().map(|v| v.field_path.as_slice())

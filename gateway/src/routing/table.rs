@@ -174,12 +174,22 @@ impl RouteTable {
     }
 
     /// Finds the route for a request.
+    ///
+    /// When a path matches a template with a verb (`/api/simulations/{id}:stop`), templates
+    /// without a verb are not considered, so `GET /api/simulations/s-1:stop` is a 405 rather than
+    /// a lookup of a simulation called `s-1:stop`.
     pub fn lookup(&self, method: &Method, path: &str) -> RouteLookup {
         let mut allowed: Vec<Method> = Vec::new();
+        let mut verb_matched = false;
+        // Routes are sorted with verb templates first.
         for route in &self.routes {
+            if verb_matched && !route.template.has_verb() {
+                break;
+            }
             let Some(matched) = route.template.matches(path) else {
                 continue;
             };
+            verb_matched |= route.template.has_verb();
             if route.method != *method {
                 if !allowed.contains(&route.method) {
                     allowed.push(route.method.clone());

@@ -1,0 +1,195 @@
+//! Shared test harness: mock backends started in-process on free ports, a gateway built on them,
+//! and helpers that call the gateway's router in-process (`oneshot`, no sockets on the HTTP side).
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Request, StatusCode},
+};
+use gateway::{App, Config, Seams};
+use http_body_util::BodyExt;
+use mock_backends::{MockBackends, MockConfig, RunningBackends, ServiceKind};
+use seams::{SystemClock, TokioNet};
+use tower::ServiceExt;
+
+/// The demo password of every seeded user.
+pub const PASSWORD: &str = mock_backends::demo::DEMO_PASSWORD;
+
+/// Mock backends and a gateway routed to them.
+pub struct Stack {
+    /// The running mock backends.
+    pub backends: RunningBackends,
+    /// The gateway.
+    pub app: App,
+}
+
+/// A gateway answer: status, headers and JSON body (`Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: serde_json::Value,
+}
+
+impl Answer {
+    /// The `error.code` of an error answer.
+    pub fn error_code(&self) -> &str {
+        self.json["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+
+    /// Asserts the body is exactly the one error shape with this code, and returns the message.
+    pub fn assert_error(&self, status: u16, code: &str) -> String {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.json
+        );
+        let error = self.json["error"].as_object().unwrap_or_else(|| {
+            panic!("not the error shape: {}", self.json);
+        });
+        let mut keys: Vec<&str> = error.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["code", "message", "request_id"],
+            "error shape: {}",
+            self.json
+        );
+        assert_eq!(
+            self.json.as_object().unwrap().len(),
+            1,
+            "only `error` at the top"
+        );
+        assert_eq!(error["code"], code, "error code; body: {}", self.json);
+        assert!(
+            error["request_id"]
+                .as_str()
+                .is_some_and(|id| !id.is_empty()),
+            "request_id must be set"
+        );
+        assert_eq!(
+            self.headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            error["request_id"].as_str(),
+            "the header and the body carry the same request ID"
+        );
+        let message = error["message"].as_str().unwrap_or_default().to_owned();
+        assert!(!message.is_empty(), "error message must be set");
+        message
+    }
+}
+
+impl Stack {
+    /// Starts the backends with default settings and a gateway with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}, |_| {}).await
+    }
+
+    /// Starts with adjusted backend and gateway configs.
+    pub async fn start_with(
+        adjust_backends: impl FnOnce(&mut MockConfig),
+        adjust_gateway: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut mock_config = MockConfig::for_tests();
+        adjust_backends(&mut mock_config);
+        let backends = MockBackends::start(TokioNet, Arc::new(SystemClock), mock_config)
+            .await
+            .expect("mock backends start");
+        let mut config = Config::default();
+        for (name, kind) in [
+            ("auth", ServiceKind::Auth),
+            ("project", ServiceKind::Project),
+            ("simulation", ServiceKind::Simulation),
+        ] {
+            let backend = config.backends.get_mut(name).expect("default backend");
+            backend.address = backends.addr(kind).to_string();
+            backend.deadline_ms = 2_000;
+        }
+        adjust_gateway(&mut config);
+        let seams = Seams {
+            net: TokioNet,
+            clock: Arc::new(SystemClock),
+            seed: 42,
+        };
+        let app = App::from_config(config, &seams).expect("gateway builds");
+        Self { backends, app }
+    }
+
+    /// The API router.
+    pub fn api(&self) -> Router {
+        self.app.api_router()
+    }
+
+    /// Sends a request to the API router.
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        send(self.api(), request).await
+    }
+
+    /// Logs in a demo user and returns the access token.
+    pub async fn login(&self, username: &str) -> String {
+        let answer = self
+            .send(json_request(
+                "POST",
+                "/api/auth/login",
+                None,
+                &format!(r#"{{"username":"{username}","password":"{PASSWORD}"}}"#),
+            ))
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "login failed: {}",
+            answer.json
+        );
+        answer.json["accessToken"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
+    }
+
+    /// A GET with a bearer token.
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.send(json_request("GET", path, Some(token), "")).await
+    }
+}
+
+/// Sends a request to any router and reads the whole answer.
+pub async fn send(router: Router, request: Request<Body>) -> Answer {
+    let response = router.oneshot(request).await.expect("infallible router");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Answer {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// A request with an optional bearer token and a JSON body.
+pub fn json_request(method: &str, path: &str, token: Option<&str>, body: &str) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        builder = builder.header("authorization", format!("Bearer {token}"));
+    }
+    builder
+        .body(Body::from(body.to_owned()))
+        .expect("valid request")
+}
