@@ -208,7 +208,8 @@ impl Faults {
     }
 }
 
-/// Wraps a generated tonic service so every call first goes through [`Faults::before_call`].
+/// Wraps a generated tonic service so every call first waits out the added latency and any hang,
+/// then may fail by the error rate.
 #[derive(Debug, Clone)]
 pub struct FaultLayer {
     faults: Faults,
