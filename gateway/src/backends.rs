@@ -162,9 +162,11 @@ impl Backend {
         self.settle(result, started, deadline)
     }
 
-    /// Normalises the end of a call: tonic reports its own expiry of `grpc-timeout` as
-    /// CANCELLED, which is a deadline, not a client cancellation; and a call that got no answer
-    /// within its deadline may mean a dead connection (see [`Backend::note_no_answer`]).
+    /// Normalises the end of a call. tonic reports two transport events as CANCELLED: its own
+    /// expiry of `grpc-timeout` (a deadline) and a connection that broke mid-call (the backend is
+    /// unavailable). Neither is a client cancellation: a client that goes away drops the call
+    /// instead. A call that got no answer within its deadline may also mean a dead connection
+    /// (see [`Backend::note_no_answer`]). Statuses the backend itself sent pass through.
     pub fn settle<T>(
         &self,
         result: Result<T, Status>,
@@ -179,6 +181,15 @@ impl Backend {
             {
                 self.note_no_answer();
                 Err(Status::deadline_exceeded("backend deadline exceeded"))
+            }
+            Err(status)
+                if status.code() == tonic::Code::Cancelled
+                    && std::error::Error::source(&status).is_some() =>
+            {
+                Err(Status::unavailable(format!(
+                    "backend connection lost: {}",
+                    status.message()
+                )))
             }
             other => other,
         }

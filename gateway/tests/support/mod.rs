@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod dynamic;
+
 use std::sync::Arc;
 
 use axum::{

@@ -1,0 +1,184 @@
+//! What operators rely on: liveness and readiness with per-dependency detail, Prometheus metrics,
+//! and a graceful shutdown that finishes in-flight requests.
+
+mod support;
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{body::Body, http::Request};
+use bytes::Bytes;
+use gateway::Listeners;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use mock_backends::ServiceKind;
+use seams::{Net, TokioNet};
+use support::{Answer, Stack};
+
+async fn probe(stack: &Stack, path: &str) -> Answer {
+    support::send(
+        stack.app.health_router(),
+        Request::get(path).body(Body::empty()).unwrap(),
+    )
+    .await
+}
+
+/// Polls readiness until it reports `status` (bounded: 100 tries, 50 ms apart).
+async fn wait_for_readiness(stack: &Stack, status: u16) -> Answer {
+    for _ in 0..100 {
+        let answer = probe(stack, "/health/ready").await;
+        if answer.status.as_u16() == status {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("readiness never reached {status}");
+}
+
+#[tokio::test]
+async fn readiness_follows_backend_health_with_per_dependency_detail() {
+    let stack = Stack::start_with(|_| {}, |config| config.health.check_interval_ms = 50).await;
+    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
+    let _checks = stack.app.spawn_health_checks(stop_signal);
+
+    let ready = wait_for_readiness(&stack, 200).await;
+    assert_eq!(ready.json["status"], "ready");
+    for backend in ["auth", "project", "simulation"] {
+        assert_eq!(
+            ready.json["dependencies"][backend]["healthy"], true,
+            "{}",
+            ready.json
+        );
+    }
+    assert_eq!(probe(&stack, "/health/live").await.status, 200);
+
+    stack.backends.faults(ServiceKind::Project).set_down(true);
+    let not_ready = wait_for_readiness(&stack, 503).await;
+    assert_eq!(not_ready.json["status"], "not_ready");
+    assert_eq!(not_ready.json["dependencies"]["project"]["healthy"], false);
+    assert_eq!(not_ready.json["dependencies"]["auth"]["healthy"], true);
+    // Liveness does not depend on backends.
+    assert_eq!(probe(&stack, "/health/live").await.status, 200);
+    // `/health` on the API port carries the same report.
+    let on_api = support::send(
+        stack.api(),
+        Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(on_api.status, 503);
+    assert_eq!(on_api.json["dependencies"]["project"]["healthy"], false);
+
+    stack.backends.faults(ServiceKind::Project).set_down(false);
+    wait_for_readiness(&stack, 200).await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status_and_time_backend_calls() {
+    let stack = Stack::start().await;
+    let token = stack.login("alice").await;
+    assert_eq!(
+        stack.get("/api/projects/templates", &token).await.status,
+        200
+    );
+    assert_eq!(stack.get("/api/nowhere", &token).await.status, 404);
+
+    let response = stack.app.metrics_router().oneshot_text("/metrics").await;
+    assert!(
+        response.contains(
+            r#"gateway_http_requests_total{route="GET /api/projects/templates",method="GET",status="200"} 1"#
+        ),
+        "{response}"
+    );
+    assert!(
+        response.contains(
+            r#"gateway_http_requests_total{route="unmatched",method="GET",status="404"} 1"#
+        ),
+        "{response}"
+    );
+    assert!(
+        response.contains(
+            r#"gateway_backend_call_duration_seconds_count{service="project.v1.ProjectService",code="Ok"} 1"#
+        ),
+        "{response}"
+    );
+    assert!(response.contains("gateway_http_request_duration_seconds_bucket"));
+}
+
+trait OneshotText {
+    async fn oneshot_text(self, path: &str) -> String;
+}
+
+impl OneshotText for axum::Router {
+    async fn oneshot_text(self, path: &str) -> String {
+        use tower::ServiceExt;
+        let response = self
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+}
+
+async fn http_get(address: SocketAddr, path: &str, token: &str) -> std::io::Result<u16> {
+    let stream = tokio::net::TcpStream::connect(address).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(connection);
+    let request = Request::get(path)
+        .header("host", "gateway")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(response.status().as_u16())
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_then_stops_listening() {
+    let stack = Stack::start_with(|_| {}, |config| config.shutdown.grace_period_ms = 5_000).await;
+    let token = stack.login("alice").await;
+    let bind = || TokioNet.bind(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listeners = Listeners {
+        api: bind().await.unwrap(),
+        websocket: bind().await.unwrap(),
+        health: bind().await.unwrap(),
+        metrics: bind().await.unwrap(),
+    };
+    let api_address = listeners.api.local_addr().unwrap();
+    let (stop, mut stop_signal) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(gateway::serve(stack.app.clone(), listeners, async move {
+        let _ = stop_signal.changed().await;
+    }));
+
+    stack
+        .backends
+        .faults(ServiceKind::Project)
+        .set_latency_ms(400);
+    let in_flight = tokio::spawn({
+        let token = token.clone();
+        async move { http_get(api_address, "/api/projects/templates", &token).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.send(true).unwrap();
+
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        200,
+        "the in-flight request completes"
+    );
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns within the grace period")
+        .unwrap()
+        .unwrap();
+    assert!(
+        http_get(api_address, "/api/projects/templates", &token)
+            .await
+            .is_err(),
+        "no new connections after shutdown"
+    );
+}
