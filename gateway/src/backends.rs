@@ -162,10 +162,11 @@ impl Backend {
         self.settle(result, started, deadline)
     }
 
-    /// Normalises the end of a call. tonic reports two transport events as CANCELLED: its own
-    /// expiry of `grpc-timeout` (a deadline) and a connection that broke mid-call (the backend is
-    /// unavailable). Neither is a client cancellation: a client that goes away drops the call
-    /// instead. A call that got no answer within its deadline may also mean a dead connection
+    /// Normalises the end of a call. tonic reports transport events with misleading codes: its
+    /// own expiry of `grpc-timeout` as CANCELLED (a deadline), and a connection that broke or was
+    /// closed mid-call as CANCELLED or UNKNOWN with the transport error as the status's source
+    /// (the backend is unavailable). None is a client cancellation: a client that goes away drops
+    /// the call instead. A call that got no answer within its deadline may also mean a dead connection
     /// (see [`Backend::note_no_answer`]). Statuses the backend itself sent pass through.
     pub fn settle<T>(
         &self,
@@ -183,7 +184,7 @@ impl Backend {
                 Err(Status::deadline_exceeded("backend deadline exceeded"))
             }
             Err(status)
-                if status.code() == tonic::Code::Cancelled
+                if matches!(status.code(), tonic::Code::Cancelled | tonic::Code::Unknown)
                     && std::error::Error::source(&status).is_some() =>
             {
                 Err(Status::unavailable(format!(
