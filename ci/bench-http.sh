@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Throughput and latency of `GET /api/auth/profile` with a valid, cached token through the dev
+# stack, beside a direct gRPC call of the same method on the mock Auth service.
+#
+#   ci/bench-http.sh [duration_seconds=15] [connections=64]
+#
+# Tools: wrk (HTTP/1.1 with latency percentiles) and h2load (the same tool against both the
+# gateway and the mock backend over h2c gRPC). Both come from Debian (apt-get install wrk
+# nghttp2-client); the script installs them when missing. All traffic goes to 127.0.0.1 and every
+# run is bounded by its duration. Access logs are off (RUST_LOG=warn): per-request log lines
+# to a terminal would measure the terminal.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration="${1:-15}"
+connections="${2:-64}"
+results="results/bench-http-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$results"
+
+for tool in wrk h2load; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "installing $tool"
+    apt-get update -qq && apt-get install -y -qq wrk nghttp2-client >/dev/null
+  fi
+done
+
+cargo build --release -q -p dev-stack
+RUST_LOG=warn target/release/dev-stack >"$results/dev-stack.log" 2>&1 &
+stack_pid=$!
+trap 'kill "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 100); do
+  curl -sf http://127.0.0.1:8002/health/ready >/dev/null && break
+  sleep 0.1
+done
+curl -sf http://127.0.0.1:8002/health/ready >/dev/null || { echo "dev stack not ready"; cat "$results/dev-stack.log"; exit 1; }
+token=$(sed -n 's/^  export TOKEN=//p' "$results/dev-stack.log")
+[ -n "$token" ] || { echo "no token in the dev stack banner"; exit 1; }
+
+echo "== warm-up (fills the token cache)"
+curl -sf http://127.0.0.1:8000/api/auth/profile -H "Authorization: Bearer $token" && echo
+
+echo "== wrk: gateway, HTTP/1.1, GET /api/auth/profile, ${connections} connections, ${duration}s"
+wrk -t 1 -c "$connections" -d "${duration}s" --latency \
+  -H "Authorization: Bearer $token" http://127.0.0.1:8000/api/auth/profile | tee "$results/wrk-gateway.txt"
+
+echo "== h2load: gateway, HTTP/1.1, same request"
+h2load --h1 -t 1 -c "$connections" -D "$duration" \
+  -H "Authorization: Bearer $token" http://127.0.0.1:8000/api/auth/profile | tee "$results/h2load-gateway.txt"
+
+# A gRPC frame of an empty GetProfileRequest: no compression flag, zero length.
+printf '\x00\x00\x00\x00\x00' >"$results/get-profile.grpc"
+echo "== h2load: mock Auth directly, h2c gRPC, auth.v1.AuthService/GetProfile"
+h2load -t 1 -c "$connections" -m 1 -D "$duration" -d "$results/get-profile.grpc" \
+  -H 'content-type: application/grpc' -H 'te: trailers' -H 'x-user-id: u-1' \
+  http://127.0.0.1:9000/auth.v1.AuthService/GetProfile | tee "$results/h2load-direct.txt"
+
+echo "results in $results"
