@@ -136,7 +136,7 @@ pub struct ShutdownConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RoutesConfig {
     /// An encoded `FileDescriptorSet` to route from instead of the built-in contracts
-    /// (`protox --descriptor-set-out` or `protoc -o` makes one). Default: none.
+    /// (`protox --include-imports -o` or `protoc --include_imports -o` makes one). Default: none.
     pub descriptor_set_path: Option<std::path::PathBuf>,
 }
 
@@ -275,8 +275,9 @@ impl Config {
         if let Some(path) = path {
             figment = figment.merge(Toml::file_exact(path));
         }
+        // `GATEWAY_CONFIG` names the file (read by the binary), not a field.
         let config: Config = figment
-            .merge(Env::prefixed("GATEWAY_").split("__"))
+            .merge(Env::prefixed("GATEWAY_").ignore(&["config"]).split("__"))
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
