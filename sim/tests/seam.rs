@@ -84,8 +84,7 @@ async fn call(
 #[test]
 fn partition_between_gateway_and_auth_gives_503_then_recovers() {
     let seed = seed::seed_or(7);
-    let outcome = std::panic::catch_unwind(|| run(seed));
-    if outcome.is_err() {
+    if let Err(panic) = std::panic::catch_unwind(|| run(seed)) {
         eprintln!(
             "{}",
             seed::replay_hint(
@@ -94,7 +93,7 @@ fn partition_between_gateway_and_auth_gives_503_then_recovers() {
                 "partition_between_gateway_and_auth_gives_503_then_recovers"
             )
         );
-        std::panic::resume_unwind(outcome.unwrap_err());
+        std::panic::resume_unwind(panic);
     }
 }
 
