@@ -116,7 +116,8 @@ impl App {
             })?;
         let validator = TokenValidator::new(auth_backend, config.auth.clone(), seams.clock.clone());
         let health = Health::new(config.backends.keys().cloned());
-        // The request-ID prefix is the first draw of the seeded RNG.
+        // The request-ID prefix folds the seed into 32 bits: distinct per instance in production
+        // (the binary seeds from the OS), fixed per run in simulation.
         let prefix = (seams.seed ^ (seams.seed >> 32)) as u32;
         Ok(Self {
             config: Arc::new(config),
@@ -216,7 +217,8 @@ impl App {
             .route("/health/ready", get(health::ready))
             .route("/health", get(health::ready))
             .with_state(self.health.clone())
-            .fallback(not_found);
+            .fallback(not_found)
+            .method_not_allowed_fallback(get_only);
         self.outer_layers(router)
     }
 
@@ -226,6 +228,7 @@ impl App {
             .route("/metrics", get(metrics::render))
             .with_state(self.metrics.clone())
             .fallback(not_found)
+            .method_not_allowed_fallback(get_only)
             .layer(from_fn_with_state(
                 self.request_ids.clone(),
                 request_id::layer,
@@ -264,6 +267,11 @@ impl App {
 
 async fn not_found() -> axum::response::Response {
     ApiError::route_not_found().into_response()
+}
+
+/// 405 in the error shape for the fixed GET-only endpoints (probes, metrics).
+async fn get_only() -> axum::response::Response {
+    ApiError::method_not_allowed(&[http::Method::GET, http::Method::HEAD]).into_response()
 }
 
 /// A handler that panics would drop the connection; this answers 500 with the error shape instead,

@@ -53,7 +53,8 @@ pub struct ListenConfig {
 pub struct BackendConfig {
     /// `host:port` of the gRPC server.
     pub address: String,
-    /// Fully qualified gRPC services it serves (`project.v1.ProjectService`).
+    /// Fully qualified gRPC services it serves (`project.v1.ProjectService`). An empty list
+    /// switches the backend off when loading (the way to drop a default backend).
     pub services: Vec<String>,
     /// Time allowed to open a connection. Default 1,000 ms.
     #[serde(default = "defaults::connect_timeout_ms")]
@@ -256,7 +257,7 @@ impl Default for ShutdownConfig {
 pub enum ConfigError {
     /// The file or an environment variable could not be read or has the wrong shape.
     #[error("cannot load configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
     /// A value is out of range or inconsistent with another.
     #[error("invalid configuration: {field}: {reason}")]
     Invalid {
@@ -276,10 +277,15 @@ impl Config {
             figment = figment.merge(Toml::file_exact(path));
         }
         // `GATEWAY_CONFIG` names the file (read by the binary), not a field.
-        let config: Config = figment
+        let mut config: Config = figment
             .merge(Env::prefixed("GATEWAY_").ignore(&["config"]).split("__"))
             .extract()
-            .map_err(Box::new)?;
+            .map_err(|error| ConfigError::Load(Box::new(error)))?;
+        // Sources merge into the defaults, so a default backend cannot be deleted from a file;
+        // `services = []` switches it off instead.
+        config
+            .backends
+            .retain(|_, backend| !backend.services.is_empty());
         config.validate()?;
         Ok(config)
     }

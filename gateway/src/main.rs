@@ -62,11 +62,16 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         health: seams.net.bind(config.listen.health).await?,
         metrics: seams.net.bind(config.listen.metrics).await?,
     };
+    let bound = |listener: &<TokioNet as Net>::Listener| {
+        seams::NetListener::local_addr(listener)
+            .map(|addr| addr.to_string())
+            .unwrap_or_else(|_| "?".to_owned())
+    };
     tracing::info!(
-        api = %config.listen.api,
-        websocket = %config.listen.websocket,
-        health = %config.listen.health,
-        metrics = %config.listen.metrics,
+        api = %bound(&listeners.api),
+        websocket = %bound(&listeners.websocket),
+        health = %bound(&listeners.health),
+        metrics = %bound(&listeners.metrics),
         "gateway listening"
     );
     let app = App::from_config(config, &seams)?;

@@ -176,9 +176,12 @@ async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> 
 }
 
 fn is_json(content_type: Option<&HeaderValue>) -> bool {
-    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+    let Some(value) = content_type else {
         // No declared type: JSON is the only body this API takes.
         return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
     };
     let essence = value.split(';').next().unwrap_or_default().trim();
     essence.eq_ignore_ascii_case("application/json")

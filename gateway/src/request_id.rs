@@ -15,6 +15,8 @@ use axum::{
 };
 use tracing::Instrument;
 
+use crate::error::ErrorCode;
+
 /// The header that carries the request ID, in both directions and to backends (as metadata).
 pub const HEADER: &str = "x-request-id";
 
@@ -103,9 +105,11 @@ pub async fn layer(
         response.headers_mut().insert(HEADER, value);
     }
     let elapsed: Duration = started.elapsed();
+    let error_code = response.extensions().get::<ErrorCode>().map(|code| code.0);
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
+            error_code,
             latency_us = elapsed.as_micros() as u64,
             "served"
         );

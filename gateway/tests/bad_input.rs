@@ -171,6 +171,15 @@ async fn non_json_bodies_are_415() {
         .send(request)
         .await
         .assert_error(415, "unsupported_media_type");
+    let mut opaque = json_request("POST", "/api/projects", Some(&token), r#"{"name":"x"}"#);
+    opaque.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_bytes(b"application/json\xff").unwrap(),
+    );
+    stack
+        .send(opaque)
+        .await
+        .assert_error(415, "unsupported_media_type");
 }
 
 #[tokio::test]

@@ -258,6 +258,36 @@ fn two_backends_claiming_one_service_are_rejected() {
     );
 }
 
+#[test]
+fn an_empty_service_list_switches_a_default_backend_off() {
+    let config = load_toml(
+        "replace-auth",
+        r#"
+            [auth]
+            backend = "identity"
+
+            [backends.auth]
+            services = []
+
+            [backends.identity]
+            address = "identity.internal:9000"
+            services = ["auth.v1.AuthService"]
+        "#,
+    )
+    .expect("replacing the default Auth backend is valid");
+    assert!(!config.backends.contains_key("auth"));
+    assert_eq!(
+        config.backends["identity"].address,
+        "identity.internal:9000"
+    );
+    assert_eq!(
+        config
+            .backend_for_service("auth.v1.AuthService")
+            .map(|(name, _)| name),
+        Some("identity")
+    );
+}
+
 /// One row per rule of `Config::validate`: how to break the defaults, and the field named.
 #[test]
 fn every_validation_rule_names_its_dotted_field() {

@@ -69,6 +69,15 @@ async fn readiness_follows_backend_health_with_per_dependency_detail() {
 
     stack.backends.faults(ServiceKind::Project).set_down(false);
     wait_for_readiness(&stack, 200).await;
+
+    // Probes take GET only, and say so in the error shape.
+    let wrong_method = support::send(
+        stack.app.health_router(),
+        Request::post("/health/ready").body(Body::empty()).unwrap(),
+    )
+    .await;
+    wrong_method.assert_error(405, "method_not_allowed");
+    assert_eq!(wrong_method.headers["allow"], "GET, HEAD");
 }
 
 #[tokio::test]
