@@ -9,7 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use gateway::{App, Config, Listeners, Seams};
 use mock_backends::{MockBackends, MockConfig, ServiceKind, demo::DEMO_PASSWORD};
-use seams::{Net, SystemClock, TokioNet};
+use seams::{SystemClock, TokioNet};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -73,12 +73,7 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         clock,
         seed: 1,
     };
-    let listeners = Listeners {
-        api: seams.net.bind(config.listen.api).await?,
-        websocket: seams.net.bind(config.listen.websocket).await?,
-        health: seams.net.bind(config.listen.health).await?,
-        metrics: seams.net.bind(config.listen.metrics).await?,
-    };
+    let listeners = Listeners::bind(&seams.net, &config.listen).await?;
     let api = config.listen.api;
     let health = config.listen.health;
     let metrics = config.listen.metrics;
@@ -113,23 +108,7 @@ Try:
         simulation = backends.simulation_addr(),
     );
 
-    gateway::serve(app, listeners, shutdown_signal()).await?;
+    gateway::serve(app, listeners, gateway::server::shutdown_signal()).await?;
     backends.shutdown().await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
-    }
 }

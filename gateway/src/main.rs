@@ -56,12 +56,7 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         clock: Arc::new(SystemClock),
         seed: process_seed(),
     };
-    let listeners = Listeners {
-        api: seams.net.bind(config.listen.api).await?,
-        websocket: seams.net.bind(config.listen.websocket).await?,
-        health: seams.net.bind(config.listen.health).await?,
-        metrics: seams.net.bind(config.listen.metrics).await?,
-    };
+    let listeners = Listeners::bind(&seams.net, &config.listen).await?;
     let bound = |listener: &<TokioNet as Net>::Listener| {
         seams::NetListener::local_addr(listener)
             .map(|addr| addr.to_string())
@@ -75,7 +70,7 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         "gateway listening"
     );
     let app = App::from_config(config, &seams)?;
-    gateway::serve(app, listeners, shutdown_signal()).await?;
+    gateway::serve(app, listeners, gateway::server::shutdown_signal()).await?;
     Ok(())
 }
 
@@ -85,26 +80,4 @@ fn process_seed() -> u64 {
     std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish()
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

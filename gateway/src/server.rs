@@ -6,10 +6,10 @@
 use std::{future::Future, io, time::Duration};
 
 use axum::Router;
-use seams::{NetListener, adapters::AxumListener};
+use seams::{Net, NetListener, adapters::AxumListener};
 use tokio::sync::watch;
 
-use crate::app::App;
+use crate::{app::App, config::ListenConfig};
 
 /// The four listeners, bound by the caller (the caller owns I/O).
 #[derive(Debug)]
@@ -22,6 +22,40 @@ pub struct Listeners<L> {
     pub health: L,
     /// Metrics (8003).
     pub metrics: L,
+}
+
+impl<L: NetListener> Listeners<L> {
+    /// Binds the four listeners at the configured addresses through `net`.
+    pub async fn bind<N: Net<Listener = L>>(net: &N, listen: &ListenConfig) -> io::Result<Self> {
+        Ok(Self {
+            api: net.bind(listen.api).await?,
+            websocket: net.bind(listen.websocket).await?,
+            health: net.bind(listen.health).await?,
+            metrics: net.bind(listen.metrics).await?,
+        })
+    }
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM: the shutdown signal of the binaries.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
 }
 
 /// Serves until `shutdown` resolves, then drains within the grace period.

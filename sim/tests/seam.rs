@@ -15,7 +15,6 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use mock_backends::{MockBackends, MockConfig, ServiceKind};
-use seams::Net;
 use sim::{SimClock, TurmoilNet, seed};
 
 /// Deadline of a token validation in this scenario.
@@ -129,12 +128,7 @@ fn run(seed: u64) {
             seed,
         };
         let config = gateway_config();
-        let listeners = Listeners {
-            api: seams.net.bind(config.listen.api).await?,
-            websocket: seams.net.bind(config.listen.websocket).await?,
-            health: seams.net.bind(config.listen.health).await?,
-            metrics: seams.net.bind(config.listen.metrics).await?,
-        };
+        let listeners = Listeners::bind(&seams.net, &config.listen).await?;
         let app = App::from_config(config, &seams)?;
         gateway::serve(app, listeners, std::future::pending()).await?;
         Ok(())
