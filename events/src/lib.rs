@@ -1,0 +1,21 @@
+//! The event contract between backends and the gateway's WebSocket hub (see `docs/events.md`).
+//!
+//! - [`channel`]: channel names (`user:{id}`, `simulation:{id}`, `project:{id}`,
+//!   `auth:revocations`) and their validation.
+//! - [`envelope`]: the [`Event`] every subscriber receives: channel, offset, epoch, audience, data.
+//! - [`bus`]: the [`Publisher`] and [`EventBus`] traits: the one publishing step backends use, and
+//!   what the hub needs (live subscriptions, history for recovery, delivery status).
+//! - [`memory`]: [`MemoryBus`], the embedded single-process bus (dev stack, unit tests).
+//!
+//! Backends, tests and the load generator publish through [`Publisher::publish`] and nothing
+//! else, so the offset, epoch and history rules live in one place.
+
+pub mod bus;
+pub mod channel;
+pub mod envelope;
+pub mod memory;
+
+pub use bus::{BusError, BusMessage, BusStatus, EventBus, History, Publisher, Subscription};
+pub use channel::{ChannelKind, ChannelName, InvalidChannel};
+pub use envelope::{Audience, Event};
+pub use memory::MemoryBus;

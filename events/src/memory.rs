@@ -1,0 +1,235 @@
+//! The embedded, single-process bus: bounded history per channel and broadcast to live
+//! subscribers, all in memory. It follows exactly the contract the Redis bus follows.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::{Arc, Mutex},
+};
+
+use futures::{StreamExt, future::BoxFuture};
+use serde_json::value::RawValue;
+use tokio::sync::{broadcast, watch};
+use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
+
+use crate::{
+    Audience, BusError, BusMessage, BusStatus, ChannelName, Event, EventBus, History, Publisher,
+    Subscription,
+};
+
+/// Sizes of the in-memory bus.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryBusConfig {
+    /// Events kept per channel for recovery.
+    pub history_len_max: usize,
+    /// Live events buffered per subscriber before it is told it was interrupted.
+    pub subscriber_queue_len_max: usize,
+}
+
+impl Default for MemoryBusConfig {
+    fn default() -> Self {
+        Self {
+            history_len_max: 1_000,
+            subscriber_queue_len_max: 1_024,
+        }
+    }
+}
+
+struct ChannelState {
+    next_offset: u64,
+    history: VecDeque<Arc<Event>>,
+    live: broadcast::Sender<Arc<Event>>,
+}
+
+/// The in-memory bus. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct MemoryBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: MemoryBusConfig,
+    epoch: String,
+    channels: Mutex<BTreeMap<ChannelName, ChannelState>>,
+    status: watch::Sender<BusStatus>,
+}
+
+impl std::fmt::Debug for MemoryBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBus")
+            .field("epoch", &self.inner.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryBus {
+    /// A bus whose channels all start in `epoch` (derive it from the seeded RNG: a new process
+    /// has lost every history, so it must not reuse an old epoch).
+    pub fn new(config: MemoryBusConfig, epoch: String) -> Self {
+        let (status, _) = watch::channel(BusStatus::Delivering);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                epoch,
+                channels: Mutex::new(BTreeMap::new()),
+                status,
+            }),
+        }
+    }
+
+    fn with_channel<T>(&self, channel: &ChannelName, f: impl FnOnce(&mut ChannelState) -> T) -> T {
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let state = channels
+            .entry(channel.clone())
+            .or_insert_with(|| ChannelState {
+                next_offset: 1,
+                history: VecDeque::new(),
+                live: broadcast::channel(self.inner.config.subscriber_queue_len_max.max(1)).0,
+            });
+        f(state)
+    }
+}
+
+impl Publisher for MemoryBus {
+    fn publish(
+        &self,
+        channel: &ChannelName,
+        audience: Option<Audience>,
+        data: Box<RawValue>,
+    ) -> BoxFuture<'static, Result<Arc<Event>, BusError>> {
+        let history_len_max = self.inner.config.history_len_max;
+        let epoch = self.inner.epoch.clone();
+        // Offset assignment, history append and broadcast happen under one lock: atomic, as the
+        // Redis script is.
+        let event = self.with_channel(channel, |state| {
+            let event = Arc::new(Event {
+                channel: channel.as_str().to_owned(),
+                offset: state.next_offset,
+                epoch,
+                audience,
+                data,
+            });
+            state.next_offset += 1;
+            state.history.push_back(event.clone());
+            while state.history.len() > history_len_max {
+                state.history.pop_front();
+            }
+            // No live subscriber is not an error: the event is in history.
+            let _ = state.live.send(event.clone());
+            event
+        });
+        Box::pin(async move { Ok(event) })
+    }
+}
+
+impl EventBus for MemoryBus {
+    fn subscribe(&self, channel: &ChannelName) -> Subscription {
+        let receiver = self.with_channel(channel, |state| state.live.subscribe());
+        let messages = BroadcastStream::new(receiver).flat_map(|item| {
+            let messages = match item {
+                Ok(event) => vec![BusMessage::Event(event)],
+                // The subscriber fell behind and the oldest live events were dropped: tell it,
+                // and let it catch up from history at once (delivery itself is fine).
+                Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    vec![BusMessage::Interrupted, BusMessage::Restored]
+                }
+            };
+            futures::stream::iter(messages)
+        });
+        Subscription::new(channel.clone(), messages)
+    }
+
+    fn history(
+        &self,
+        channel: &ChannelName,
+        after_offset: u64,
+    ) -> BoxFuture<'static, Result<History, BusError>> {
+        let epoch = self.inner.epoch.clone();
+        let history = self.with_channel(channel, |state| History {
+            epoch,
+            events: state
+                .history
+                .iter()
+                .filter(|event| event.offset > after_offset)
+                .cloned()
+                .collect(),
+            oldest_offset: state.history.front().map_or(0, |event| event.offset),
+            latest_offset: state.next_offset - 1,
+        });
+        Box::pin(async move { Ok(history) })
+    }
+
+    fn status(&self) -> watch::Receiver<BusStatus> {
+        self.inner.status.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn offsets_increase_by_one_and_history_is_bounded() {
+        let bus = MemoryBus::new(
+            MemoryBusConfig {
+                history_len_max: 3,
+                subscriber_queue_len_max: 8,
+            },
+            "e1".into(),
+        );
+        let channel = ChannelName::parse("simulation:s-1").unwrap();
+        for index in 1..=5u64 {
+            let event = bus
+                .publish(&channel, None, data(&index.to_string()))
+                .await
+                .unwrap();
+            assert_eq!(event.offset, index);
+            assert_eq!(event.epoch, "e1");
+        }
+        let history = bus.history(&channel, 0).await.unwrap();
+        assert_eq!(history.oldest_offset, 3);
+        assert_eq!(history.latest_offset, 5);
+        let offsets: Vec<u64> = history.events.iter().map(|e| e.offset).collect();
+        assert_eq!(offsets, [3, 4, 5]);
+        let after_four = bus.history(&channel, 4).await.unwrap();
+        assert_eq!(after_four.events.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn subscribers_receive_live_events_and_are_told_when_they_lag() {
+        let bus = MemoryBus::new(
+            MemoryBusConfig {
+                history_len_max: 100,
+                subscriber_queue_len_max: 2,
+            },
+            "e1".into(),
+        );
+        let channel = ChannelName::parse("user:u-1").unwrap();
+        let mut subscription = bus.subscribe(&channel);
+        bus.publish(&channel, None, data("1")).await.unwrap();
+        match subscription.next().await {
+            Some(BusMessage::Event(event)) => assert_eq!(event.offset, 1),
+            other => panic!("expected event 1, got {other:?}"),
+        }
+        for index in 2..=6 {
+            bus.publish(&channel, None, data(&index.to_string()))
+                .await
+                .unwrap();
+        }
+        assert!(matches!(
+            subscription.next().await,
+            Some(BusMessage::Interrupted)
+        ));
+        assert!(matches!(
+            subscription.next().await,
+            Some(BusMessage::Restored)
+        ));
+    }
+}
