@@ -49,6 +49,11 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
 
 async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
+    // One in-memory event bus shared by the mock backends (publishers) and the gateway's hub.
+    let bus = events::MemoryBus::new(
+        events::memory::MemoryBusConfig::default(),
+        "dev-stack".to_owned(),
+    );
     let backends = MockBackends::start(TokioNet, clock.clone(), MockConfig::default()).await?;
 
     let mut config = Config::load(config_path.as_deref())?;
@@ -78,7 +83,7 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let health = config.listen.health;
     let metrics = config.listen.metrics;
     let websocket = config.listen.websocket;
-    let app = App::from_config(config, &seams)?;
+    let app = App::from_config(config, &seams, Arc::new(bus.clone()))?;
     let token = backends.auth().issue_token_for("alice")?;
 
     println!(

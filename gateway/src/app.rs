@@ -10,6 +10,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+use events::EventBus;
 use prost_reflect::DescriptorPool;
 use seams::{Net, SharedClock};
 use tokio::{sync::watch, task::JoinHandle};
@@ -21,11 +22,14 @@ use crate::{
     config::{Config, ConfigError},
     error::ApiError,
     health::{self, Health},
+    hub::Hub,
     limits,
     metrics::{self, Metrics},
+    permissions::{PermissionCache, PermissionCacheConfig},
     proxy::{self, Proxy},
     request_id::{self, RequestIdGenerator},
     routing::{RouteTable, RouteTableError},
+    websocket::{self, WebSocketState},
 };
 
 /// Why the gateway cannot start.
@@ -70,7 +74,7 @@ pub struct Seams<N> {
 }
 
 /// The gateway's state, built once.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct App {
     config: Arc<Config>,
     routes: Arc<RouteTable>,
@@ -79,6 +83,28 @@ pub struct App {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     request_ids: Arc<RequestIdGenerator>,
+    bus: Arc<dyn EventBus>,
+    hub: Arc<Hub>,
+    websocket: Arc<WebSocketState>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("routes", &self.routes.routes().len())
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The embedded single-instance event bus (in memory), the default when no Redis is configured.
+/// Its epoch derives from `seed`: a new process has no history, so it must not reuse an epoch.
+pub fn embedded_bus(seed: u64) -> Arc<dyn EventBus> {
+    Arc::new(events::MemoryBus::new(
+        events::memory::MemoryBusConfig::default(),
+        format!("{seed:016x}"),
+    ))
 }
 
 /// The descriptors of the built-in contracts (`proto/`).
@@ -90,11 +116,12 @@ pub fn builtin_descriptors() -> DescriptorPool {
 
 impl App {
     /// Builds the gateway from a validated config. Routes come from `descriptors`; backend
-    /// connections are made lazily through `seams.net`.
+    /// connections are made lazily through `seams.net`; WebSocket events come from `bus`.
     pub fn new<N: Net>(
         config: Config,
         seams: &Seams<N>,
         descriptors: &DescriptorPool,
+        bus: Arc<dyn EventBus>,
     ) -> Result<Self, StartError> {
         config.validate()?;
         let routes = RouteTable::from_pool(descriptors, &config.auth.public_methods)?;
@@ -114,8 +141,39 @@ impl App {
                 field: "auth.backend".into(),
                 reason: "must name a configured backend".into(),
             })?;
-        let validator = TokenValidator::new(auth_backend, config.auth.clone(), seams.clock.clone());
-        let health = Health::new(config.backends.keys().cloned());
+        let permissions = PermissionCache::new(
+            auth_backend.clone(),
+            PermissionCacheConfig {
+                ttl: std::time::Duration::from_millis(config.websocket.permission_cache_ttl_ms),
+                entries_max: config.websocket.permission_cache_entries_max,
+                deadline: std::time::Duration::from_millis(
+                    config.websocket.permission_check_deadline_ms,
+                ),
+            },
+        );
+        let validator = Arc::new(TokenValidator::new(
+            auth_backend,
+            config.auth.clone(),
+            seams.clock.clone(),
+        ));
+        let health = Health::new(
+            config
+                .backends
+                .keys()
+                .cloned()
+                .chain([health::EVENT_BUS.to_owned()]),
+        );
+        let hub = Hub::new(bus.clone());
+        let (stop, stop_signal) = watch::channel(false);
+        let websocket = Arc::new(WebSocketState {
+            hub: hub.clone(),
+            validator: validator.clone(),
+            permissions: Arc::new(permissions),
+            config: Arc::new(config.websocket.clone()),
+            shutdown: stop_signal,
+            seed: seams.seed,
+            next_connection_id: std::sync::atomic::AtomicU64::new(1),
+        });
         // The request-ID prefix folds the seed into 32 bits: distinct per instance in production
         // (the binary seeds from the OS), fixed per run in simulation.
         let prefix = (seams.seed ^ (seams.seed >> 32)) as u32;
@@ -123,16 +181,24 @@ impl App {
             config: Arc::new(config),
             routes: Arc::new(routes),
             backends,
-            validator: Arc::new(validator),
+            validator,
             metrics: Arc::new(Metrics::default()),
             health: Arc::new(health),
             request_ids: Arc::new(RequestIdGenerator::new(prefix)),
+            bus,
+            hub,
+            websocket,
+            stop: Arc::new(stop),
         })
     }
 
     /// Builds the gateway from a config file path (or defaults) with the built-in descriptors,
     /// or those named by `routes.descriptor_set_path`.
-    pub fn from_config<N: Net>(config: Config, seams: &Seams<N>) -> Result<Self, StartError> {
+    pub fn from_config<N: Net>(
+        config: Config,
+        seams: &Seams<N>,
+        bus: Arc<dyn EventBus>,
+    ) -> Result<Self, StartError> {
         let descriptors = match &config.routes.descriptor_set_path {
             Some(path) => {
                 let bytes = std::fs::read(path).map_err(|source| StartError::DescriptorFile {
@@ -143,7 +209,7 @@ impl App {
             }
             None => builtin_descriptors(),
         };
-        Self::new(config, seams, &descriptors)
+        Self::new(config, seams, &descriptors, bus)
     }
 
     /// The configuration in force.
@@ -192,22 +258,25 @@ impl App {
         self.outer_layers(router)
     }
 
-    /// The WebSocket router (port 8001). The hub arrives in a later issue; until then `/ws/*`
-    /// answers 501 with the error shape.
+    /// The WebSocket router (port 8001): `/ws/notifications`, `/ws/simulation/{id}`,
+    /// `/ws/collaboration/{project_id}`.
     pub fn websocket_router(&self) -> Router {
-        let router = Router::new().fallback(|uri: axum::http::Uri| async move {
-            if uri.path().starts_with("/ws/") {
-                ApiError::new(
-                    StatusCode::NOT_IMPLEMENTED,
-                    "not_implemented",
-                    "WebSocket endpoints are not available yet",
-                )
-                .into_response()
-            } else {
-                ApiError::route_not_found().into_response()
-            }
-        });
+        let router = websocket::router(self.websocket.clone())
+            .fallback(not_found)
+            .method_not_allowed_fallback(get_only);
         self.outer_layers(router)
+    }
+
+    /// The hub, for tests and operators.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Tells every WebSocket client to reconnect elsewhere and stops accepting new work.
+    pub fn begin_shutdown(&self) {
+        self.health.start_draining();
+        // Receivers may all be gone; only the change matters.
+        let _ = self.stop.send(true);
     }
 
     /// The health router (port 8002).
@@ -253,15 +322,25 @@ impl App {
         )
     }
 
-    /// Starts the background health checks; they stop when `shutdown` changes.
+    /// Starts the background health checks (backends and the event bus); they stop when
+    /// `shutdown` changes.
     pub fn spawn_health_checks(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-        tokio::spawn(health::run_checks(
+        let bus_watch = tokio::spawn(health::watch_bus(
+            self.health.clone(),
+            self.bus.status(),
+            shutdown.clone(),
+        ));
+        let checks = health::run_checks(
             self.health.clone(),
             self.backends.clone(),
             self.config.health.clone(),
             self.metrics.clone(),
             shutdown,
-        ))
+        );
+        tokio::spawn(async move {
+            checks.await;
+            bus_watch.abort();
+        })
     }
 }
 

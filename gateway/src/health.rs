@@ -32,6 +32,37 @@ use crate::{
     metrics::Metrics,
 };
 
+/// The name of the event bus in the health report.
+pub const EVENT_BUS: &str = "event_bus";
+
+/// Mirrors the event bus's delivery status into the health report until `shutdown` changes.
+pub async fn watch_bus(
+    health: Arc<Health>,
+    mut status: watch::Receiver<events::BusStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let delivering = *status.borrow_and_update() == events::BusStatus::Delivering;
+        health.record(
+            EVENT_BUS,
+            DependencyStatus {
+                healthy: delivering,
+                detail: if delivering {
+                    "delivering"
+                } else {
+                    "delivery broken"
+                }
+                .to_owned(),
+            },
+        );
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            changed = status.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 /// The latest known state of one dependency.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DependencyStatus {

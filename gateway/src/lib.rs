@@ -13,6 +13,9 @@
 //! - [`backends`]: backend channels dialled through the `Net` seam.
 //! - [`error`]: the one error shape and the gRPC-to-HTTP table.
 //! - [`health`]: liveness, readiness, dependency checks.
+//! - [`websocket`]: the WebSocket endpoints: checks before the upgrade, then the hub.
+//! - [`hub`]: fan-out of bus events to connections: queues, recovery, the frame protocol.
+//! - [`permissions`]: `CheckPermission` with a short cache.
 //! - [`config`]: the configuration and its validation.
 //! - [`app`]: builds the state and assembles the routers.
 //! - [`server`]: runs the listeners and drains on shutdown.
@@ -27,13 +30,16 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod permissions;
 pub mod proxy;
 pub mod request_id;
 pub mod routing;
 pub mod server;
 pub mod transcode;
+pub mod websocket;
 
 pub use app::{App, Seams, StartError};
 pub use config::Config;

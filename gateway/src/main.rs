@@ -69,7 +69,8 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         metrics = %bound(&listeners.metrics),
         "gateway listening"
     );
-    let app = App::from_config(config, &seams)?;
+    let bus = gateway::app::embedded_bus(seams.seed);
+    let app = App::from_config(config, &seams, bus)?;
     gateway::serve(app, listeners, gateway::server::shutdown_signal()).await?;
     Ok(())
 }

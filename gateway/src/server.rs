@@ -78,7 +78,7 @@ pub async fn serve<L: NetListener>(
 
     shutdown.await;
     tracing::info!("shutdown requested; draining");
-    app.health().start_draining();
+    app.begin_shutdown();
     // Nothing is listening for the value; only the change matters.
     let _ = stop_sender.send(true);
     let grace = Duration::from_millis(app.config().shutdown.grace_period_ms);

@@ -396,7 +396,12 @@ fn a_route_whose_service_has_no_backend_stops_start_up() {
         clock: Arc::new(SystemClock),
         seed: 7,
     };
-    match App::new(config, &seams, &builtin_descriptors()) {
+    match App::new(
+        config,
+        &seams,
+        &builtin_descriptors(),
+        gateway::app::embedded_bus(7),
+    ) {
         Err(StartError::UnservedRoute { route, service }) => {
             assert_eq!(service, "simulation.v1.SimulationService");
             assert!(route.contains("/api/simulations"), "{route}");
@@ -412,7 +417,8 @@ async fn the_defaults_build_the_gateway() {
         clock: Arc::new(SystemClock),
         seed: 7,
     };
-    App::from_config(Config::default(), &seams).expect("every built-in route has a backend");
+    App::from_config(Config::default(), &seams, gateway::app::embedded_bus(7))
+        .expect("every built-in route has a backend");
 }
 
 /// What the binary did: its exit code and what it wrote to stderr.

@@ -47,7 +47,7 @@ async fn every_grpc_status_maps_to_its_documented_http_status() {
         clock: Arc::new(SystemClock),
         seed: 3,
     };
-    let app = App::new(config, &seams, &pool).unwrap();
+    let app = App::new(config, &seams, &pool, gateway::app::embedded_bus(3)).unwrap();
     assert_eq!(TABLE.len(), 16, "every non-OK code has a row");
     for &(code, http, error_code) in TABLE {
         assert_eq!(grpc_to_http(code).0.as_u16(), http, "{code:?}");

@@ -43,7 +43,8 @@ async fn a_new_annotated_method_is_routed_with_no_gateway_code() {
         clock: Arc::new(SystemClock),
         seed: 1,
     };
-    let app = App::new(config, &seams, &pool).expect("gateway builds from the test descriptors");
+    let app = App::new(config, &seams, &pool, gateway::app::embedded_bus(1))
+        .expect("gateway builds from the test descriptors");
 
     let answer = support::send(
         app.api_router(),

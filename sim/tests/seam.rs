@@ -129,7 +129,7 @@ fn run(seed: u64) {
         };
         let config = gateway_config();
         let listeners = Listeners::bind(&seams.net, &config.listen).await?;
-        let app = App::from_config(config, &seams)?;
+        let app = App::from_config(config, &seams, gateway::app::embedded_bus(seed))?;
         gateway::serve(app, listeners, std::future::pending()).await?;
         Ok(())
     });

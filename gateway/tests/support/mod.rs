@@ -27,6 +27,8 @@ pub struct Stack {
     pub backends: RunningBackends,
     /// The gateway.
     pub app: App,
+    /// The event bus the gateway's hub reads (in memory, shared with the test).
+    pub bus: events::MemoryBus,
 }
 
 /// A gateway answer: status, headers and JSON body (`Null` when the body is not JSON).
@@ -121,8 +123,12 @@ impl Stack {
             clock: Arc::new(SystemClock),
             seed: 42,
         };
-        let app = App::from_config(config, &seams).expect("gateway builds");
-        Self { backends, app }
+        let bus = events::MemoryBus::new(
+            events::memory::MemoryBusConfig::default(),
+            "test-epoch".to_owned(),
+        );
+        let app = App::from_config(config, &seams, Arc::new(bus.clone())).expect("gateway builds");
+        Self { backends, app, bus }
     }
 
     /// The API router.

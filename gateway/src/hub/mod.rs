@@ -1,0 +1,287 @@
+//! The WebSocket hub: fans bus events out to local connections.
+//!
+//! - [`protocol`]: the frames, both directions, and the close codes.
+//! - [`queue`]: each connection's bounded outbound queue (dedupe, gaps, conflation).
+//! - [`connection`]: one connection's task: writes its queue, reads and answers client frames,
+//!   pings, enforces the idle timeout and the inbound rate.
+//!
+//! The hub holds one bus subscription per channel while at least one local connection needs it
+//! (reference counted: subscribe on the first, unsubscribe after the last). One pump task per
+//! channel reads the subscription, serialises each event once, and offers the shared frame to
+//! every connection's queue, filtered by the event's audience. After a bus interruption the pump
+//! catches up from history, so connections receive what they missed in order, once.
+
+pub mod connection;
+pub mod protocol;
+pub mod queue;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, Weak},
+};
+
+use axum::extract::ws::Utf8Bytes;
+use events::{BusError, BusMessage, ChannelKind, ChannelName, Event, EventBus, Subscription};
+use tokio::task::JoinHandle;
+
+use self::{
+    protocol::{ServerFrame, event_frame},
+    queue::OutQueue,
+};
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The connection's ID.
+    pub connection_id: u64,
+    /// The user's ID.
+    pub user_id: String,
+    /// The user's roles (for audience filtering).
+    pub roles: Vec<String>,
+}
+
+struct Subscriber {
+    member: Member,
+    queue: Arc<OutQueue>,
+}
+
+struct ChannelEntry {
+    subscribers: BTreeMap<u64, Subscriber>,
+    pump: JoinHandle<()>,
+}
+
+/// The hub: channels with local subscribers, and their pumps.
+pub struct Hub {
+    bus: Arc<dyn EventBus>,
+    channels: Mutex<BTreeMap<ChannelName, ChannelEntry>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("channels", &self.channel_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a joining client wants to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The last offset the client received.
+    pub since: u64,
+    /// The epoch that offset belongs to.
+    pub epoch: String,
+}
+
+impl Hub {
+    /// A hub reading from `bus`.
+    pub fn new(bus: Arc<dyn EventBus>) -> Arc<Self> {
+        Arc::new(Self {
+            bus,
+            channels: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The bus, for publishing from collaboration clients.
+    pub fn bus(&self) -> &Arc<dyn EventBus> {
+        &self.bus
+    }
+
+    /// How many channels have local subscribers.
+    pub fn channel_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// How many local connections are subscribed to `channel`.
+    pub fn subscriber_count(&self, channel: &ChannelName) -> usize {
+        self.lock()
+            .get(channel)
+            .map_or(0, |entry| entry.subscribers.len())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ChannelName, ChannelEntry>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Subscribes a connection: registers it (live events buffer in its queue), sends `welcome`,
+    /// replays what it missed since `resume` (or reports the gap), then lets live events flow.
+    pub async fn join(
+        self: &Arc<Self>,
+        channel: &ChannelName,
+        member: Member,
+        queue: Arc<OutQueue>,
+        resume: Option<ResumePoint>,
+    ) -> Result<(), BusError> {
+        self.register(channel, member.clone(), queue.clone());
+        let start_after = resume.as_ref().map_or(u64::MAX, |r| r.since);
+        let history = match self
+            .bus
+            .history(channel, start_after.min(u64::MAX - 1))
+            .await
+        {
+            Ok(history) => history,
+            Err(error) => {
+                self.leave(channel, member.connection_id);
+                return Err(error);
+            }
+        };
+        queue.push_control(&ServerFrame::Welcome {
+            connection_id: &member.connection_id.to_string(),
+            channel: channel.as_str(),
+            epoch: &history.epoch,
+            latest_offset: history.latest_offset,
+        });
+        match resume {
+            Some(resume) if resume.epoch == history.epoch => {
+                queue.start_at(&history.epoch, resume.since);
+                if history.oldest_offset > resume.since + 1 {
+                    queue.push_control(&ServerFrame::Gap {
+                        channel: channel.as_str(),
+                        from_offset: resume.since + 1,
+                        to_offset: Some(history.oldest_offset - 1),
+                        reason: "history_trimmed",
+                    });
+                    queue.start_at(&history.epoch, history.oldest_offset - 1);
+                }
+                for event in &history.events {
+                    let frame: Utf8Bytes = event_frame(event).as_ref().into();
+                    let admitted = event.is_for(&member.user_id, &member.roles);
+                    queue.push_event(event, &frame, admitted, true);
+                }
+            }
+            Some(resume) => {
+                queue.push_control(&ServerFrame::Gap {
+                    channel: channel.as_str(),
+                    from_offset: resume.since + 1,
+                    to_offset: None,
+                    reason: "epoch_changed",
+                });
+                queue.start_at(&history.epoch, history.latest_offset);
+            }
+            None => queue.start_at(&history.epoch, history.latest_offset),
+        }
+        queue.go_live();
+        Ok(())
+    }
+
+    fn register(self: &Arc<Self>, channel: &ChannelName, member: Member, queue: Arc<OutQueue>) {
+        let mut channels = self.lock();
+        let entry = channels.entry(channel.clone()).or_insert_with(|| {
+            let subscription = self.bus.subscribe(channel);
+            ChannelEntry {
+                subscribers: BTreeMap::new(),
+                pump: tokio::spawn(pump(Arc::downgrade(self), subscription)),
+            }
+        });
+        entry
+            .subscribers
+            .insert(member.connection_id, Subscriber { member, queue });
+    }
+
+    /// Removes a connection; the channel's subscription ends with its last local subscriber.
+    pub fn leave(&self, channel: &ChannelName, connection_id: u64) {
+        let mut channels = self.lock();
+        if let Some(entry) = channels.get_mut(channel) {
+            entry.subscribers.remove(&connection_id);
+            if entry.subscribers.is_empty()
+                && let Some(entry) = channels.remove(channel)
+            {
+                // Aborting the pump drops the bus subscription, which unsubscribes.
+                entry.pump.abort();
+            }
+        }
+    }
+
+    /// Closes every connection subscribed to a channel kind that matches, for `user_id` (all
+    /// users when `None`). Used for revocations.
+    pub fn close_where(
+        &self,
+        user_id: Option<&str>,
+        channel_filter: impl Fn(&ChannelName) -> bool,
+        code: u16,
+        reason: &'static str,
+    ) -> usize {
+        let channels = self.lock();
+        let mut closed = 0;
+        for (channel, entry) in channels.iter() {
+            if !channel_filter(channel) {
+                continue;
+            }
+            for subscriber in entry.subscribers.values() {
+                if user_id.is_none_or(|user| user == subscriber.member.user_id) {
+                    subscriber.queue.close(code, reason);
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// Offers one event to every local subscriber of its channel, serialised once.
+    fn dispatch(&self, channel: &ChannelName, event: &Arc<Event>) {
+        let frame: Utf8Bytes = event_frame(event).as_ref().into();
+        let channels = self.lock();
+        let Some(entry) = channels.get(channel) else {
+            return;
+        };
+        for subscriber in entry.subscribers.values() {
+            let member = &subscriber.member;
+            let admitted = event.is_for(&member.user_id, &member.roles);
+            subscriber.queue.push_event(event, &frame, admitted, false);
+        }
+    }
+
+    fn notify_all(&self, channel: &ChannelName, frame: &ServerFrame<'_>) {
+        let channels = self.lock();
+        if let Some(entry) = channels.get(channel) {
+            for subscriber in entry.subscribers.values() {
+                subscriber.queue.push_control(frame);
+            }
+        }
+    }
+}
+
+/// Whether a channel kind conflates when a client falls behind (only the newest state matters).
+pub fn conflates(kind: ChannelKind) -> bool {
+    kind == ChannelKind::Simulation
+}
+
+/// Reads one channel's subscription until the hub or the subscription goes away.
+async fn pump(hub: Weak<Hub>, mut subscription: Subscription) {
+    let channel = subscription.channel().clone();
+    let mut last: Option<(String, u64)> = None;
+    while let Some(message) = subscription.next().await {
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        match message {
+            BusMessage::Event(event) => {
+                last = Some((event.epoch.clone(), event.offset));
+                hub.dispatch(&channel, &event);
+            }
+            BusMessage::Interrupted => hub.notify_all(
+                &channel,
+                &ServerFrame::Error {
+                    code: "delivery_interrupted",
+                    message: "event delivery is interrupted; missed events follow when it resumes",
+                },
+            ),
+            BusMessage::Restored => {
+                // Catch up from history: each queue drops what it already has and reports what
+                // history no longer holds as a gap.
+                let after = last.as_ref().map_or(0, |(_, offset)| *offset);
+                match hub.bus.history(&channel, after).await {
+                    Ok(history) => {
+                        for event in &history.events {
+                            last = Some((event.epoch.clone(), event.offset));
+                            hub.dispatch(&channel, event);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%channel, %error, "catch-up after a bus interruption failed");
+                    }
+                }
+            }
+        }
+    }
+}

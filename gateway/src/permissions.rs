@@ -1,0 +1,100 @@
+//! Permission checks through `Auth.CheckPermission`, cached briefly (`websocket.permission_*`).
+//! Answers are cached for a short TTL because revocations also arrive as events; failures to ask
+//! are never cached.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use proto::auth::v1::{CheckPermissionRequest, auth_service_client::AuthServiceClient};
+use tokio::time::Instant;
+
+use crate::{backends::Backend, request_id};
+
+/// Cache limits and the call deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct PermissionCacheConfig {
+    /// How long an answer is reused.
+    pub ttl: Duration,
+    /// Most cached answers; past it, answers are not cached.
+    pub entries_max: usize,
+    /// Deadline of one `CheckPermission` call.
+    pub deadline: Duration,
+}
+
+/// Why a permission could not be checked.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("permission check unavailable: {0}")]
+pub struct PermissionUnavailable(String);
+
+type Key = (String, String, String);
+
+/// `CheckPermission` with a small TTL cache.
+#[derive(Debug)]
+pub struct PermissionCache {
+    auth: Backend,
+    config: PermissionCacheConfig,
+    answers: Mutex<HashMap<Key, (bool, Instant)>>,
+}
+
+impl PermissionCache {
+    /// A cache asking the Auth backend.
+    pub fn new(auth: Backend, config: PermissionCacheConfig) -> Self {
+        Self {
+            auth,
+            config,
+            answers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `user_id` may `action` on `resource`.
+    pub async fn allowed(
+        &self,
+        user_id: &str,
+        resource: &str,
+        action: &str,
+    ) -> Result<bool, PermissionUnavailable> {
+        let key = (user_id.to_owned(), resource.to_owned(), action.to_owned());
+        let now = Instant::now();
+        if let Some((allowed, until)) = self.lock().get(&key)
+            && *until > now
+        {
+            return Ok(*allowed);
+        }
+        let mut request = tonic::Request::new(CheckPermissionRequest {
+            user_id: key.0.clone(),
+            resource: key.1.clone(),
+            action: key.2.clone(),
+        });
+        request.set_timeout(self.config.deadline);
+        if let Some(id) = request_id::current().and_then(|id| id.parse().ok()) {
+            request.metadata_mut().insert(request_id::HEADER, id);
+        }
+        let mut client = AuthServiceClient::new(self.auth.channel());
+        let started = Instant::now();
+        let answer = tokio::time::timeout(self.config.deadline, client.check_permission(request))
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer")));
+        let allowed = self
+            .auth
+            .settle(answer, started, self.config.deadline)
+            .map_err(|status| PermissionUnavailable(status.message().to_owned()))?
+            .into_inner()
+            .allowed;
+        let mut answers = self.lock();
+        if answers.len() >= self.config.entries_max {
+            answers.retain(|_, (_, until)| *until > now);
+        }
+        if answers.len() < self.config.entries_max {
+            answers.insert(key, (allowed, now + self.config.ttl));
+        }
+        Ok(allowed)
+    }
+
+    /// Forgets every cached answer for a user (on a revocation).
+    pub fn forget_user(&self, user_id: &str) {
+        self.lock().retain(|(user, _, _), _| user != user_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, (bool, Instant)>> {
+        self.answers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

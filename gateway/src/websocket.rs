@@ -1,0 +1,341 @@
+//! The WebSocket endpoints on port 8001. Everything that can refuse a client happens before the
+//! upgrade, as an HTTP answer with the error shape: 401 without a valid token, 403 for a foreign
+//! `Origin` or a channel the user may not read, 400 for a bad channel id or resume point.
+//!
+//! - `/ws/notifications`: the caller's own `user:{id}` channel.
+//! - `/ws/simulation/{id}`: `simulation:{id}`, read permission on `simulation:{id}`.
+//! - `/ws/collaboration/{project_id}`: `project:{id}`, read permission on `project:{id}`;
+//!   publishing needs write permission.
+//!
+//! The token comes from `Authorization: Bearer` or the `access_token` query parameter (browsers
+//! cannot set headers on WebSockets); query strings are never logged.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use axum::{
+    Router,
+    extract::{
+        Path, RawQuery, State,
+        ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
+    },
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use events::{ChannelKind, ChannelName};
+use tokio::sync::watch;
+
+use crate::{
+    auth::{self, TokenValidator},
+    config::WebSocketConfig,
+    error::ApiError,
+    hub::{
+        Hub, Member, ResumePoint, conflates,
+        connection::{self, ConnectionContext},
+        queue::OutQueue,
+    },
+    permissions::PermissionCache,
+};
+
+/// What the WebSocket endpoints share.
+#[derive(Debug)]
+pub struct WebSocketState {
+    /// The hub.
+    pub hub: Arc<Hub>,
+    /// Token validation (shared with the HTTP path and its cache).
+    pub validator: Arc<TokenValidator>,
+    /// Permission checks.
+    pub permissions: Arc<PermissionCache>,
+    /// Limits.
+    pub config: Arc<WebSocketConfig>,
+    /// Changes when the gateway shuts down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Seed for the per-connection reconnect jitter.
+    pub seed: u64,
+    /// Next connection ID.
+    pub next_connection_id: AtomicU64,
+}
+
+/// The routes of port 8001.
+pub fn router(state: Arc<WebSocketState>) -> Router {
+    Router::new()
+        .route("/ws/notifications", get(notifications))
+        .route("/ws/simulation/{id}", get(simulation))
+        .route("/ws/collaboration/{project_id}", get(collaboration))
+        .with_state(state)
+}
+
+type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
+
+async fn notifications(
+    State(state): State<Arc<WebSocketState>>,
+    upgrade: Upgrade,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    open(state, None, upgrade, headers, query).await
+}
+
+async fn simulation(
+    State(state): State<Arc<WebSocketState>>,
+    Path(id): Path<String>,
+    upgrade: Upgrade,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    open(
+        state,
+        Some((ChannelKind::Simulation, id)),
+        upgrade,
+        headers,
+        query,
+    )
+    .await
+}
+
+async fn collaboration(
+    State(state): State<Arc<WebSocketState>>,
+    Path(project_id): Path<String>,
+    upgrade: Upgrade,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    open(
+        state,
+        Some((ChannelKind::Project, project_id)),
+        upgrade,
+        headers,
+        query,
+    )
+    .await
+}
+
+/// The query parameters a WebSocket URL may carry.
+#[derive(Debug, Default)]
+struct Params {
+    access_token: Option<String>,
+    since: Option<u64>,
+    epoch: Option<String>,
+}
+
+fn parse_params(query: Option<&str>) -> Result<Params, ApiError> {
+    let mut params = Params::default();
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match &*name {
+            "access_token" => params.access_token = Some(value.into_owned()),
+            "since" => {
+                params.since = Some(value.parse().map_err(|_| {
+                    ApiError::bad_request("invalid_argument", "since must be an offset (a number)")
+                })?);
+            }
+            "epoch" => params.epoch = Some(value.into_owned()),
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_argument",
+                    format!("unknown query parameter {other:?}"),
+                ));
+            }
+        }
+    }
+    if params.since.is_some() != params.epoch.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_argument",
+            "since and epoch go together",
+        ));
+    }
+    Ok(params)
+}
+
+fn origin_allowed(config: &WebSocketConfig, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    config
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+}
+
+async fn open(
+    state: Arc<WebSocketState>,
+    target: Option<(ChannelKind, String)>,
+    upgrade: Upgrade,
+    headers: HeaderMap,
+    query: Option<String>,
+) -> Response {
+    match prepare(state, target, upgrade, headers, query).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn prepare(
+    state: Arc<WebSocketState>,
+    target: Option<(ChannelKind, String)>,
+    upgrade: Upgrade,
+    headers: HeaderMap,
+    query: Option<String>,
+) -> Result<Response, ApiError> {
+    if !origin_allowed(&state.config, &headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this origin may not open WebSockets here",
+        ));
+    }
+    let params = parse_params(query.as_deref())?;
+    let token = match (auth::bearer_token(&headers), &params.access_token) {
+        (Ok(token), _) => token.to_owned(),
+        (Err(auth::AuthError::Missing), Some(token)) => token.clone(),
+        (Err(error), _) => return Err(error.into()),
+    };
+    let user = state.validator.validate(&token).await?;
+    let channel = match &target {
+        None => ChannelName::new(ChannelKind::User, &user.user_id),
+        Some((kind, id)) => ChannelName::new(*kind, id),
+    }
+    .map_err(|error| ApiError::bad_request("invalid_channel", error.to_string()))?;
+    let may_publish = match channel.kind() {
+        ChannelKind::User => false,
+        kind => {
+            let resource = channel.as_str();
+            let readable = state
+                .permissions
+                .allowed(&user.user_id, resource, "read")
+                .await
+                .map_err(|_| {
+                    ApiError::unavailable("auth_unavailable", "permissions cannot be checked now")
+                })?;
+            if !readable {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "permission_denied",
+                    format!("you may not read {resource}"),
+                ));
+            }
+            kind == ChannelKind::Project
+                && state
+                    .permissions
+                    .allowed(&user.user_id, resource, "write")
+                    .await
+                    .unwrap_or(false)
+        }
+    };
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::bad_request("websocket_upgrade_required", rejection.body_text())
+    })?;
+    let resume = params
+        .since
+        .zip(params.epoch)
+        .map(|(since, epoch)| ResumePoint { since, epoch });
+    let connection_id = state.next_connection_id.fetch_add(1, Ordering::Relaxed);
+    let member = Member {
+        connection_id,
+        user_id: user.user_id.clone(),
+        roles: user.roles.clone(),
+    };
+    let config = state.config.clone();
+    let queue = Arc::new(OutQueue::new(
+        channel.as_str(),
+        config.outbound_queue_len_max,
+        conflates(channel.kind()),
+    ));
+    let reconnect_after_ms = jitter(state.seed, connection_id, config.reconnect_jitter_ms);
+    let username = user.username.clone();
+    Ok(upgrade
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.write_buffer_bytes)
+        .max_write_buffer_size(config.write_buffer_bytes_max)
+        .max_message_size(config.inbound_message_bytes_max)
+        .max_frame_size(config.inbound_message_bytes_max)
+        .on_upgrade(move |socket| async move {
+            let hub = state.hub.clone();
+            if let Err(error) = hub
+                .join(&channel, member.clone(), queue.clone(), resume)
+                .await
+            {
+                tracing::warn!(%error, %channel, "join failed");
+                queue.close(1011, "event bus unavailable");
+            }
+            connection::run(
+                socket,
+                ConnectionContext {
+                    hub,
+                    channel,
+                    member,
+                    username,
+                    queue,
+                    config,
+                    may_publish,
+                    shutdown: state.shutdown.clone(),
+                    reconnect_after_ms,
+                },
+            )
+            .await;
+        }))
+}
+
+/// A per-connection delay in `[0, max_ms]`, derived from the seed (splitmix64), so clients told to
+/// reconnect at shutdown do not all come back at once.
+fn jitter(seed: u64, connection_id: u64, max_ms: u64) -> u64 {
+    let mut z = seed ^ connection_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    if max_ms == 0 { 0 } else { z % (max_ms + 1) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_points_need_both_parts_and_numbers() {
+        assert!(parse_params(Some("since=5&epoch=e1")).is_ok());
+        assert!(parse_params(Some("since=5")).is_err());
+        assert!(parse_params(Some("since=x&epoch=e")).is_err());
+        assert!(parse_params(Some("what=1")).is_err());
+        assert_eq!(
+            parse_params(Some("access_token=a.b.c"))
+                .unwrap()
+                .access_token
+                .as_deref(),
+            Some("a.b.c")
+        );
+    }
+
+    #[test]
+    fn origins_are_checked_against_the_allowlist() {
+        let mut config = WebSocketConfig::default();
+        let mut headers = HeaderMap::new();
+        assert!(
+            origin_allowed(&config, &headers),
+            "no Origin: not a browser"
+        );
+        headers.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(!origin_allowed(&config, &headers));
+        config.allowed_origins = vec!["https://app.example".into()];
+        assert!(!origin_allowed(&config, &headers));
+        headers.insert(header::ORIGIN, "https://app.example".parse().unwrap());
+        assert!(origin_allowed(&config, &headers));
+    }
+
+    #[test]
+    fn jitter_stays_in_range_and_varies() {
+        let delays: Vec<u64> = (0..50).map(|id| jitter(7, id, 5_000)).collect();
+        assert!(delays.iter().all(|d| *d <= 5_000));
+        assert!(
+            delays
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                > 10
+        );
+    }
+}
