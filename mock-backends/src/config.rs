@@ -120,6 +120,8 @@ pub struct MockConfig {
     pub upstream: UpstreamConfig,
     /// gRPC server settings shared by all three.
     pub server: ServerConfig,
+    /// Publishing events (when the backends are given a publisher).
+    pub events: EventsConfig,
 }
 
 impl MockConfig {
@@ -129,7 +131,8 @@ impl MockConfig {
         self.project.validate()?;
         self.simulation.validate()?;
         self.upstream.validate()?;
-        self.server.validate()
+        self.server.validate()?;
+        self.events.validate()
     }
 
     /// A configuration for tests: every service on `127.0.0.1:0` (a free port each).
@@ -183,6 +186,9 @@ pub struct AuthConfig {
     pub refresh_tokens_max: usize,
     /// Revoked token IDs remembered; the oldest is forgotten first. Default 100,000.
     pub revoked_tokens_max: usize,
+    /// Issued access-token IDs remembered with their user, so a revocation event can name the
+    /// user; the oldest is forgotten first. Default 100,000.
+    pub issued_tokens_max: usize,
     /// Permission grants kept; further grants fail RESOURCE_EXHAUSTED. Default 1,000,000.
     pub permissions_max: usize,
     /// Fault settings at start. Default none.
@@ -200,6 +206,7 @@ impl Default for AuthConfig {
             signing_keys_max: 3,
             refresh_tokens_max: 100_000,
             revoked_tokens_max: 100_000,
+            issued_tokens_max: 100_000,
             permissions_max: 1_000_000,
             faults: FaultSettings::default(),
         }
@@ -216,6 +223,7 @@ impl AuthConfig {
         positive("auth.signing_keys_max", self.signing_keys_max as u64)?;
         positive("auth.refresh_tokens_max", self.refresh_tokens_max as u64)?;
         positive("auth.revoked_tokens_max", self.revoked_tokens_max as u64)?;
+        positive("auth.issued_tokens_max", self.issued_tokens_max as u64)?;
         positive("auth.permissions_max", self.permissions_max as u64)?;
         if i64::try_from(self.token_ttl_seconds).is_err()
             || i64::try_from(self.refresh_ttl_seconds).is_err()
@@ -277,9 +285,15 @@ pub struct SimulationConfig {
     /// Simulations kept, finished ones included; further starts fail RESOURCE_EXHAUSTED.
     /// Default 100,000.
     pub simulations_max: usize,
+    /// Progress events published per second on `simulation:{id}` for each running simulation,
+    /// when events are published. 1 to 1,000; default 10.
+    pub updates_per_second: u32,
     /// Fault settings at start. Default none.
     pub faults: FaultSettings,
 }
+
+/// Most progress updates per second per simulation.
+pub const UPDATES_PER_SECOND_MAX: u32 = 1_000;
 
 impl Default for SimulationConfig {
     fn default() -> Self {
@@ -288,6 +302,7 @@ impl Default for SimulationConfig {
             step_ms: 10,
             capacity: 64,
             simulations_max: 100_000,
+            updates_per_second: 10,
             faults: FaultSettings::default(),
         }
     }
@@ -301,7 +316,37 @@ impl SimulationConfig {
         if i32::try_from(self.capacity).is_err() {
             return Err(ConfigError::new("simulation.capacity", "too large"));
         }
+        if !(1..=UPDATES_PER_SECOND_MAX).contains(&self.updates_per_second) {
+            return Err(ConfigError::new(
+                "simulation.updates_per_second",
+                format!("must be 1 to {UPDATES_PER_SECOND_MAX}"),
+            ));
+        }
         self.faults.validate("simulation.faults")
+    }
+}
+
+/// Publishing events on the bus the backends were started with (see `docs/mock-backends.md`,
+/// "Events published"). Without a publisher nothing is published and these are unused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// How long one publish may take before it is abandoned and logged; bounds how long an RPC
+    /// that publishes can be held up by a slow or unreachable bus. Default 1,000 ms.
+    pub publish_timeout_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            publish_timeout_ms: 1_000,
+        }
+    }
+}
+
+impl EventsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("events.publish_timeout_ms", self.publish_timeout_ms)
     }
 }
 
@@ -438,6 +483,23 @@ mod tests {
             config.validate().unwrap_err().field,
             "project.faults.error_rate"
         );
+    }
+
+    #[test]
+    fn updates_per_second_must_be_1_to_1000() {
+        let mut config = MockConfig::default();
+        assert_eq!(config.simulation.updates_per_second, 10);
+        for bad in [0, 1_001] {
+            config.simulation.updates_per_second = bad;
+            assert_eq!(
+                config.validate().unwrap_err().field,
+                "simulation.updates_per_second"
+            );
+        }
+        for good in [1, 1_000] {
+            config.simulation.updates_per_second = good;
+            config.validate().unwrap();
+        }
     }
 
     #[test]

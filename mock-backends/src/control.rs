@@ -1,4 +1,5 @@
-//! The `mockcontrol.v1` service: fault knobs and key rotation at run time, over gRPC, on every
+//! The `mockcontrol.v1` service: fault knobs, key rotation and revocations at run time, over
+//! gRPC, on every
 //! backend's port. Which backends a port can reach is its [`ControlPlane`]: backends started
 //! together share one, so one backend's port can bring another back up.
 
@@ -10,7 +11,8 @@ use crate::{
     auth::{AuthBackend, AuthError},
     config::ServiceKind,
     control_proto::{
-        FaultSettings as WireFaultSettings, GetFaultsRequest, RotateSigningKeyRequest,
+        FaultSettings as WireFaultSettings, GetFaultsRequest, RevokePermissionRequest,
+        RevokePermissionResponse, RevokeTokenRequest, RevokeTokenResponse, RotateSigningKeyRequest,
         RotateSigningKeyResponse, SetFaultsRequest, control_service_server::ControlService,
     },
     faults::{FaultSettings, Faults},
@@ -68,6 +70,13 @@ impl ControlApi {
             Status::failed_precondition(format!("{kind} is not reachable from this port"))
         })
     }
+
+    fn auth(&self) -> Result<&AuthBackend, Status> {
+        self.plane
+            .auth
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("auth is not reachable from this port"))
+    }
 }
 
 #[tonic::async_trait]
@@ -103,11 +112,7 @@ impl ControlService for ControlApi {
         &self,
         _request: Request<RotateSigningKeyRequest>,
     ) -> Result<Response<RotateSigningKeyResponse>, Status> {
-        let auth =
-            self.plane.auth.as_ref().ok_or_else(|| {
-                Status::failed_precondition("auth is not reachable from this port")
-            })?;
-        match auth.rotate_signing_key() {
+        match self.auth()?.rotate_signing_key() {
             Ok(kid) => Ok(Response::new(RotateSigningKeyResponse { kid })),
             Err(AuthError::RotationUnsupported) => Err(Status::failed_precondition(
                 "signing keys rotate only with EdDSA",
@@ -116,6 +121,38 @@ impl ControlService for ControlApi {
                 tracing::error!(%error, "key rotation failed");
                 Err(Status::internal("key rotation failed"))
             }
+        }
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RevokeTokenResponse>, Status> {
+        let token_id = request.into_inner().token_id;
+        if token_id.is_empty() {
+            return Err(Status::invalid_argument("token_id is required"));
+        }
+        self.auth()?.revoke_token(&token_id);
+        Ok(Response::new(RevokeTokenResponse {}))
+    }
+
+    async fn revoke_permission(
+        &self,
+        request: Request<RevokePermissionRequest>,
+    ) -> Result<Response<RevokePermissionResponse>, Status> {
+        let RevokePermissionRequest {
+            user_id,
+            resource,
+            action,
+        } = request.into_inner();
+        if user_id.is_empty() || resource.is_empty() {
+            return Err(Status::invalid_argument(
+                "user_id and resource are required",
+            ));
+        }
+        match self.auth()?.revoke_permission(&user_id, &resource, &action) {
+            Ok(()) => Ok(Response::new(RevokePermissionResponse {})),
+            Err(error) => Err(Status::invalid_argument(error.to_string())),
         }
     }
 }

@@ -13,7 +13,10 @@
 //!   injected clock, refresh tokens, revocation, key rotation and JWKS, permissions.
 //! - [`project`]: the Project service: project CRUD and templates, permissions checked and granted
 //!   on Auth over gRPC.
-//! - [`simulation`]: the Simulation service: runs whose progress follows `tokio::time`.
+//! - [`simulation`]: the Simulation service: runs whose progress follows `tokio::time`, and the
+//!   ticker that publishes their progress.
+//! - [`publish`]: [`publish::EventSink`], the backends' one way onto the event bus (the
+//!   `events` crate's publishing step), with failures logged and never returned.
 //! - [`auth_client`]: the gRPC client Project and Simulation use to reach Auth through the `Net`.
 //! - [`faults`]: the fault knobs (latency, error rate, hang, down) and the layer that applies them.
 //! - [`connection`]: the wrapper around accepted connections that turns `down` and the shutdown
@@ -42,6 +45,7 @@ pub mod health;
 pub mod metadata;
 pub mod paging;
 pub mod project;
+pub mod publish;
 pub mod request_log;
 mod rng;
 pub mod server;
@@ -56,15 +60,15 @@ pub mod control_proto {
 pub use auth::{AuthBackend, AuthError};
 pub use auth_client::AuthClient;
 pub use config::{
-    AuthConfig, ConfigError, JwtAlgorithm, MockConfig, ProjectConfig, ServerConfig, ServiceKind,
-    SimulationConfig, UpstreamConfig,
+    AuthConfig, ConfigError, EventsConfig, JwtAlgorithm, MockConfig, ProjectConfig, ServerConfig,
+    ServiceKind, SimulationConfig, UpstreamConfig,
 };
 pub use control::ControlPlane;
 pub use faults::{FaultSettings, Faults};
 pub use project::ProjectBackend;
 pub use request_log::RequestLog;
 pub use server::{
-    MockBackends, RunningBackends, RunningService, ServeError, StartError, serve_auth,
-    serve_project, serve_simulation,
+    MockBackends, RunningBackends, RunningService, ServeError, StartError, StartOptions,
+    serve_auth, serve_project, serve_simulation,
 };
 pub use simulation::SimulationBackend;

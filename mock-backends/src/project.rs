@@ -1,6 +1,10 @@
 //! The Project service: in-memory projects (seeded from [`crate::demo`]) and a static template
 //! catalogue. Every read and write of a project asks Auth for permission over gRPC; creating one
 //! grants the creator `write` on it.
+//!
+//! When events are published: `project_created` on `user:{owner}`, `project_updated` and
+//! `project_deleted` on `project:{id}` (see `docs/mock-backends.md`, "Events published"). Each is
+//! published before the call answers; a publishing failure is logged and never fails the call.
 
 use std::{
     collections::BTreeMap,
@@ -11,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+use events::ChannelKind;
 use prost_types::Timestamp;
 use proto::project::v1::{
     CreateProjectRequest, DeleteProjectRequest, DeleteProjectResponse, GetProjectRequest,
@@ -19,6 +24,7 @@ use proto::project::v1::{
     project_service_server::ProjectService,
 };
 use seams::SharedClock;
+use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -28,6 +34,7 @@ use crate::{
     faults::Faults,
     metadata::Caller,
     paging,
+    publish::EventSink,
     request_log::RequestLog,
 };
 
@@ -56,6 +63,7 @@ struct ProjectInner {
     projects_max: usize,
     faults: Faults,
     requests: RequestLog,
+    events: EventSink,
 }
 
 #[derive(Debug, Clone)]
@@ -70,13 +78,14 @@ struct StoredProject {
 
 impl ProjectBackend {
     /// A Project backend with the demo projects, asking `auth` for permissions, its time from
-    /// `clock`, its injected errors drawn from `seed`.
+    /// `clock`, its injected errors drawn from `seed`, publishing to `events`.
     pub fn new(
         config: &ProjectConfig,
         seed: u64,
         clock: SharedClock,
         auth: AuthClient,
         request_log_len_max: usize,
+        events: EventSink,
     ) -> Result<Self, ConfigError> {
         let faults = Faults::seeded(config.faults, seed, ServiceKind::Project)?;
         let now = clock.now_since_epoch();
@@ -107,6 +116,7 @@ impl ProjectBackend {
                 projects_max: config.projects_max,
                 faults,
                 requests: RequestLog::new(request_log_len_max),
+                events,
             }),
         })
     }
@@ -183,6 +193,17 @@ impl ProjectService for ProjectBackend {
         };
         self.projects().insert(seq, stored.clone());
         tracing::debug!(%id, "project created");
+        let event = ProjectEvent::Created {
+            project_id: &id,
+            name: &stored.name,
+            description: &stored.description,
+            template_id: &stored.template_id,
+            owner_id: &stored.owner_id,
+        };
+        let events = &self.inner.events;
+        events
+            .publish(ChannelKind::User, &stored.owner_id, &event)
+            .await;
         Ok(Response::new(to_wire(seq, &stored)))
     }
 
@@ -248,18 +269,31 @@ impl ProjectService for ProjectBackend {
             .await?;
 
         let now = self.inner.clock.now_since_epoch();
-        let mut projects = self.projects();
-        let project = projects
-            .get_mut(&seq)
-            .ok_or_else(|| Status::not_found(format!("project {id:?} not found")))?;
-        if let Some(name) = name {
-            project.name = name;
-        }
-        if let Some(description) = description {
-            project.description = description;
-        }
-        project.update_time = now;
-        Ok(Response::new(to_wire(seq, project)))
+        let updated = {
+            let mut projects = self.projects();
+            let project = projects
+                .get_mut(&seq)
+                .ok_or_else(|| Status::not_found(format!("project {id:?} not found")))?;
+            if let Some(name) = &name {
+                project.name.clone_from(name);
+            }
+            if let Some(description) = &description {
+                project.description.clone_from(description);
+            }
+            project.update_time = now;
+            to_wire(seq, project)
+        };
+        let event = ProjectEvent::Updated {
+            project_id: &id,
+            updated_by: &caller.user_id,
+            changes: Changes {
+                name: name.as_deref(),
+                description: description.as_deref(),
+            },
+        };
+        let events = &self.inner.events;
+        events.publish(ChannelKind::Project, &id, &event).await;
+        Ok(Response::new(updated))
     }
 
     async fn delete_project(
@@ -275,6 +309,12 @@ impl ProjectService for ProjectBackend {
             .await?;
         self.projects().remove(&seq);
         tracing::debug!(%id, "project deleted");
+        let event = ProjectEvent::Deleted {
+            project_id: &id,
+            deleted_by: &caller.user_id,
+        };
+        let events = &self.inner.events;
+        events.publish(ChannelKind::Project, &id, &event).await;
         Ok(Response::new(DeleteProjectResponse {}))
     }
 
@@ -292,6 +332,47 @@ impl ProjectService for ProjectBackend {
             .collect();
         Ok(Response::new(ListTemplatesResponse { templates }))
     }
+}
+
+/// What Project publishes (field names in camelCase, `type` in snake_case).
+#[derive(Debug, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+enum ProjectEvent<'a> {
+    /// On `user:{owner}`: the owner created a project.
+    #[serde(rename = "project_created")]
+    Created {
+        project_id: &'a str,
+        name: &'a str,
+        description: &'a str,
+        template_id: &'a str,
+        owner_id: &'a str,
+    },
+    /// On `project:{id}`: the project's fields changed.
+    #[serde(rename = "project_updated")]
+    Updated {
+        project_id: &'a str,
+        updated_by: &'a str,
+        changes: Changes<'a>,
+    },
+    /// On `project:{id}`: the project is gone.
+    #[serde(rename = "project_deleted")]
+    Deleted {
+        project_id: &'a str,
+        deleted_by: &'a str,
+    },
+}
+
+/// The fields an update set, with their new values; fields it left alone are absent.
+#[derive(Debug, Serialize)]
+struct Changes<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
 }
 
 /// The sequence number in a project ID `p-{seq}`.

@@ -7,15 +7,21 @@
 //! layer (recording first, so calls that fail or hang by injection are still recorded); health
 //! and control are not, so a hung backend can still be un-hung. Every accepted connection passes
 //! through [`GatedListener`], which implements `down` and bounds shutdown.
+//!
+//! Events: given a publisher in [`StartOptions`], the backends publish on it (see
+//! [`crate::publish`]); [`serve_simulation`] also runs the Simulation ticker until shutdown.
 
 use std::{
     convert::Infallible,
+    fmt,
     future::Future,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
     time::Duration,
 };
 
+use events::Publisher;
 use proto::{
     auth::v1::auth_service_server::AuthServiceServer,
     project::v1::project_service_server::ProjectServiceServer,
@@ -39,6 +45,7 @@ use crate::{
     faults::{FaultLayer, Faults},
     health,
     project::ProjectBackend,
+    publish::EventSink,
     request_log::{RequestLog, RequestLogLayer},
     simulation::SimulationBackend,
 };
@@ -127,6 +134,8 @@ pub async fn serve_project<L: NetListener>(
 
 /// Serves Simulation on `listener` until `shutdown` completes, then drains. `control` lists the
 /// other backends this port's control service may reach; Simulation itself is always reachable.
+/// Beside the server runs the backend's ticker ([`SimulationBackend::publish_updates`]), which
+/// stops when shutdown begins (or serving ends).
 pub async fn serve_simulation<L: NetListener>(
     listener: L,
     backend: SimulationBackend,
@@ -141,13 +150,28 @@ pub async fn serve_simulation<L: NetListener>(
         control: control.with_faults(ServiceKind::Simulation, backend.faults().clone()),
         config,
     };
-    serve_service(
+    // Dropped when shutdown begins or, failing that, when serving ends: either stops the ticker.
+    let (ticker_running, ticker_stop) = oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        drop(ticker_running);
+    };
+    let ticker = backend.clone();
+    let ticker = async move {
+        ticker
+            .publish_updates(async move {
+                let _ = ticker_stop.await;
+            })
+            .await;
+    };
+    let serving = serve_service(
         listener,
         SimulationServiceServer::new(backend),
         parts,
         shutdown,
-    )
-    .await
+    );
+    let (served, ()) = tokio::join!(serving, ticker);
+    served
 }
 
 /// What every backend's server is built from besides its service.
@@ -353,6 +377,36 @@ fn dial_addr(bound: SocketAddr) -> String {
     SocketAddr::new(ip, bound.port()).to_string()
 }
 
+/// What the backends are started with beyond their [`MockConfig`]: values that are not
+/// configuration (they cannot be written in a file).
+#[derive(Clone, Default)]
+pub struct StartOptions {
+    /// Where the backends publish events (`simulation:{id}` progress, `project:{id}` and
+    /// `user:{id}` notifications, `auth:revocations`). `None`, the default: nothing is published.
+    pub publisher: Option<Arc<dyn Publisher>>,
+}
+
+impl StartOptions {
+    /// Options publishing events on `publisher` (an `events::MemoryBus`, the Redis bus, ...).
+    pub fn with_publisher(publisher: Arc<dyn Publisher>) -> Self {
+        Self {
+            publisher: Some(publisher),
+        }
+    }
+
+    fn events(&self, config: &MockConfig) -> EventSink {
+        EventSink::new(self.publisher.clone(), &config.events)
+    }
+}
+
+impl fmt::Debug for StartOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StartOptions")
+            .field("publisher", &self.publisher.as_ref().map(|_| "set"))
+            .finish()
+    }
+}
+
 /// Starts the mock backends on real or simulated networks.
 #[derive(Debug, Clone, Copy)]
 pub struct MockBackends;
@@ -361,15 +415,32 @@ impl MockBackends {
     /// Validates `config`, binds Auth, Project and Simulation through `net` on their configured
     /// addresses and serves each on its own task. Project and Simulation call the Auth started
     /// here (unless [`crate::UpstreamConfig::auth_addr`] says otherwise); the three ports share
-    /// one control plane.
+    /// one control plane. Publishes no events; see [`MockBackends::start_with`].
     pub async fn start<N: Net>(
         net: N,
         clock: SharedClock,
         config: MockConfig,
     ) -> Result<RunningBackends, StartError> {
+        Self::start_with(net, clock, config, StartOptions::default()).await
+    }
+
+    /// [`MockBackends::start`] with `options`: with a publisher, the backends publish events on it.
+    pub async fn start_with<N: Net>(
+        net: N,
+        clock: SharedClock,
+        config: MockConfig,
+        options: StartOptions,
+    ) -> Result<RunningBackends, StartError> {
         config.validate()?;
         let log_len = config.server.request_log_len_max;
-        let auth = AuthBackend::new(&config.auth, config.seed, clock.clone(), log_len)?;
+        let events = options.events(&config);
+        let auth = AuthBackend::new(
+            &config.auth,
+            config.seed,
+            clock.clone(),
+            log_len,
+            events.clone(),
+        )?;
         let auth_listener = bind(&net, ServiceKind::Auth, config.auth.addr).await?;
         let project_listener = bind(&net, ServiceKind::Project, config.project.addr).await?;
         let simulation_listener =
@@ -387,9 +458,16 @@ impl MockBackends {
             clock.clone(),
             auth_client.clone(),
             log_len,
+            events.clone(),
         )?;
-        let simulation =
-            SimulationBackend::new(&config.simulation, config.seed, clock, auth_client, log_len)?;
+        let simulation = SimulationBackend::new(
+            &config.simulation,
+            config.seed,
+            clock,
+            auth_client,
+            log_len,
+            events,
+        )?;
         let plane = ControlPlane::new()
             .with_auth(auth.clone())
             .with_faults(ServiceKind::Project, project.faults().clone())
@@ -437,14 +515,28 @@ impl MockBackends {
     /// Validates `config` and starts one backend alone, as a separate process would run it.
     /// Project and Simulation call Auth at [`crate::UpstreamConfig::auth_addr`], or
     /// [`crate::AuthConfig::addr`] when that is unset. Its control plane reaches only itself.
+    /// Publishes no events; see [`MockBackends::start_service_with`].
     pub async fn start_service<N: Net>(
         net: N,
         clock: SharedClock,
         config: MockConfig,
         kind: ServiceKind,
     ) -> Result<RunningService, StartError> {
+        Self::start_service_with(net, clock, config, kind, StartOptions::default()).await
+    }
+
+    /// [`MockBackends::start_service`] with `options`: with a publisher, the backend publishes
+    /// its events on it.
+    pub async fn start_service_with<N: Net>(
+        net: N,
+        clock: SharedClock,
+        config: MockConfig,
+        kind: ServiceKind,
+        options: StartOptions,
+    ) -> Result<RunningService, StartError> {
         config.validate()?;
         let log_len = config.server.request_log_len_max;
+        let events = options.events(&config);
         let server = config.server.clone();
         let auth_client = || {
             let upstream = config
@@ -456,7 +548,7 @@ impl MockBackends {
         };
         match kind {
             ServiceKind::Auth => {
-                let auth = AuthBackend::new(&config.auth, config.seed, clock, log_len)?;
+                let auth = AuthBackend::new(&config.auth, config.seed, clock, log_len, events)?;
                 let (faults, requests) = (auth.faults().clone(), auth.request_log().clone());
                 let listener = bind(&net, kind, config.auth.addr).await?;
                 Ok(RunningService::spawn(
@@ -476,6 +568,7 @@ impl MockBackends {
                     clock,
                     auth_client()?,
                     log_len,
+                    events,
                 )?;
                 let (faults, requests) = (project.faults().clone(), project.request_log().clone());
                 let listener = bind(&net, kind, config.project.addr).await?;
@@ -496,6 +589,7 @@ impl MockBackends {
                     clock,
                     auth_client()?,
                     log_len,
+                    events,
                 )?;
                 let (faults, requests) = (
                     simulation.faults().clone(),

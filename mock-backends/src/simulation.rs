@@ -1,10 +1,18 @@
 //! The Simulation service: in-memory runs (seeded from [`crate::demo`]) whose progress follows
 //! `tokio::time`, so it advances with simulated time exactly as with real time. A run's state is
-//! computed when it is read (elapsed time over steps times [`SimulationConfig::step_ms`]); no
-//! task ticks in the background.
+//! computed when it is read (elapsed time over steps times [`SimulationConfig::step_ms`]).
+//!
+//! When events are published, one ticker task ([`SimulationBackend::publish_updates`], run by
+//! [`crate::serve_simulation`] until shutdown) publishes on `simulation:{id}` the progress of every
+//! running simulation [`SimulationConfig::updates_per_second`] times a second, and a final
+//! `state` event when a run completes or is stopped, together with `simulation_finished` on
+//! `user:{owner}`. The ticker is the only publisher on `simulation:{id}`, so a run's final event
+//! always follows its last progress event. Starting a run publishes `simulation_started` on
+//! `project:{project_id}`.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    future::Future,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -12,13 +20,18 @@ use std::{
     time::Duration,
 };
 
+use events::ChannelKind;
 use proto::simulation::v1::{
     GetSimulationRequest, GetStatusRequest, GetStatusResponse, ListSimulationsRequest,
     ListSimulationsResponse, Simulation, SimulationState, StartSimulationRequest,
     StopSimulationRequest, simulation_service_server::SimulationService,
 };
 use seams::SharedClock;
-use tokio::time::Instant;
+use serde::Serialize;
+use tokio::{
+    sync::Notify,
+    time::{Instant, MissedTickBehavior},
+};
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -29,6 +42,7 @@ use crate::{
     metadata::Caller,
     paging,
     project::timestamp,
+    publish::EventSink,
     request_log::RequestLog,
 };
 
@@ -62,6 +76,11 @@ struct SimulationInner {
     next_seq: AtomicU64,
     faults: Faults,
     requests: RequestLog,
+    events: EventSink,
+    /// Time between two progress events of one run.
+    update_interval: Duration,
+    /// Wakes the ticker when a run is stopped, so its final event goes out at once.
+    stopped: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +89,9 @@ struct Store {
     runs: BTreeMap<u64, Run>,
     /// Runs that were running when last looked at; pruned as they complete. At most `capacity`.
     running: BTreeSet<u64>,
+    /// Runs whose final event the ticker has yet to publish: running ones, and ones that
+    /// finished since its last look. Empty when events are not published.
+    unannounced: BTreeSet<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +112,7 @@ enum Phase {
     Finished {
         state: SimulationState,
         progress_percent: f64,
+        steps_done: i64,
         update_time: Duration,
     },
 }
@@ -99,6 +122,7 @@ enum Phase {
 struct View {
     state: SimulationState,
     progress_percent: f64,
+    steps_done: i64,
     update_time: Duration,
 }
 
@@ -108,10 +132,12 @@ impl Run {
             Phase::Finished {
                 state,
                 progress_percent,
+                steps_done,
                 update_time,
             } => View {
                 state,
                 progress_percent,
+                steps_done,
                 update_time,
             },
             Phase::Running { started } => {
@@ -123,6 +149,7 @@ impl Run {
                     View {
                         state: SimulationState::Completed,
                         progress_percent: 100.0,
+                        steps_done: self.steps,
                         // When it completed, on the wall clock: it started at `create_time`.
                         update_time: self.create_time.saturating_add(duration),
                     }
@@ -130,6 +157,7 @@ impl Run {
                     View {
                         state: SimulationState::Running,
                         progress_percent: steps_done as f64 * 100.0 / self.steps as f64,
+                        steps_done,
                         update_time: now_wall,
                     }
                 }
@@ -140,13 +168,14 @@ impl Run {
 
 impl SimulationBackend {
     /// A Simulation backend with the demo runs, asking `auth` for permissions, its wall-clock
-    /// time from `clock`, its injected errors drawn from `seed`.
+    /// time from `clock`, its injected errors drawn from `seed`, publishing to `events`.
     pub fn new(
         config: &SimulationConfig,
         seed: u64,
         clock: SharedClock,
         auth: AuthClient,
         request_log_len_max: usize,
+        events: EventSink,
     ) -> Result<Self, ConfigError> {
         let faults = Faults::seeded(config.faults, seed, ServiceKind::Simulation)?;
         let now_wall = clock.now_since_epoch();
@@ -163,6 +192,7 @@ impl SimulationBackend {
                     let phase = Phase::Finished {
                         state: SimulationState::Completed,
                         progress_percent: 100.0,
+                        steps_done: demo_run.steps,
                         update_time: created.saturating_add(duration),
                     };
                     (created, phase)
@@ -170,6 +200,9 @@ impl SimulationBackend {
             };
             if matches!(phase, Phase::Running { .. }) {
                 store.running.insert(demo_run.seq);
+                if events.is_enabled() {
+                    store.unannounced.insert(demo_run.seq);
+                }
             }
             store.runs.insert(
                 demo_run.seq,
@@ -195,6 +228,10 @@ impl SimulationBackend {
                 next_seq: AtomicU64::new(next_seq),
                 faults,
                 requests: RequestLog::new(request_log_len_max),
+                events,
+                // Validated to be 1 to 1,000 by SimulationConfig::validate.
+                update_interval: Duration::from_secs(1) / config.updates_per_second.max(1),
+                stopped: Notify::new(),
             }),
         })
     }
@@ -309,9 +346,23 @@ impl SimulationService for SimulationBackend {
             let mut store = self.store();
             store.runs.insert(seq, run);
             store.running.insert(seq);
+            if self.inner.events.is_enabled() {
+                // From here the ticker publishes its progress, then its final state.
+                store.unannounced.insert(seq);
+            }
         }
-        // Event publishing hooks in here: progress updates on channel `simulation:{id}`.
         tracing::debug!(%id, steps, "simulation started");
+        let started = SimulationEvent::SimulationStarted {
+            simulation_id: &simulation.id,
+            project_id: &simulation.project_id,
+            name: &simulation.name,
+            steps,
+            started_by: &simulation.created_by,
+        };
+        let events = &self.inner.events;
+        events
+            .publish(ChannelKind::Project, &simulation.project_id, &started)
+            .await;
         Ok(Response::new(simulation))
     }
 
@@ -381,6 +432,7 @@ impl SimulationService for SimulationBackend {
             run.phase = Phase::Finished {
                 state: SimulationState::Stopped,
                 progress_percent: view.progress_percent,
+                steps_done: view.steps_done,
                 update_time: now_wall,
             };
             tracing::debug!(%id, "simulation stopped");
@@ -388,6 +440,9 @@ impl SimulationService for SimulationBackend {
         // A finished run is left as it is: stopping is idempotent.
         let simulation = to_wire(seq, run, run.view(self.inner.step, now, now_wall));
         store.running.remove(&seq);
+        drop(store);
+        // The ticker publishes the final state at once (a no-op when nothing is published).
+        self.inner.stopped.notify_one();
         Ok(Response::new(simulation))
     }
 
@@ -426,6 +481,84 @@ impl SimulationService for SimulationBackend {
 }
 
 impl SimulationBackend {
+    /// The ticker: until `stop` completes, publishes the progress of every running run every
+    /// `1 / updates_per_second`, and each run's final state (with a `simulation_finished`
+    /// notification to its owner) once it has completed or been stopped. Returns at once when
+    /// events are not published. Time is `tokio::time`, so it ticks with simulated time too.
+    pub async fn publish_updates(&self, stop: impl Future<Output = ()>) {
+        if !self.inner.events.is_enabled() {
+            return;
+        }
+        let mut interval = tokio::time::interval(self.inner.update_interval);
+        // After a stall (a slow bus), go on at the normal rate rather than burst stale progress.
+        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        tokio::pin!(stop);
+        loop {
+            let with_progress = tokio::select! {
+                biased;
+                () = &mut stop => return,
+                () = self.inner.stopped.notified() => false,
+                _ = interval.tick() => true,
+            };
+            tokio::select! {
+                biased;
+                () = &mut stop => return,
+                () = self.publish_tick(with_progress) => {}
+            }
+        }
+    }
+
+    /// One round: final events of runs that finished since the last round, and (on a tick, not
+    /// on a wake-up by a stop) progress of the runs still running.
+    async fn publish_tick(&self, with_progress: bool) {
+        let (now, now_wall) = self.now();
+        let step = self.inner.step;
+        let mut updates = Vec::new();
+        let mut finals = Vec::new();
+        {
+            let mut store = self.store();
+            let Store {
+                runs, unannounced, ..
+            } = &mut *store;
+            unannounced.retain(|seq| {
+                let Some(run) = runs.get(seq) else {
+                    return false;
+                };
+                let view = run.view(step, now, now_wall);
+                if view.state == SimulationState::Running {
+                    if with_progress {
+                        updates.push(Snapshot::new(*seq, run, view));
+                    }
+                    true
+                } else {
+                    finals.push(Snapshot::new(*seq, run, view));
+                    false
+                }
+            });
+        }
+        // Each run has its own channel, so the publishes of one round may run concurrently.
+        let events = &self.inner.events;
+        let simulation = ChannelKind::Simulation;
+        let progress = updates.iter().map(|run| async move {
+            events
+                .publish(simulation, &run.id, &run.event("progress"))
+                .await;
+        });
+        let finished = finals.iter().map(|run| async move {
+            events
+                .publish(simulation, &run.id, &run.event("state"))
+                .await;
+            events
+                .publish(ChannelKind::User, &run.owner_id, &run.finished())
+                .await;
+        });
+        futures::future::join(
+            futures::future::join_all(progress),
+            futures::future::join_all(finished),
+        )
+        .await;
+    }
+
     /// RESOURCE_EXHAUSTED when no run may start now: at capacity, or the store is full.
     fn check_room(&self) -> Result<(), Status> {
         let (now, now_wall) = self.now();
@@ -438,6 +571,96 @@ impl SimulationBackend {
         }
         Ok(())
     }
+}
+
+/// A run as the ticker saw it, for its events.
+#[derive(Debug)]
+struct Snapshot {
+    id: String,
+    project_id: String,
+    name: String,
+    owner_id: String,
+    steps: i64,
+    view: View,
+}
+
+impl Snapshot {
+    fn new(seq: u64, run: &Run, view: View) -> Self {
+        Self {
+            id: demo::simulation_id(seq),
+            project_id: run.project_id.clone(),
+            name: run.name.clone(),
+            owner_id: run.created_by.clone(),
+            steps: run.steps,
+            view,
+        }
+    }
+
+    /// A `progress` or `state` event on `simulation:{id}`.
+    fn event(&self, kind: &'static str) -> ProgressEvent<'_> {
+        ProgressEvent {
+            kind,
+            simulation_id: &self.id,
+            state: self.view.state.as_str_name(),
+            progress_percent: self.view.progress_percent,
+            step: self.view.steps_done,
+            steps: self.steps,
+        }
+    }
+
+    /// The `simulation_finished` notification on `user:{owner}`.
+    fn finished(&self) -> SimulationEvent<'_> {
+        SimulationEvent::SimulationFinished {
+            simulation_id: &self.id,
+            project_id: &self.project_id,
+            name: &self.name,
+            state: self.view.state.as_str_name(),
+            progress_percent: self.view.progress_percent,
+        }
+    }
+}
+
+/// What the ticker publishes on `simulation:{id}`: `type` is `progress` while the run runs, then
+/// one `state` when it has finished.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProgressEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    simulation_id: &'a str,
+    /// The proto enum name, as the HTTP API renders it (`SIMULATION_STATE_RUNNING`).
+    state: &'static str,
+    progress_percent: f64,
+    /// Steps done.
+    step: i64,
+    /// Steps in all.
+    steps: i64,
+}
+
+/// Simulation's notifications on other channels.
+#[derive(Debug, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+enum SimulationEvent<'a> {
+    /// On `project:{project_id}`: a run of the project started.
+    SimulationStarted {
+        simulation_id: &'a str,
+        project_id: &'a str,
+        name: &'a str,
+        steps: i64,
+        started_by: &'a str,
+    },
+    /// On `user:{owner}`: the owner's run completed or was stopped.
+    SimulationFinished {
+        simulation_id: &'a str,
+        project_id: &'a str,
+        name: &'a str,
+        state: &'static str,
+        progress_percent: f64,
+    },
 }
 
 /// The sequence number in a simulation ID `s-{seq}`.

@@ -2,7 +2,11 @@
 //! rotation with a JWKS, and the permission table every other backend asks.
 //!
 //! - `keys`: the signing keys (Ed25519 from the seeded RNG, or the HS256 secret).
-//! - `store`: refresh tokens, revoked token IDs and permission grants, each bounded.
+//! - `store`: refresh tokens, issued and revoked token IDs and permission grants, each bounded.
+//!
+//! Revocations (of a token by [`AuthBackend::revoke_token`], of a permission by
+//! [`AuthBackend::revoke_permission`]) are published on `auth:revocations` when events are
+//! published, so every gateway drops what the revocation no longer allows.
 //!
 //! Token expiry is checked against the injected [`Clock`](seams::Clock), never the system clock:
 //! jsonwebtoken's own `exp`/`nbf` checks are turned off because they read `SystemTime::now`,
@@ -24,6 +28,8 @@ use seams::SharedClock;
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
+use events::ChannelKind;
+
 use self::{
     keys::KeyRing,
     store::{Action, BoundedMap, Permissions},
@@ -33,6 +39,7 @@ use crate::{
     demo,
     faults::Faults,
     metadata::Caller,
+    publish::EventSink,
     request_log::RequestLog,
 };
 
@@ -59,6 +66,9 @@ pub enum AuthError {
     /// No user has that username.
     #[error("unknown user {0:?}")]
     UnknownUser(String),
+    /// A permission action other than `read` or `write`.
+    #[error("unknown action {0:?} (expected read or write)")]
+    UnknownAction(String),
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -151,6 +161,7 @@ struct AuthInner {
     state: Mutex<AuthState>,
     faults: Faults,
     requests: RequestLog,
+    events: EventSink,
 }
 
 struct AuthState {
@@ -159,6 +170,8 @@ struct AuthState {
     rng: SmallRng,
     refresh_tokens: BoundedMap<RefreshToken>,
     revoked: BoundedMap<()>,
+    /// Token ID → user ID of issued access tokens, so a revocation can name the user.
+    issued: BoundedMap<String>,
     permissions: Permissions,
 }
 
@@ -178,12 +191,14 @@ impl std::fmt::Debug for AuthBackend {
 
 impl AuthBackend {
     /// An Auth backend with the demo users and permissions, its keys and tokens drawn from
-    /// `seed`, its time from `clock`, remembering `request_log_len_max` request IDs.
+    /// `seed`, its time from `clock`, remembering `request_log_len_max` request IDs, publishing
+    /// revocations to `events`.
     pub fn new(
         config: &AuthConfig,
         seed: u64,
         clock: SharedClock,
         request_log_len_max: usize,
+        events: EventSink,
     ) -> Result<Self, AuthError> {
         let faults = Faults::seeded(config.faults, seed, ServiceKind::Auth)?;
         let mut rng = crate::rng::stream(seed, "auth");
@@ -222,10 +237,12 @@ impl AuthBackend {
                     rng,
                     refresh_tokens: BoundedMap::new(config.refresh_tokens_max),
                     revoked: BoundedMap::new(config.revoked_tokens_max),
+                    issued: BoundedMap::new(config.issued_tokens_max),
                     permissions,
                 }),
                 faults,
                 requests: RequestLog::new(request_log_len_max),
+                events,
             }),
         })
     }
@@ -255,9 +272,50 @@ impl AuthBackend {
         Ok(kid)
     }
 
-    /// Revokes the token with ID `jti`: ValidateToken rejects it from now on.
+    /// Revokes the token with ID `jti`: ValidateToken rejects it from now on. Publishes
+    /// `token_revoked` on `auth:revocations` (with the user, when Auth still remembers whose
+    /// token it was); the publish is begun before this returns and finished in the background.
     pub fn revoke_token(&self, jti: &str) {
-        self.state().revoked.insert(jti.to_owned(), ());
+        let user_id = {
+            let mut state = self.state();
+            state.revoked.insert(jti.to_owned(), ());
+            state.issued.get(jti).cloned()
+        };
+        tracing::debug!(token_id = %jti, user_id = ?user_id, "token revoked");
+        self.inner.events.publish_detached(
+            ChannelKind::AuthRevocations,
+            "",
+            &RevocationEvent::TokenRevoked {
+                token_id: jti,
+                user_id: user_id.as_deref(),
+            },
+        );
+    }
+
+    /// Takes `action` (`read` or `write`) on `resource` away from `user_id`. Revoking `read`
+    /// also revokes `write`, which implies it; revoking `write` leaves a `read` grant in place.
+    /// Admins keep their access (the role allows everything). Publishes `permission_revoked` on
+    /// `auth:revocations`, whether or not a grant was held, begun before this returns.
+    pub fn revoke_permission(
+        &self,
+        user_id: &str,
+        resource: &str,
+        action: &str,
+    ) -> Result<(), AuthError> {
+        let parsed =
+            Action::parse(action).ok_or_else(|| AuthError::UnknownAction(action.to_owned()))?;
+        self.state().permissions.revoke(user_id, resource, parsed);
+        tracing::debug!(%user_id, %resource, %action, "permission revoked");
+        self.inner.events.publish_detached(
+            ChannelKind::AuthRevocations,
+            "",
+            &RevocationEvent::PermissionRevoked {
+                user_id,
+                resource,
+                action,
+            },
+        );
+        Ok(())
     }
 
     /// An access token for the demo user `username`, as Login would issue.
@@ -365,6 +423,7 @@ impl AuthBackend {
         let (jti, kid, key, algorithm) = {
             let mut state = self.state();
             let jti = random_hex(&mut state.rng, 16);
+            state.issued.insert(jti.clone(), user.id.clone());
             let current = state.keys.current();
             (
                 jti,
@@ -522,6 +581,28 @@ impl AuthService for AuthBackend {
     }
 }
 
+/// What Auth publishes on `auth:revocations`.
+#[derive(Debug, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+enum RevocationEvent<'a> {
+    /// A token was revoked; `userId` is left out when Auth no longer remembers the token.
+    TokenRevoked {
+        token_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        user_id: Option<&'a str>,
+    },
+    /// A permission was taken away.
+    PermissionRevoked {
+        user_id: &'a str,
+        resource: &'a str,
+        action: &'a str,
+    },
+}
+
 /// Resource names are short (`project:p-1`); anything much longer is a caller bug.
 const RESOURCE_LEN_MAX: usize = 256;
 
@@ -565,7 +646,14 @@ mod tests {
     }
 
     fn backend(config: &AuthConfig, now: i64) -> AuthBackend {
-        AuthBackend::new(config, 42, Arc::new(FixedClock(now)), 10).unwrap()
+        AuthBackend::new(
+            config,
+            42,
+            Arc::new(FixedClock(now)),
+            10,
+            EventSink::disabled(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -608,8 +696,14 @@ mod tests {
         let token = backend(&AuthConfig::default(), 0)
             .issue_token_for("alice")
             .unwrap();
-        let other =
-            AuthBackend::new(&AuthConfig::default(), 7, Arc::new(FixedClock(0)), 10).unwrap();
+        let other = AuthBackend::new(
+            &AuthConfig::default(),
+            7,
+            Arc::new(FixedClock(0)),
+            10,
+            EventSink::disabled(),
+        )
+        .unwrap();
         assert_eq!(
             other.validate_token(&token),
             Err(TokenRejection::BadSignature)

@@ -45,6 +45,10 @@ impl<V> BoundedMap<V> {
         Some(value)
     }
 
+    pub(crate) fn get(&self, key: &str) -> Option<&V> {
+        self.entries.get(key).map(|(_, value)| value)
+    }
+
     pub(crate) fn contains_key(&self, key: &str) -> bool {
         self.entries.contains_key(key)
     }
@@ -104,6 +108,18 @@ impl Permissions {
         Ok(())
     }
 
+    /// Takes `action` away. Taking `read` also takes `write`, which implies it.
+    pub(crate) fn revoke(&mut self, user_id: &str, resource: &str, action: Action) {
+        let mut take = |action| {
+            self.grants
+                .remove(&(user_id.to_owned(), resource.to_owned(), action));
+        };
+        take(Action::Write);
+        if action == Action::Read {
+            take(Action::Read);
+        }
+    }
+
     /// Whether `user_id` was granted `action` on `resource`, or `write` when asking for `read`.
     pub(crate) fn allows(&self, user_id: &str, resource: &str, action: Action) -> bool {
         let granted = |action| {
@@ -140,6 +156,19 @@ mod tests {
         assert!(permissions.allows("u", "project:p-2", Action::Read));
         assert!(!permissions.allows("u", "project:p-2", Action::Write));
         assert!(!permissions.allows("v", "project:p-1", Action::Read));
+    }
+
+    #[test]
+    fn revoking_read_takes_write_too_but_not_the_reverse() {
+        let mut permissions = Permissions::new(10);
+        permissions.grant("u", "r", Action::Write).unwrap();
+        permissions.grant("u", "r", Action::Read).unwrap();
+        permissions.revoke("u", "r", Action::Write);
+        assert!(permissions.allows("u", "r", Action::Read));
+        assert!(!permissions.allows("u", "r", Action::Write));
+        permissions.grant("u", "r", Action::Write).unwrap();
+        permissions.revoke("u", "r", Action::Read);
+        assert!(!permissions.allows("u", "r", Action::Read));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::{
 };
 
 use mock_backends::{
-    MockBackends, MockConfig, RunningBackends,
+    MockBackends, MockConfig, RunningBackends, StartOptions,
     metadata::{REQUEST_ID, USER_ID, USER_ROLES},
 };
 use tonic::{
@@ -60,8 +60,12 @@ impl Harness {
     }
 
     pub async fn start_with(config: MockConfig) -> Self {
+        Self::start_with_options(config, StartOptions::default()).await
+    }
+
+    pub async fn start_with_options(config: MockConfig, options: StartOptions) -> Self {
         let clock = TestClock::new();
-        let backends = MockBackends::start(seams::TokioNet, clock.clone(), config)
+        let backends = MockBackends::start_with(seams::TokioNet, clock.clone(), config, options)
             .await
             .expect("mock backends start");
         Self { backends, clock }
