@@ -8,8 +8,8 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
 
 use gateway::{App, Config, Listeners, Seams};
-use mock_backends::{MockBackends, MockConfig, ServiceKind, demo::DEMO_PASSWORD};
-use seams::{SystemClock, TokioNet};
+use mock_backends::{MockBackends, MockConfig, ServiceKind, StartOptions, demo::DEMO_PASSWORD};
+use seams::{Clock as _, SystemClock, TokioNet};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -50,11 +50,19 @@ fn parse_args() -> Result<Option<PathBuf>, String> {
 async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     // One in-memory event bus shared by the mock backends (publishers) and the gateway's hub.
+    // Its epoch is new on every start: a new process has lost the last one's history, so a
+    // client resuming with an old offset must be told of the gap, not handed new events.
     let bus = events::MemoryBus::new(
         events::memory::MemoryBusConfig::default(),
-        "dev-stack".to_owned(),
+        format!("dev-stack-{}", clock.now_since_epoch().as_millis()),
     );
-    let backends = MockBackends::start(TokioNet, clock.clone(), MockConfig::default()).await?;
+    let backends = MockBackends::start_with(
+        TokioNet,
+        clock.clone(),
+        MockConfig::default(),
+        StartOptions::with_publisher(Arc::new(bus.clone())),
+    )
+    .await?;
 
     let mut config = Config::load(config_path.as_deref())?;
     if config.listen == gateway::config::ListenConfig::default() {
