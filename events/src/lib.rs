@@ -6,6 +6,10 @@
 //! - [`bus`]: the [`Publisher`] and [`EventBus`] traits: the one publishing step backends use, and
 //!   what the hub needs (live subscriptions, history for recovery, delivery status).
 //! - [`memory`]: [`MemoryBus`], the embedded single-process bus (dev stack, unit tests).
+//! - [`redis_bus`]: [`RedisBus`], the production bus shared by every gateway instance through
+//!   Redis: the publishing step as a Lua script, history in a bounded Stream per channel,
+//!   reference-counted pub/sub subscriptions, reconnection without limit. Connections are
+//!   dialled through the `seams::Net` seam, so the same code runs in simulation.
 //!
 //! Backends, tests and the load generator publish through [`Publisher::publish`] and nothing
 //! else, so the offset, epoch and history rules live in one place.
@@ -14,8 +18,10 @@ pub mod bus;
 pub mod channel;
 pub mod envelope;
 pub mod memory;
+pub mod redis_bus;
 
 pub use bus::{BusError, BusMessage, BusStatus, EventBus, History, Publisher, Subscription};
 pub use channel::{ChannelKind, ChannelName, InvalidChannel};
 pub use envelope::{Audience, Event};
 pub use memory::MemoryBus;
+pub use redis_bus::{InvalidRedisBusConfig, RedisBus, RedisBusConfig};
