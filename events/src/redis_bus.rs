@@ -898,8 +898,20 @@ mod tests {
     }
 
     #[test]
+    fn the_docs_show_the_publishing_step_verbatim() {
+        let docs = include_str!("../../docs/events.md");
+        assert!(
+            docs.contains(PUBLISH_SCRIPT),
+            "docs/events.md must quote redis_bus/publish.lua verbatim"
+        );
+    }
+
+    #[test]
     fn defaults_are_valid_and_bad_limits_are_refused() {
         RedisBusConfig::default().validate().unwrap();
+        let empty: RedisBusConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, RedisBusConfig::default());
+        assert!(serde_json::from_str::<RedisBusConfig>(r#"{"history_len":5}"#).is_err());
         for bad in [
             RedisBusConfig {
                 address: "no-port".into(),
