@@ -272,6 +272,16 @@ impl App {
         &self.hub
     }
 
+    /// Starts listening for Auth's revocations; stops when `shutdown` changes.
+    pub fn spawn_revocation_listener(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        tokio::spawn(crate::revocations::listen(
+            self.hub.clone(),
+            self.validator.clone(),
+            self.websocket.permissions.clone(),
+            shutdown,
+        ))
+    }
+
     /// Tells every WebSocket client to reconnect elsewhere and stops accepting new work.
     pub fn begin_shutdown(&self) {
         self.health.start_draining();

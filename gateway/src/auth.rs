@@ -37,6 +37,8 @@ pub struct UserContext {
     pub roles: Vec<String>,
     /// The token's expiry, seconds since the Unix epoch.
     pub expires_at_unix_seconds: i64,
+    /// The token's unique ID (`jti`), which revocations name.
+    pub token_id: String,
 }
 
 /// The answer for one token.
@@ -151,6 +153,14 @@ impl TokenValidator {
         Some(slot)
     }
 
+    /// Drops the cached validation of a revoked token, so its next use asks Auth again.
+    pub fn forget_token_id(&self, token_id: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, slot| {
+            !matches!(slot.get(), Some(Outcome { verdict: Verdict::Valid(user), .. }) if user.token_id == token_id)
+        });
+    }
+
     fn forget(&self, key: [u8; 32], slot: &Slot) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache
@@ -197,6 +207,7 @@ impl TokenValidator {
                         username: user.username,
                         roles: user.roles,
                         expires_at_unix_seconds: user.expires_at_unix_seconds,
+                        token_id: user.token_id,
                     })),
                     cache_until: now + ttl,
                 }

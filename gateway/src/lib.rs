@@ -16,6 +16,7 @@
 //! - [`websocket`]: the WebSocket endpoints: checks before the upgrade, then the hub.
 //! - [`hub`]: fan-out of bus events to connections: queues, recovery, the frame protocol.
 //! - [`permissions`]: `CheckPermission` with a short cache.
+//! - [`revocations`]: applies Auth's revocation events to caches and connections.
 //! - [`config`]: the configuration and its validation.
 //! - [`app`]: builds the state and assembles the routers.
 //! - [`server`]: runs the listeners and drains on shutdown.
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod permissions;
 pub mod proxy;
 pub mod request_id;
+pub mod revocations;
 pub mod routing;
 pub mod server;
 pub mod transcode;

@@ -66,6 +66,7 @@ pub async fn serve<L: NetListener>(
 ) -> io::Result<()> {
     let (stop_sender, stop) = watch::channel(false);
     let health_checks = app.spawn_health_checks(stop.clone());
+    let revocations = app.spawn_revocation_listener(stop.clone());
     let servers = [
         (listeners.api, app.api_router()),
         (listeners.websocket, app.websocket_router()),
@@ -84,6 +85,7 @@ pub async fn serve<L: NetListener>(
     let grace = Duration::from_millis(app.config().shutdown.grace_period_ms);
     let drained = tokio::time::timeout(grace, futures::future::join_all(servers)).await;
     health_checks.abort();
+    revocations.abort();
     match drained {
         Ok(_) => tracing::info!("drained"),
         Err(_) => tracing::warn!(

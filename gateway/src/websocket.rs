@@ -239,6 +239,7 @@ async fn prepare(
         connection_id,
         user_id: user.user_id.clone(),
         roles: user.roles.clone(),
+        token_id: user.token_id.clone(),
     };
     let config = state.config.clone();
     let queue = Arc::new(OutQueue::new(

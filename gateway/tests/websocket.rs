@@ -443,3 +443,69 @@ async fn shutdown_tells_clients_to_reconnect_later() {
     assert_eq!(code, CloseCode::Away);
     assert!(reason.contains("reconnect after"), "{reason}");
 }
+
+/// The `jti` claim of a token (the test reads its own token; the gateway never does).
+fn token_id(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn revocations_close_exactly_the_affected_connections_at_once() {
+    let ws = WsStack::start().await;
+    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
+    let _listener = ws.stack.app.spawn_revocation_listener(stop_signal);
+    let alice = ws.stack.login("alice").await;
+    let alice_again = ws.stack.login("alice").await;
+    let bob = ws.stack.login("bob").await;
+
+    let mut revoked = ws.open("/ws/simulation/s-2", Some(&alice)).await.unwrap();
+    let mut other_token = ws
+        .open("/ws/simulation/s-2", Some(&alice_again))
+        .await
+        .unwrap();
+    let mut bob_notes = ws.open("/ws/notifications", Some(&bob)).await.unwrap();
+    let mut bob_project = ws.open("/ws/collaboration/p-3", Some(&bob)).await.unwrap();
+    for client in [
+        &mut revoked,
+        &mut other_token,
+        &mut bob_notes,
+        &mut bob_project,
+    ] {
+        assert_eq!(next_frame(client).await["type"], "welcome");
+    }
+    let jti = token_id(&alice);
+    ws.publish(
+        "auth:revocations",
+        None,
+        json!({"type": "token_revoked", "tokenId": jti, "userId": "u-1"}),
+    )
+    .await;
+    let (code, reason) = close_of(&mut revoked).await;
+    assert_eq!((u16::from(code), reason.as_str()), (4003, "token revoked"));
+
+    ws.publish(
+        "auth:revocations",
+        None,
+        json!({"type": "permission_revoked", "userId": "u-2", "resource": "project:p-3", "action": "read"}),
+    )
+    .await;
+    let (code, reason) = close_of(&mut bob_project).await;
+    assert_eq!(
+        (u16::from(code), reason.as_str()),
+        (4003, "permission revoked")
+    );
+
+    // Everyone else is still connected.
+    for client in [&mut other_token, &mut bob_notes] {
+        send(client, r#"{"type":"ping","id":"still-here"}"#).await;
+        assert_eq!(next_frame(client).await["id"], "still-here");
+    }
+}

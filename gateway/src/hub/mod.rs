@@ -38,6 +38,8 @@ pub struct Member {
     pub user_id: String,
     /// The user's roles (for audience filtering).
     pub roles: Vec<String>,
+    /// The ID of the token the connection authenticated with (revocations name it).
+    pub token_id: String,
 }
 
 struct Subscriber {
@@ -192,23 +194,19 @@ impl Hub {
         }
     }
 
-    /// Closes every connection subscribed to a channel kind that matches, for `user_id` (all
-    /// users when `None`). Used for revocations.
+    /// Closes every connection for which `condition(channel, member)` holds (revocations).
+    /// Returns how many were closed.
     pub fn close_where(
         &self,
-        user_id: Option<&str>,
-        channel_filter: impl Fn(&ChannelName) -> bool,
+        condition: impl Fn(&ChannelName, &Member) -> bool,
         code: u16,
         reason: &'static str,
     ) -> usize {
         let channels = self.lock();
         let mut closed = 0;
         for (channel, entry) in channels.iter() {
-            if !channel_filter(channel) {
-                continue;
-            }
             for subscriber in entry.subscribers.values() {
-                if user_id.is_none_or(|user| user == subscriber.member.user_id) {
+                if condition(channel, &subscriber.member) {
                     subscriber.queue.close(code, reason);
                     closed += 1;
                 }

@@ -154,6 +154,8 @@ pub mod close_code {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// No frame from the client within the idle timeout.
     pub const IDLE_TIMEOUT: u16 = 4000;
+    /// The token was revoked, or the permission to read the channel.
+    pub const REVOKED: u16 = 4003;
     /// The client fell too far behind on a channel that does not conflate.
     pub const SLOW_CONSUMER: u16 = 4008;
 }
