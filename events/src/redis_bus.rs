@@ -542,15 +542,15 @@ impl<N: Net> Shared<N> {
             return Ok((connection.clone(), false));
         }
         let info = self.connection_info.clone();
+        // Explicit rather than redis-rs's 500 ms default: one bound on commands, ours.
+        let connection_config =
+            AsyncConnectionConfig::new().set_response_timeout(Some(self.config.command_timeout()));
         let (connection, driver) = self
             .dial(|stream| async move {
                 // The driver is `'static`, but its opaque type names `info`'s lifetime: box it.
-                let (connection, driver) = MultiplexedConnection::new_with_config(
-                    &info,
-                    stream,
-                    AsyncConnectionConfig::new(),
-                )
-                .await?;
+                let (connection, driver) =
+                    MultiplexedConnection::new_with_config(&info, stream, connection_config)
+                        .await?;
                 let driver: BoxFuture<'static, ()> = Box::pin(driver);
                 Ok((connection, driver))
             })

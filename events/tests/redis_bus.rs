@@ -469,3 +469,52 @@ async fn dropping_the_last_clone_stops_the_bus_and_ends_subscriptions() {
     );
     until_subscribers(&mut connection, "user:u-6", 0).await;
 }
+
+/// A network where every dial hangs, as behind a partition that drops packets silently.
+#[derive(Clone)]
+struct BlackholeNet;
+
+impl seams::Net for BlackholeNet {
+    type Stream = tokio::net::TcpStream;
+    type Listener = tokio::net::TcpListener;
+
+    async fn bind(&self, addr: std::net::SocketAddr) -> std::io::Result<Self::Listener> {
+        TokioNet.bind(addr).await
+    }
+
+    async fn connect(&self, _addr: &str) -> std::io::Result<Self::Stream> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_redis_that_never_answers_gives_unavailable_within_the_command_timeout() {
+    let bus = RedisBus::new(
+        BlackholeNet,
+        RedisBusConfig {
+            command_timeout_ms: 300,
+            connect_timeout_ms: 200,
+            ..RedisBusConfig::default()
+        },
+    )
+    .unwrap();
+    let channel = channel("user:u-8");
+    let started = tokio::time::Instant::now();
+    let refused = within("publish to give up", bus.publish(&channel, None, data("1"))).await;
+    assert!(
+        matches!(refused, Err(BusError::Unavailable(_))),
+        "{refused:?}"
+    );
+    let refused = within("history to give up", bus.history(&channel, 0)).await;
+    assert!(
+        matches!(refused, Err(BusError::Unavailable(_))),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(1_500));
+    assert_eq!(*bus.status().borrow(), BusStatus::Broken);
+    let mut subscription = bus.subscribe(&channel);
+    assert!(matches!(
+        next_message(&mut subscription).await,
+        BusMessage::Interrupted
+    ));
+}
