@@ -215,8 +215,9 @@ impl Hub {
         closed
     }
 
-    /// Offers one event to every local subscriber of its channel, serialised once.
-    fn dispatch(&self, channel: &ChannelName, event: &Arc<Event>) {
+    /// Offers one event to every local subscriber of its channel, serialised once: what the pump
+    /// does with each event from the bus (public for the fan-out benchmark).
+    pub fn dispatch(&self, channel: &ChannelName, event: &Arc<Event>) {
         let frame: Utf8Bytes = event_frame(event).as_ref().into();
         let channels = self.lock();
         let Some(entry) = channels.get(channel) else {

@@ -148,6 +148,17 @@ impl OutQueue {
         self.lock().closing.is_some()
     }
 
+    /// The next frame if one is ready, without waiting.
+    pub fn try_next(&self) -> Option<Outbound> {
+        let mut state = self.lock();
+        match state.frames.pop_front() {
+            Some(frame) => Some(Outbound::Text(frame.text)),
+            None => state
+                .closing
+                .map(|(code, reason)| Outbound::Close(code, reason)),
+        }
+    }
+
     /// The next frame to send; waits until there is one.
     pub async fn next(&self) -> Outbound {
         loop {
