@@ -99,7 +99,7 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 Gateway dev stack is running (Ctrl-C to stop).
 
   API        http://{api}/api/...
-  WebSocket  ws://{websocket}/ws/...   (answers 501 until the hub lands)
+  WebSocket  ws://{websocket}/ws/...
   Health     http://{health}/health/ready
   Metrics    http://{metrics}/metrics
   Mock Auth {auth}, Project {project}, Simulation {simulation} (gRPC)
@@ -115,6 +115,10 @@ Try:
   curl -s http://{api}/api/projects -H \"Authorization: Bearer $TOKEN\"
   curl -s -X POST http://{api}/api/auth/login -H 'Content-Type: application/json' \\
        -d '{{\"username\":\"bob\",\"password\":\"{DEMO_PASSWORD}\"}}'
+
+Watch the demo run s-2 live (10 progress events a second; any WebSocket client, e.g. websocat):
+
+  websocat \"ws://{websocket}/ws/simulation/s-2?access_token=$TOKEN\"
 ",
         auth = backends.auth_addr(),
         project = backends.project_addr(),
