@@ -107,6 +107,30 @@ pub fn embedded_bus(seed: u64) -> Arc<dyn EventBus> {
     ))
 }
 
+/// The event bus the config asks for: in memory, or Redis dialled through `seams.net` (its
+/// connection task starts now, on the current runtime).
+pub fn bus_from_config<N: Net>(
+    config: &crate::config::EventBusConfig,
+    seams: &Seams<N>,
+) -> Result<Arc<dyn EventBus>, StartError> {
+    match config.kind {
+        crate::config::EventBusKind::Memory => Ok(embedded_bus(seams.seed)),
+        crate::config::EventBusKind::Redis => {
+            let mut redis = config.redis.clone();
+            // Epochs must never repeat across processes: seed them from this process's seed.
+            redis.rng_seed ^= seams.seed;
+            let bus =
+                events::redis_bus::RedisBus::new(seams.net.clone(), redis).map_err(|error| {
+                    ConfigError::Invalid {
+                        field: "event_bus.redis".into(),
+                        reason: error.to_string(),
+                    }
+                })?;
+            Ok(Arc::new(bus))
+        }
+    }
+}
+
 /// The descriptors of the built-in contracts (`proto/`).
 pub fn builtin_descriptors() -> DescriptorPool {
     // The bytes are produced by our own build script; failing to decode them is a build bug.

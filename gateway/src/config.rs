@@ -33,6 +33,8 @@ pub struct Config {
     pub routes: RoutesConfig,
     /// The WebSocket hub.
     pub websocket: WebSocketConfig,
+    /// Where WebSocket events come from.
+    pub event_bus: EventBusConfig,
 }
 
 /// Listener addresses.
@@ -197,6 +199,27 @@ impl Default for WebSocketConfig {
     }
 }
 
+/// Which event bus the hub reads.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EventBusKind {
+    /// In process: one gateway instance, publishers in the same process (dev stack, tests).
+    #[default]
+    Memory,
+    /// Redis pub/sub with bounded Streams for history: several instances, backends elsewhere.
+    Redis,
+}
+
+/// Where WebSocket events come from (`docs/events.md`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventBusConfig {
+    /// `memory` (default) or `redis`.
+    pub kind: EventBusKind,
+    /// The Redis bus, used when `kind = "redis"`.
+    pub redis: events::redis_bus::RedisBusConfig,
+}
+
 /// Where routes come from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -257,6 +280,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             routes: RoutesConfig::default(),
             websocket: WebSocketConfig::default(),
+            event_bus: EventBusConfig::default(),
         }
     }
 }
@@ -460,6 +484,11 @@ impl Config {
             "websocket.write_buffer_bytes_max",
             ws.write_buffer_bytes_max as u64,
         )?;
+        if self.event_bus.kind == EventBusKind::Redis
+            && let Err(error) = self.event_bus.redis.validate()
+        {
+            return Err(invalid("event_bus.redis", &error.to_string()));
+        }
         if ws.write_buffer_bytes >= ws.write_buffer_bytes_max {
             return Err(invalid(
                 "websocket.write_buffer_bytes",

@@ -69,7 +69,7 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         metrics = %bound(&listeners.metrics),
         "gateway listening"
     );
-    let bus = gateway::app::embedded_bus(seams.seed);
+    let bus = gateway::app::bus_from_config(&config.event_bus, &seams)?;
     let app = App::from_config(config, &seams, bus)?;
     gateway::serve(app, listeners, gateway::server::shutdown_signal()).await?;
     Ok(())

@@ -266,21 +266,45 @@ async fn pump(hub: Weak<Hub>, mut subscription: Subscription) {
                 },
             ),
             BusMessage::Restored => {
-                // Catch up from history: each queue drops what it already has and reports what
-                // history no longer holds as a gap.
-                let after = last.as_ref().map_or(0, |(_, offset)| *offset);
-                match hub.bus.history(&channel, after).await {
-                    Ok(history) => {
-                        for event in &history.events {
-                            last = Some((event.epoch.clone(), event.offset));
-                            hub.dispatch(&channel, event);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%channel, %error, "catch-up after a bus interruption failed");
-                    }
+                // Catch up from history: each queue drops what it already has, and reports what
+                // history no longer holds (or an epoch change) as a gap.
+                for event in catch_up(&hub, &channel, last.as_ref()).await {
+                    last = Some((event.epoch.clone(), event.offset));
+                    hub.dispatch(&channel, &event);
                 }
             }
         }
     }
+}
+
+/// What the channel's history holds after `last` (epoch, offset): everything after that offset in
+/// the same epoch, or the whole history of a new epoch. A few tries with backoff; if history stays
+/// unreachable, the next live event shows each connection the hole as a `missed` gap.
+async fn catch_up(
+    hub: &Hub,
+    channel: &ChannelName,
+    last: Option<&(String, u64)>,
+) -> Vec<Arc<Event>> {
+    const TRIES: u32 = 5;
+    let mut delay = std::time::Duration::from_millis(100);
+    for attempt in 1..=TRIES {
+        let after = last.map_or(0, |(_, offset)| *offset);
+        let result = match hub.bus.history(channel, after).await {
+            Ok(history) if last.is_some_and(|(epoch, _)| *epoch != history.epoch) => {
+                hub.bus.history(channel, 0).await
+            }
+            other => other,
+        };
+        match result {
+            Ok(history) => return history.events,
+            Err(error) => {
+                tracing::warn!(%channel, %error, attempt, "catch-up after a bus interruption failed");
+                if attempt < TRIES {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+    Vec::new()
 }

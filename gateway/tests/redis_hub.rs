@@ -1,0 +1,208 @@
+//! The hub on the Redis bus, against a real Redis started by testcontainers (`redis-harness`;
+//! `ci/test.sh` prepares Docker and the image, `REDIS_TEST_LOCAL=1` uses a local redis-server):
+//! two gateway instances share one Redis; a backend publishes; Redis is stopped and started
+//! mid-stream.
+
+mod support;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use events::{ChannelName, Publisher, RedisBus, RedisBusConfig};
+use futures::{SinkExt, StreamExt};
+use gateway::{App, Seams, config::EventBusKind};
+use redis_harness::TestRedis;
+use seams::{SystemClock, TokioNet};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use support::Stack;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream, connect_async,
+    tungstenite::{Message, client::IntoClientRequest},
+};
+
+type Client = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn redis() -> TestRedis {
+    TestRedis::start()
+        .await
+        .unwrap_or_else(|error| panic!("these tests need Redis: {error}"))
+}
+
+/// A gateway instance on the Redis bus, sharing the stack's mock backends; returns it with the
+/// address its WebSocket router serves on.
+async fn gateway_on_redis(stack: &Stack, redis: &TestRedis, seed: u64) -> (App, SocketAddr) {
+    let mut config = stack.app.config().clone();
+    config.event_bus.kind = EventBusKind::Redis;
+    config.event_bus.redis.address = redis.address();
+    config.event_bus.redis.command_timeout_ms = 500;
+    config.event_bus.redis.reconnect_backoff_max_ms = 200;
+    let seams = Seams {
+        net: TokioNet,
+        clock: Arc::new(SystemClock),
+        seed,
+    };
+    let bus = gateway::app::bus_from_config(&config.event_bus, &seams).unwrap();
+    let app = App::from_config(config, &seams, bus).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = app.websocket_router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (app, address)
+}
+
+async fn open(address: SocketAddr, path: &str, token: &str) -> Client {
+    let mut request = format!("ws://{address}{path}")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    connect_async(request).await.expect("handshake").0
+}
+
+async fn next_frame(client: &mut Client) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("open")
+            .expect("valid");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).unwrap();
+        }
+    }
+}
+
+/// A backend's publisher: its own Redis bus, as a separate process would have.
+fn backend_publisher(redis: &TestRedis) -> RedisBus<TokioNet> {
+    RedisBus::new(
+        TokioNet,
+        RedisBusConfig {
+            address: redis.address(),
+            rng_seed: 99,
+            ..RedisBusConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+async fn publish(bus: &RedisBus<TokioNet>, channel: &str, data: Value) -> u64 {
+    bus.publish(
+        &ChannelName::parse(channel).unwrap(),
+        None,
+        RawValue::from_string(data.to_string()).unwrap(),
+    )
+    .await
+    .expect("publish")
+    .offset
+}
+
+#[tokio::test]
+async fn an_event_reaches_exactly_the_subscribed_clients_across_two_instances() {
+    let redis = redis().await;
+    let stack = Stack::start().await;
+    let (_a, a) = gateway_on_redis(&stack, &redis, 1).await;
+    let (_b, b) = gateway_on_redis(&stack, &redis, 2).await;
+    let alice = stack.login("alice").await;
+    let bob = stack.login("bob").await;
+
+    let mut on_a = open(a, "/ws/simulation/s-2", &alice).await;
+    let mut on_b = open(b, "/ws/simulation/s-2", &alice).await;
+    let mut bystander = open(b, "/ws/notifications", &bob).await;
+    for client in [&mut on_a, &mut on_b, &mut bystander] {
+        // The welcome follows a confirmed subscription, so nothing published after it is missed.
+        assert_eq!(next_frame(client).await["type"], "welcome");
+    }
+
+    let publisher = backend_publisher(&redis);
+    let offset = publish(&publisher, "simulation:s-2", json!({"step": 1})).await;
+    for client in [&mut on_a, &mut on_b] {
+        let event = next_frame(client).await;
+        assert_eq!(event["type"], "event");
+        assert_eq!(event["offset"].as_u64(), Some(offset));
+        assert_eq!(event["data"], json!({"step": 1}));
+    }
+    // Exactly once each, and nothing for the client on another channel: a ping's pong comes next.
+    for client in [&mut on_a, &mut on_b, &mut bystander] {
+        client
+            .send(Message::Text(r#"{"type":"ping","id":"p"}"#.into()))
+            .await
+            .unwrap();
+        assert_eq!(next_frame(client).await, json!({"type": "pong", "id": "p"}));
+    }
+}
+
+#[tokio::test]
+async fn redis_restart_mid_stream_interrupts_then_resumes_with_an_explicit_gap_and_readiness_follows()
+ {
+    let mut redis = redis().await;
+    let stack = Stack::start().await;
+    let (app, address) = gateway_on_redis(&stack, &redis, 3).await;
+    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
+    let _checks = app.spawn_health_checks(stop_signal);
+    let alice = stack.login("alice").await;
+    let mut client = open(address, "/ws/simulation/s-2", &alice).await;
+    assert_eq!(next_frame(&mut client).await["type"], "welcome");
+    let publisher = backend_publisher(&redis);
+    assert_eq!(
+        publish(&publisher, "simulation:s-2", json!({"n": 1})).await,
+        1
+    );
+    assert_eq!(next_frame(&mut client).await["offset"], 1);
+    let bus_healthy = |app: &App| app.health().report().dependencies["event_bus"].healthy;
+    assert!(bus_healthy(&app));
+
+    redis.stop().await.unwrap();
+    let notice = next_frame(&mut client).await;
+    assert_eq!(notice["type"], "error");
+    assert_eq!(notice["code"], "delivery_interrupted");
+    assert!(
+        !bus_healthy(&app),
+        "readiness is false while delivery is broken"
+    );
+
+    redis.restart().await.unwrap();
+    // Redis came back empty (no persistence): a new epoch, offsets from 1.
+    let mut published = None;
+    for _ in 0..100 {
+        if let Ok(event) = publisher
+            .publish(
+                &ChannelName::parse("simulation:s-2").unwrap(),
+                None,
+                RawValue::from_string(r#"{"n":2}"#.to_owned()).unwrap(),
+            )
+            .await
+        {
+            published = Some(event);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let published = published.expect("Redis is back within 10 s");
+    assert_eq!(published.offset, 1, "a new epoch starts at 1");
+    // The client hears of the epoch change, then gets the new epoch's event: nothing silent.
+    let mut saw_gap = false;
+    loop {
+        let frame = next_frame(&mut client).await;
+        match frame["type"].as_str() {
+            Some("gap") => {
+                assert_eq!(frame["reason"], "epoch_changed");
+                saw_gap = true;
+            }
+            Some("event") => {
+                assert_eq!(frame["epoch"].as_str(), Some(published.epoch.as_str()));
+                assert_eq!(frame["data"], json!({"n": 2}));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(saw_gap, "the epoch change is reported");
+    for _ in 0..100 {
+        if bus_healthy(&app) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("readiness never came back after Redis did");
+}
