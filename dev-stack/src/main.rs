@@ -116,9 +116,14 @@ Try:
   curl -s -X POST http://{api}/api/auth/login -H 'Content-Type: application/json' \\
        -d '{{\"username\":\"bob\",\"password\":\"{DEMO_PASSWORD}\"}}'
 
-Watch the demo run s-2 live (10 progress events a second; any WebSocket client, e.g. websocat):
+Watch the demo run s-2 live (10 progress events a second), with any WebSocket client, e.g.:
 
-  websocat \"ws://{websocket}/ws/simulation/s-2?access_token=$TOKEN\"
+  python3 -m pip install -q websockets
+  python3 -c \"import asyncio,os,websockets
+async def watch():
+    async with websockets.connect('ws://{websocket}/ws/simulation/s-2?access_token='+os.environ['TOKEN']) as ws:
+        while True: print(await ws.recv())
+asyncio.run(watch())\"
 ",
         auth = backends.auth_addr(),
         project = backends.project_addr(),
