@@ -165,7 +165,7 @@ pub struct WebSocketConfig {
     pub permission_cache_entries_max: usize,
     /// Deadline of a `CheckPermission` call. Default 2,000 ms.
     pub permission_check_deadline_ms: u64,
-    /// Bytes a connection's reader allocates up front. Default 4,096 (the library's 128 KiB
+    /// Bytes a connection's reader allocates up front. Default 1,024 (the library's 128 KiB
     /// default is sized for throughput, not for 100,000 idle connections).
     pub read_buffer_bytes: usize,
     /// Bytes buffered before a write is flushed; 0 writes every frame at once and keeps no
@@ -191,7 +191,7 @@ impl Default for WebSocketConfig {
             permission_cache_ttl_ms: 10_000,
             permission_cache_entries_max: 100_000,
             permission_check_deadline_ms: 2_000,
-            read_buffer_bytes: 4_096,
+            read_buffer_bytes: 1_024,
             write_buffer_bytes: 0,
             write_buffer_bytes_max: 262_144,
             reconnect_jitter_ms: 5_000,
