@@ -268,6 +268,24 @@ async fn a_reconnecting_client_gets_what_it_missed_then_live_events_once_each() 
 }
 
 #[tokio::test]
+async fn a_resume_point_beyond_the_newest_offset_does_not_swallow_new_events() {
+    let ws = WsStack::start().await;
+    let alice = ws.stack.login("alice").await;
+    let mut client = ws
+        .open(
+            "/ws/simulation/s-2?since=1000&epoch=test-epoch",
+            Some(&alice),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next_frame(&mut client).await["type"], "welcome");
+    ws.wait_subscribed("simulation:s-2", 1).await;
+    let offset = ws.publish("simulation:s-2", None, json!({"n": 1})).await;
+    let event = next_frame(&mut client).await;
+    assert_eq!(event["offset"].as_u64(), Some(offset));
+}
+
+#[tokio::test]
 async fn a_resume_point_from_another_epoch_is_an_explicit_gap() {
     let ws = WsStack::start().await;
     let alice = ws.stack.login("alice").await;

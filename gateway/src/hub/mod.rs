@@ -134,7 +134,10 @@ impl Hub {
             latest_offset: history.latest_offset,
         });
         match resume {
-            Some(resume) if resume.epoch == history.epoch => {
+            Some(mut resume) if resume.epoch == history.epoch => {
+                // A resume point past the newest offset cannot be real; holding to it would drop
+                // the next events as "already delivered". Resume from the newest instead.
+                resume.since = resume.since.min(history.latest_offset);
                 queue.start_at(&history.epoch, resume.since);
                 if history.oldest_offset > resume.since + 1 {
                     queue.push_control(&ServerFrame::Gap {
