@@ -106,6 +106,21 @@ async fn an_event_reaches_exactly_the_subscribed_clients_across_two_instances() 
     let alice = stack.login("alice").await;
     let bob = stack.login("bob").await;
 
+    // Bob may not read Alice's simulation: refused before the upgrade, on either instance.
+    for address in [a, b] {
+        let mut request = format!("ws://{address}/ws/simulation/s-2")
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {bob}").parse().unwrap());
+        match connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403)
+            }
+            other => panic!("expected 403, got {:?}", other.map(|_| ())),
+        }
+    }
     let mut on_a = open(a, "/ws/simulation/s-2", &alice).await;
     let mut on_b = open(b, "/ws/simulation/s-2", &alice).await;
     let mut bystander = open(b, "/ws/notifications", &bob).await;
@@ -205,4 +220,44 @@ async fn redis_restart_mid_stream_interrupts_then_resumes_with_an_explicit_gap_a
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("readiness never came back after Redis did");
+}
+
+#[tokio::test]
+async fn a_client_reconnecting_with_its_last_offset_misses_nothing() {
+    let redis = redis().await;
+    let stack = Stack::start().await;
+    let (_a, a) = gateway_on_redis(&stack, &redis, 4).await;
+    let (_b, b) = gateway_on_redis(&stack, &redis, 5).await;
+    let alice = stack.login("alice").await;
+    let publisher = backend_publisher(&redis);
+
+    // Connected to instance A, the client receives offset 1, then goes away.
+    let mut first = open(a, "/ws/simulation/s-2", &alice).await;
+    let welcome = next_frame(&mut first).await;
+    let epoch = welcome["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(
+        publish(&publisher, "simulation:s-2", json!({"n": 1})).await,
+        1
+    );
+    assert_eq!(next_frame(&mut first).await["offset"], 1);
+    drop(first);
+
+    // While it is away, 2 and 3 are published; it comes back through instance B.
+    publish(&publisher, "simulation:s-2", json!({"n": 2})).await;
+    publish(&publisher, "simulation:s-2", json!({"n": 3})).await;
+    let mut again = open(
+        b,
+        &format!("/ws/simulation/s-2?since=1&epoch={epoch}"),
+        &alice,
+    )
+    .await;
+    assert_eq!(next_frame(&mut again).await["type"], "welcome");
+    publish(&publisher, "simulation:s-2", json!({"n": 4})).await;
+    let mut offsets = Vec::new();
+    for _ in 0..3 {
+        let frame = next_frame(&mut again).await;
+        assert_eq!(frame["type"], "event", "{frame}");
+        offsets.push(frame["offset"].as_u64().unwrap());
+    }
+    assert_eq!(offsets, [2, 3, 4], "history then live, each once, in order");
 }
