@@ -76,7 +76,9 @@ async fn notifications(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    open(state, None, upgrade, headers, query).await
+    open(state, None, upgrade, headers, query)
+        .await
+        .labelled("GET /ws/notifications")
 }
 
 async fn simulation(
@@ -94,6 +96,7 @@ async fn simulation(
         query,
     )
     .await
+    .labelled("GET /ws/simulation/{id}")
 }
 
 async fn collaboration(
@@ -111,6 +114,20 @@ async fn collaboration(
         query,
     )
     .await
+    .labelled("GET /ws/collaboration/{project_id}")
+}
+
+/// Names the endpoint for metrics, as routes on port 8000 are named by their template.
+trait Labelled {
+    fn labelled(self, route: &str) -> Response;
+}
+
+impl Labelled for Response {
+    fn labelled(mut self, route: &str) -> Response {
+        self.extensions_mut()
+            .insert(crate::metrics::RouteLabel(route.to_owned()));
+        self
+    }
 }
 
 /// The query parameters a WebSocket URL may carry.
