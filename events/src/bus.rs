@@ -6,7 +6,7 @@ use futures::{Stream, StreamExt, future::BoxFuture};
 use serde_json::value::RawValue;
 use tokio::sync::watch;
 
-use crate::{Audience, ChannelName, Event};
+use crate::{Audience, ChannelName, Event, Presence};
 
 /// Why the bus could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -103,8 +103,8 @@ pub struct History {
     pub latest_offset: u64,
 }
 
-/// Everything the hub needs from the bus.
-pub trait EventBus: Publisher {
+/// Everything the hub needs from the bus, presence included.
+pub trait EventBus: Publisher + Presence {
     /// Subscribes to a channel's live events.
     fn subscribe(&self, channel: &ChannelName) -> Subscription;
 

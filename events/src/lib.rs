@@ -5,6 +5,8 @@
 //! - [`envelope`]: the [`Event`] every subscriber receives: channel, offset, epoch, audience, data.
 //! - [`bus`]: the [`Publisher`] and [`EventBus`] traits: the one publishing step backends use, and
 //!   what the hub needs (live subscriptions, history for recovery, delivery status).
+//! - [`presence`]: who is connected to a collaboration channel, kept in the bus's store with
+//!   heartbeats and expiry, every change announced as an event on the channel.
 //! - [`memory`]: [`MemoryBus`], the embedded single-process bus (dev stack, unit tests).
 //! - [`redis_bus`]: [`RedisBus`], the production bus shared by every gateway instance through
 //!   Redis: the publishing step as a Lua script, history in a bounded Stream per channel,
@@ -18,10 +20,12 @@ pub mod bus;
 pub mod channel;
 pub mod envelope;
 pub mod memory;
+pub mod presence;
 pub mod redis_bus;
 
 pub use bus::{BusError, BusMessage, BusStatus, EventBus, History, Publisher, Subscription};
 pub use channel::{ChannelKind, ChannelName, InvalidChannel};
 pub use envelope::{Audience, Event};
 pub use memory::MemoryBus;
+pub use presence::{Presence, PresenceAction, PresenceChange, PresenceMember, PresenceState};
 pub use redis_bus::{InvalidRedisBusConfig, RedisBus, RedisBusConfig};

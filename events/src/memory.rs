@@ -4,16 +4,21 @@
 use std::{
     collections::{BTreeMap, VecDeque},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use futures::{StreamExt, future::BoxFuture};
 use serde_json::value::RawValue;
-use tokio::sync::{broadcast, watch};
+use tokio::{
+    sync::{broadcast, watch},
+    time::Instant,
+};
 use tokio_stream::wrappers::{BroadcastStream, errors::BroadcastStreamRecvError};
 
 use crate::{
     Audience, BusError, BusMessage, BusStatus, ChannelName, Event, EventBus, History, Publisher,
     Subscription,
+    presence::{Presence, PresenceAction, PresenceChange, PresenceMember, PresenceState},
 };
 
 /// Sizes of the in-memory bus.
@@ -38,6 +43,62 @@ struct ChannelState {
     next_offset: u64,
     history: VecDeque<Arc<Event>>,
     live: broadcast::Sender<Arc<Event>>,
+    /// Presence entries by connection: when each expires, and who it is.
+    presence: BTreeMap<String, (Instant, PresenceMember)>,
+}
+
+impl ChannelState {
+    /// The publishing step: next offset, history append, broadcast. Called under the bus lock,
+    /// so it is atomic as the Redis script is.
+    fn append(
+        &mut self,
+        channel: &ChannelName,
+        epoch: &str,
+        audience: Option<Audience>,
+        data: Box<RawValue>,
+        history_len_max: usize,
+    ) -> Arc<Event> {
+        let event = Arc::new(Event {
+            channel: channel.as_str().to_owned(),
+            offset: self.next_offset,
+            epoch: epoch.to_owned(),
+            audience,
+            data,
+        });
+        self.next_offset += 1;
+        self.history.push_back(event.clone());
+        while self.history.len() > history_len_max {
+            self.history.pop_front();
+        }
+        // No live subscriber is not an error: the event is in history.
+        let _ = self.live.send(event.clone());
+        event
+    }
+
+    /// Removes expired presence entries, announcing each (`expire`).
+    fn sweep_presence(&mut self, channel: &ChannelName, epoch: &str, history_len_max: usize) {
+        let now = Instant::now();
+        let expired: Vec<String> = self
+            .presence
+            .iter()
+            .filter(|(_, (expiry, _))| *expiry <= now)
+            .map(|(connection, _)| connection.clone())
+            .collect();
+        for connection in expired {
+            if let Some((_, member)) = self.presence.remove(&connection) {
+                let data = PresenceChange::data(PresenceAction::Expire, &member);
+                self.append(channel, epoch, None, data, history_len_max);
+            }
+        }
+    }
+
+    fn presence_state(&self, epoch: &str) -> PresenceState {
+        PresenceState {
+            epoch: epoch.to_owned(),
+            offset: self.next_offset - 1,
+            members: self.presence.values().map(|(_, m)| m.clone()).collect(),
+        }
+    }
 }
 
 /// The in-memory bus. Cheap to clone; clones share state.
@@ -88,6 +149,7 @@ impl MemoryBus {
                 next_offset: 1,
                 history: VecDeque::new(),
                 live: broadcast::channel(self.inner.config.subscriber_queue_len_max.max(1)).0,
+                presence: BTreeMap::new(),
             });
         f(state)
     }
@@ -105,21 +167,7 @@ impl Publisher for MemoryBus {
         // Offset assignment, history append and broadcast happen under one lock: atomic, as the
         // Redis script is.
         let event = self.with_channel(channel, |state| {
-            let event = Arc::new(Event {
-                channel: channel.as_str().to_owned(),
-                offset: state.next_offset,
-                epoch,
-                audience,
-                data,
-            });
-            state.next_offset += 1;
-            state.history.push_back(event.clone());
-            while state.history.len() > history_len_max {
-                state.history.pop_front();
-            }
-            // No live subscriber is not an error: the event is in history.
-            let _ = state.live.send(event.clone());
-            event
+            state.append(channel, &epoch, audience, data, history_len_max)
         });
         Box::pin(async move { Ok(event) })
     }
@@ -164,6 +212,81 @@ impl EventBus for MemoryBus {
 
     fn status(&self) -> watch::Receiver<BusStatus> {
         self.inner.status.subscribe()
+    }
+}
+
+impl Presence for MemoryBus {
+    fn presence_join(
+        &self,
+        channel: &ChannelName,
+        member: PresenceMember,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<PresenceState, BusError>> {
+        let (epoch, len) = (self.inner.epoch.clone(), self.inner.config.history_len_max);
+        let state = self.with_channel(channel, |state| {
+            state.sweep_presence(channel, &epoch, len);
+            let data = PresenceChange::data(PresenceAction::Join, &member);
+            state
+                .presence
+                .insert(member.connection.clone(), (Instant::now() + ttl, member));
+            state.append(channel, &epoch, None, data, len);
+            state.presence_state(&epoch)
+        });
+        Box::pin(async move { Ok(state) })
+    }
+
+    fn presence_leave(
+        &self,
+        channel: &ChannelName,
+        connection: &str,
+    ) -> BoxFuture<'static, Result<(), BusError>> {
+        let (epoch, len) = (self.inner.epoch.clone(), self.inner.config.history_len_max);
+        self.with_channel(channel, |state| {
+            state.sweep_presence(channel, &epoch, len);
+            if let Some((_, member)) = state.presence.remove(connection) {
+                let data = PresenceChange::data(PresenceAction::Leave, &member);
+                state.append(channel, &epoch, None, data, len);
+            }
+        });
+        Box::pin(async move { Ok(()) })
+    }
+
+    fn presence_heartbeat(
+        &self,
+        channel: &ChannelName,
+        members: Vec<PresenceMember>,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), BusError>> {
+        let (epoch, len) = (self.inner.epoch.clone(), self.inner.config.history_len_max);
+        self.with_channel(channel, |state| {
+            state.sweep_presence(channel, &epoch, len);
+            let expiry = Instant::now() + ttl;
+            for member in members {
+                match state.presence.get_mut(&member.connection) {
+                    Some(entry) => entry.0 = expiry,
+                    None => {
+                        let data = PresenceChange::data(PresenceAction::Join, &member);
+                        state
+                            .presence
+                            .insert(member.connection.clone(), (expiry, member));
+                        state.append(channel, &epoch, None, data, len);
+                    }
+                }
+            }
+        });
+        Box::pin(async move { Ok(()) })
+    }
+
+    fn presence_state(
+        &self,
+        channel: &ChannelName,
+    ) -> BoxFuture<'static, Result<PresenceState, BusError>> {
+        let (epoch, len) = (self.inner.epoch.clone(), self.inner.config.history_len_max);
+        let state = self.with_channel(channel, |state| {
+            state.sweep_presence(channel, &epoch, len);
+            state.presence_state(&epoch)
+        });
+        Box::pin(async move { Ok(state) })
     }
 }
 
@@ -231,5 +354,83 @@ mod tests {
             subscription.next().await,
             Some(BusMessage::Restored)
         ));
+    }
+
+    fn member(connection: &str, user_id: &str) -> PresenceMember {
+        PresenceMember {
+            connection: connection.into(),
+            user_id: user_id.into(),
+            username: user_id.into(),
+        }
+    }
+
+    async fn presence_data(subscription: &mut Subscription) -> PresenceChange {
+        match subscription.next().await {
+            Some(BusMessage::Event(event)) => serde_json::from_str(event.data.get()).unwrap(),
+            other => panic!("expected a presence event, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn presence_joins_leaves_and_expires_with_an_event_for_each_change() {
+        let bus = MemoryBus::new(MemoryBusConfig::default(), "e1".into());
+        let channel = ChannelName::parse("project:p-1").unwrap();
+        let mut events = bus.subscribe(&channel);
+        let ttl = Duration::from_secs(3);
+
+        let state = bus
+            .presence_join(&channel, member("a.1", "u-1"), ttl)
+            .await
+            .unwrap();
+        assert_eq!(state.members, [member("a.1", "u-1")]);
+        assert_eq!(state.offset, 1, "the state is as of the join event");
+        assert_eq!(
+            presence_data(&mut events).await.action,
+            PresenceAction::Join
+        );
+        let state = bus
+            .presence_join(&channel, member("b.1", "u-2"), ttl)
+            .await
+            .unwrap();
+        assert_eq!(state.members.len(), 2);
+        assert_eq!(
+            presence_data(&mut events).await.action,
+            PresenceAction::Join
+        );
+
+        // a.1 keeps heartbeating, b.1 does not: b.1 expires and is announced once.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        bus.presence_heartbeat(&channel, vec![member("a.1", "u-1")], ttl)
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let state = bus.presence_state(&channel).await.unwrap();
+        assert_eq!(state.members, [member("a.1", "u-1")]);
+        let expired = presence_data(&mut events).await;
+        assert_eq!(
+            (expired.action, expired.member),
+            (PresenceAction::Expire, member("b.1", "u-2"))
+        );
+
+        // A heartbeat for an entry that is gone brings it back, announced.
+        bus.presence_heartbeat(&channel, vec![member("b.1", "u-2")], ttl)
+            .await
+            .unwrap();
+        assert_eq!(
+            presence_data(&mut events).await.action,
+            PresenceAction::Join
+        );
+
+        bus.presence_leave(&channel, "a.1").await.unwrap();
+        let left = presence_data(&mut events).await;
+        assert_eq!(
+            (left.action, left.member),
+            (PresenceAction::Leave, member("a.1", "u-1"))
+        );
+        // Leaving twice announces nothing more.
+        bus.presence_leave(&channel, "a.1").await.unwrap();
+        let state = bus.presence_state(&channel).await.unwrap();
+        assert_eq!(state.members, [member("b.1", "u-2")]);
+        assert_eq!(state.offset, 5, "join, join, expire, join, leave");
     }
 }

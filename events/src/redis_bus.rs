@@ -39,6 +39,7 @@ use tokio::sync::{Notify, watch};
 use crate::{
     Audience, BusError, BusMessage, BusStatus, ChannelName, Event, EventBus, History, Publisher,
     Subscription,
+    presence::{Presence, PresenceMember, PresenceState},
 };
 
 /// The publishing step, verbatim; `docs/events.md` documents its keys and arguments.
@@ -46,6 +47,17 @@ pub const PUBLISH_SCRIPT: &str = include_str!("redis_bus/publish.lua");
 
 /// The history read, verbatim.
 pub const HISTORY_SCRIPT: &str = include_str!("redis_bus/history.lua");
+
+/// Presence (`redis_bus/presence.lua`), with the publishing step in front of it as a local
+/// function: Lua scripts cannot call each other, and presence changes must be announced by the
+/// very same step every publisher runs. Parameters named `KEYS` and `ARGV` shadow the globals,
+/// so `publish.lua` runs unchanged inside the function.
+pub const PRESENCE_SCRIPT: &str = concat!(
+    "local function publish_event(KEYS, ARGV)\n",
+    include_str!("redis_bus/publish.lua"),
+    "end\n",
+    include_str!("redis_bus/presence.lua"),
+);
 
 /// The key holding a channel's current epoch. The channel sits in a hash tag (`{...}`), so all
 /// of a channel's keys and its pub/sub channel hash to one Redis Cluster slot.
@@ -61,6 +73,16 @@ pub fn offset_key(channel: &ChannelName) -> String {
 /// The Stream holding a channel's bounded history.
 pub fn history_key(channel: &ChannelName) -> String {
     format!("events:{{{channel}}}:history")
+}
+
+/// The sorted set of a channel's presence entries: connection → expiry (ms, Redis `TIME`).
+pub fn presence_key(channel: &ChannelName) -> String {
+    format!("events:{{{channel}}}:presence")
+}
+
+/// The hash of a channel's present members: connection → member JSON.
+pub fn presence_members_key(channel: &ChannelName) -> String {
+    format!("events:{{{channel}}}:presence:members")
 }
 
 /// The pub/sub channel a channel's envelopes are published on.
@@ -200,6 +222,7 @@ struct Shared<N> {
     connection_info: RedisConnectionInfo,
     publish_script: Script,
     history_script: Script,
+    presence_script: Script,
     registry: Arc<Registry>,
     /// Epochs and jitter come from here: seeded, never a global RNG.
     rng: Mutex<SmallRng>,
@@ -475,6 +498,7 @@ impl<N: Net> RedisBus<N> {
             connection_info: RedisConnectionInfo::default().set_skip_set_lib_name(),
             publish_script: Script::new(PUBLISH_SCRIPT),
             history_script: Script::new(HISTORY_SCRIPT),
+            presence_script: Script::new(PRESENCE_SCRIPT),
             registry,
             commands: tokio::sync::Mutex::new(None),
         });
@@ -718,6 +742,125 @@ impl<N: Net> EventBus for RedisBus<N> {
 
     fn status(&self) -> watch::Receiver<BusStatus> {
         self.shared.registry.status.subscribe()
+    }
+}
+
+/// One presence operation (`presence.lua`): `args` follow the operation name and the TTL.
+fn presence_call<N: Net>(
+    shared: &Arc<Shared<N>>,
+    channel: &ChannelName,
+    operation: &'static str,
+    ttl: Duration,
+    args: Vec<String>,
+) -> BoxFuture<'static, Result<PresenceState, BusError>> {
+    let shared = shared.clone();
+    let channel = channel.clone();
+    Box::pin(async move {
+        let mut invocation = shared.presence_script.prepare_invoke();
+        invocation
+            .key(epoch_key(&channel))
+            .key(offset_key(&channel))
+            .key(history_key(&channel))
+            .key(presence_key(&channel))
+            .key(presence_members_key(&channel))
+            .arg(channel.as_str())
+            .arg(shared.new_epoch())
+            .arg(shared.config.history_len_max)
+            .arg(operation)
+            .arg(ttl.as_millis().max(1) as u64);
+        for arg in &args {
+            invocation.arg(arg.as_str());
+        }
+        let reply: Vec<String> = shared.run_script(invocation).await?;
+        let bad = |what: &str| BusError::Invalid(format!("presence returned {what}"));
+        let mut fields = reply.into_iter();
+        let epoch = fields.next().ok_or_else(|| bad("no epoch"))?;
+        let offset = fields
+            .next()
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| bad("no offset"))?;
+        let mut members = fields
+            .map(|member| {
+                serde_json::from_str::<PresenceMember>(&member)
+                    .map_err(|error| bad(&format!("a bad member: {error}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        members.sort_by(|a, b| a.connection.cmp(&b.connection));
+        Ok(PresenceState {
+            epoch,
+            offset,
+            members,
+        })
+    })
+}
+
+fn member_json(member: &PresenceMember) -> Result<String, BusError> {
+    serde_json::to_string(member).map_err(|error| BusError::Invalid(error.to_string()))
+}
+
+impl<N: Net> Presence for RedisBus<N> {
+    fn presence_join(
+        &self,
+        channel: &ChannelName,
+        member: PresenceMember,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<PresenceState, BusError>> {
+        match member_json(&member) {
+            Ok(json) => presence_call(
+                &self.shared,
+                channel,
+                "join",
+                ttl,
+                vec![member.connection, json],
+            ),
+            Err(error) => Box::pin(async move { Err(error) }),
+        }
+    }
+
+    fn presence_leave(
+        &self,
+        channel: &ChannelName,
+        connection: &str,
+    ) -> BoxFuture<'static, Result<(), BusError>> {
+        // The TTL is unused by `leave`; any positive value passes the script's check.
+        let call = presence_call(
+            &self.shared,
+            channel,
+            "leave",
+            Duration::from_millis(1),
+            vec![connection.to_owned()],
+        );
+        Box::pin(async move { call.await.map(drop) })
+    }
+
+    fn presence_heartbeat(
+        &self,
+        channel: &ChannelName,
+        members: Vec<PresenceMember>,
+        ttl: Duration,
+    ) -> BoxFuture<'static, Result<(), BusError>> {
+        let mut args = Vec::with_capacity(members.len() * 2);
+        for member in members {
+            match member_json(&member) {
+                Ok(json) => args.extend([member.connection, json]),
+                Err(error) => return Box::pin(async move { Err(error) }),
+            }
+        }
+        let call = presence_call(&self.shared, channel, "heartbeat", ttl, args);
+        Box::pin(async move { call.await.map(drop) })
+    }
+
+    fn presence_state(
+        &self,
+        channel: &ChannelName,
+    ) -> BoxFuture<'static, Result<PresenceState, BusError>> {
+        presence_call(
+            &self.shared,
+            channel,
+            "state",
+            Duration::from_millis(1),
+            Vec::new(),
+        )
     }
 }
 

@@ -8,8 +8,9 @@
 use std::{sync::Arc, time::Duration};
 
 use events::{
-    Audience, BusError, BusMessage, BusStatus, ChannelName, Event, EventBus, Publisher, RedisBus,
-    RedisBusConfig, Subscription,
+    Audience, BusError, BusMessage, BusStatus, ChannelName, Event, EventBus, Presence,
+    PresenceAction, PresenceChange, PresenceMember, Publisher, RedisBus, RedisBusConfig,
+    Subscription,
 };
 use redis_harness::TestRedis;
 use seams::TokioNet;
@@ -517,4 +518,221 @@ async fn a_redis_that_never_answers_gives_unavailable_within_the_command_timeout
         next_message(&mut subscription).await,
         BusMessage::Interrupted
     ));
+}
+
+fn member(connection: &str, user_id: &str) -> PresenceMember {
+    PresenceMember {
+        connection: connection.into(),
+        user_id: user_id.into(),
+        username: format!("name of {user_id}"),
+    }
+}
+
+/// The data of the next event, which must be a presence change.
+async fn next_change(subscription: &mut Subscription) -> (u64, PresenceChange) {
+    let event = next_event(subscription).await;
+    let change = serde_json::from_str(event.data.get())
+        .unwrap_or_else(|error| panic!("not a presence change ({error}): {}", event.data));
+    (event.offset, change)
+}
+
+#[tokio::test]
+async fn presence_is_one_set_for_every_instance_and_each_change_is_an_event() {
+    let redis = start_redis().await;
+    let first = RedisBus::new(TokioNet, config(&redis)).unwrap();
+    let second = RedisBus::new(
+        TokioNet,
+        RedisBusConfig {
+            rng_seed: 1,
+            ..config(&redis)
+        },
+    )
+    .unwrap();
+    delivering(&first).await;
+    let channel = channel("project:p-1");
+    let mut events = first.subscribe(&channel);
+    let mut connection = observer(&redis).await;
+    until_subscribers(&mut connection, "project:p-1", 1).await;
+    let ttl = Duration::from_secs(30);
+
+    let joined = first
+        .presence_join(&channel, member("a.1", "u-1"), ttl)
+        .await
+        .unwrap();
+    assert_eq!(joined.members, [member("a.1", "u-1")]);
+    let (offset, change) = next_change(&mut events).await;
+    assert_eq!(
+        offset, joined.offset,
+        "the state is as of its own join event"
+    );
+    assert_eq!(change.action, PresenceAction::Join);
+    // The script writes exactly the data the Rust side documents (and the memory bus writes).
+    let event = {
+        let state = second
+            .presence_join(&channel, member("b.7", "u-2"), ttl)
+            .await
+            .unwrap();
+        assert_eq!(state.members, [member("a.1", "u-1"), member("b.7", "u-2")]);
+        next_event(&mut events).await
+    };
+    assert_eq!(
+        event.data.get(),
+        PresenceChange::data(PresenceAction::Join, &member("b.7", "u-2")).get()
+    );
+
+    // Both instances see the same set.
+    let seen_first = first.presence_state(&channel).await.unwrap();
+    let seen_second = second.presence_state(&channel).await.unwrap();
+    assert_eq!(seen_first, seen_second);
+    assert_eq!(seen_first.members.len(), 2);
+
+    second.presence_leave(&channel, "b.7").await.unwrap();
+    let (_, change) = next_change(&mut events).await;
+    assert_eq!(
+        (change.action, change.member),
+        (PresenceAction::Leave, member("b.7", "u-2"))
+    );
+    // A second leave changes and announces nothing: the next event is the publish below.
+    second.presence_leave(&channel, "b.7").await.unwrap();
+    let marker = first.publish(&channel, None, data("0")).await.unwrap();
+    assert_eq!(next_event(&mut events).await.offset, marker.offset);
+    assert_eq!(
+        first.presence_state(&channel).await.unwrap().members,
+        [member("a.1", "u-1")]
+    );
+}
+
+#[tokio::test]
+async fn presence_of_an_instance_that_stops_heartbeating_expires_once_and_returns_with_it() {
+    let redis = start_redis().await;
+    let live = RedisBus::new(TokioNet, config(&redis)).unwrap();
+    let dying = RedisBus::new(
+        TokioNet,
+        RedisBusConfig {
+            rng_seed: 1,
+            ..config(&redis)
+        },
+    )
+    .unwrap();
+    delivering(&live).await;
+    let channel = channel("project:p-2");
+    let mut events = live.subscribe(&channel);
+    let mut connection = observer(&redis).await;
+    until_subscribers(&mut connection, "project:p-2", 1).await;
+    let ttl = Duration::from_millis(600);
+
+    live.presence_join(&channel, member("live.1", "u-1"), ttl)
+        .await
+        .unwrap();
+    dying
+        .presence_join(&channel, member("dying.1", "u-2"), ttl)
+        .await
+        .unwrap();
+    drop(dying);
+    for _ in 0..2 {
+        assert_eq!(
+            next_change(&mut events).await.1.action,
+            PresenceAction::Join
+        );
+    }
+    // The live instance heartbeats past the expiry; the dead one cannot.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        live.presence_heartbeat(&channel, vec![member("live.1", "u-1")], ttl)
+            .await
+            .unwrap();
+    }
+    let (_, change) = next_change(&mut events).await;
+    assert_eq!(
+        (change.action, change.member),
+        (PresenceAction::Expire, member("dying.1", "u-2"))
+    );
+    assert_eq!(
+        live.presence_state(&channel).await.unwrap().members,
+        [member("live.1", "u-1")],
+        "no ghost after the expiry"
+    );
+
+    // Cut off long enough to expire, the live member is restored by its next heartbeat.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let state = live.presence_state(&channel).await.unwrap();
+    assert!(state.members.is_empty(), "{state:?}");
+    assert_eq!(
+        next_change(&mut events).await.1.action,
+        PresenceAction::Expire
+    );
+    live.presence_heartbeat(&channel, vec![member("live.1", "u-1")], ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_change(&mut events).await.1.action,
+        PresenceAction::Join
+    );
+    assert_eq!(
+        live.presence_state(&channel).await.unwrap().members,
+        [member("live.1", "u-1")]
+    );
+}
+
+#[tokio::test]
+async fn the_presence_script_refuses_bad_input_and_changes_nothing() {
+    let redis = start_redis().await;
+    let mut connection = observer(&redis).await;
+    let channel = channel("project:p-3");
+    let keys = [
+        events::redis_bus::epoch_key(&channel),
+        events::redis_bus::offset_key(&channel),
+        events::redis_bus::history_key(&channel),
+        events::redis_bus::presence_key(&channel),
+        events::redis_bus::presence_members_key(&channel),
+    ];
+    let script = redis::Script::new(events::redis_bus::PRESENCE_SCRIPT);
+    let run = |op: &str, ttl: &str, extra: &[&str]| {
+        let mut invocation = script.prepare_invoke();
+        for key in &keys {
+            invocation.key(key.as_str());
+        }
+        invocation
+            .arg("project:p-3")
+            .arg("00000000000000aa")
+            .arg(1000)
+            .arg(op)
+            .arg(ttl);
+        for arg in extra {
+            invocation.arg(*arg);
+        }
+        invocation
+    };
+    for (op, ttl, extra, reason) in [
+        ("join", "1000", &["c.1", "{not json"][..], "member must be"),
+        (
+            "join",
+            "1000",
+            &[
+                "c.1",
+                r#"{"connection":"c.2","user_id":"u","username":"u"}"#,
+            ][..],
+            "member must be",
+        ),
+        (
+            "join",
+            "0",
+            &["c.1", r#"{"connection":"c.1"}"#][..],
+            "ttl_ms",
+        ),
+        ("dance", "1000", &[][..], "unknown presence operation"),
+        ("heartbeat", "1000", &["c.1", "[]"][..], "member must be"),
+    ] {
+        let error = run(op, ttl, extra)
+            .invoke_async::<redis::Value>(&mut connection)
+            .await
+            .expect_err(op);
+        assert!(error.to_string().contains(reason), "{op}: {error}");
+    }
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&keys[..])
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "a refused call wrote nothing");
 }
