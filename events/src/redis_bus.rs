@@ -5,6 +5,8 @@
 //!   envelope. Backends in other languages run the same script (see `docs/events.md`).
 //! - History is read by a second script ([`HISTORY_SCRIPT`]) so epoch, newest offset and events
 //!   come from one snapshot.
+//! - Presence is a third script ([`PRESENCE_SCRIPT`]): a sorted set of expiries (Redis `TIME`)
+//!   and a hash of members per channel, each change announced through the publishing step.
 //! - Live events arrive on one pub/sub connection per bus. A channel is `SUBSCRIBE`d while at
 //!   least one local [`Subscription`] needs it; each message is parsed once into an
 //!   `Arc<Event>` and handed to every local subscriber's bounded queue.

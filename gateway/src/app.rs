@@ -19,10 +19,10 @@ use tower::ServiceBuilder;
 use crate::{
     auth::{self, TokenValidator},
     backends::{BackendSetupError, Backends},
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, millis},
     error::ApiError,
     health::{self, Health},
-    hub::Hub,
+    hub::{Hub, presence::PresenceTracker},
     limits,
     metrics::{self, Metrics},
     permissions::{PermissionCache, PermissionCacheConfig},
@@ -188,9 +188,20 @@ impl App {
                 .chain([health::EVENT_BUS.to_owned()]),
         );
         let hub = Hub::new(bus.clone());
+        // The request-ID prefix folds the seed into 32 bits: distinct per instance in production
+        // (the binary seeds from the OS), fixed per run in simulation. It also names this
+        // instance's presence entries, so logs and presence agree on who is who.
+        let prefix = (seams.seed ^ (seams.seed >> 32)) as u32;
+        let presence = PresenceTracker::new(
+            bus.clone(),
+            format!("{prefix:08x}"),
+            millis(config.websocket.presence_ttl_ms),
+        );
+        presence.spawn_heartbeats(millis(config.websocket.presence_heartbeat_interval_ms));
         let (stop, stop_signal) = watch::channel(false);
         let websocket = Arc::new(WebSocketState {
             hub: hub.clone(),
+            presence,
             validator: validator.clone(),
             permissions: Arc::new(permissions),
             config: Arc::new(config.websocket.clone()),
@@ -198,9 +209,6 @@ impl App {
             seed: seams.seed,
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
         });
-        // The request-ID prefix folds the seed into 32 bits: distinct per instance in production
-        // (the binary seeds from the OS), fixed per run in simulation.
-        let prefix = (seams.seed ^ (seams.seed >> 32)) as u32;
         Ok(Self {
             config: Arc::new(config),
             routes: Arc::new(routes),

@@ -175,6 +175,12 @@ pub struct WebSocketConfig {
     pub write_buffer_bytes_max: usize,
     /// At shutdown, clients are told to reconnect after a random delay up to this. Default 5,000 ms.
     pub reconnect_jitter_ms: u64,
+    /// How often this instance extends the presence entries of its collaboration connections.
+    /// Default 5,000 ms.
+    pub presence_heartbeat_interval_ms: u64,
+    /// How long a presence entry lives without a heartbeat: an instance that dies leaves no
+    /// ghost for longer than this. At least twice the heartbeat interval. Default 15,000 ms.
+    pub presence_ttl_ms: u64,
 }
 
 impl Default for WebSocketConfig {
@@ -195,6 +201,8 @@ impl Default for WebSocketConfig {
             write_buffer_bytes: 0,
             write_buffer_bytes_max: 262_144,
             reconnect_jitter_ms: 5_000,
+            presence_heartbeat_interval_ms: 5_000,
+            presence_ttl_ms: 15_000,
         }
     }
 }
@@ -488,6 +496,16 @@ impl Config {
             && let Err(error) = self.event_bus.redis.validate()
         {
             return Err(invalid("event_bus.redis", &error.to_string()));
+        }
+        positive(
+            "websocket.presence_heartbeat_interval_ms",
+            ws.presence_heartbeat_interval_ms,
+        )?;
+        if ws.presence_ttl_ms < ws.presence_heartbeat_interval_ms.saturating_mul(2) {
+            return Err(invalid(
+                "websocket.presence_ttl_ms",
+                "must be at least twice websocket.presence_heartbeat_interval_ms",
+            ));
         }
         if ws.write_buffer_bytes >= ws.write_buffer_bytes_max {
             return Err(invalid(

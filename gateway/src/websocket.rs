@@ -35,6 +35,8 @@ use crate::{
     hub::{
         Hub, Member, ResumePoint, conflates,
         connection::{self, ConnectionContext},
+        presence::PresenceTracker,
+        protocol::{ServerFrame, close_code},
         queue::OutQueue,
     },
     permissions::PermissionCache,
@@ -45,6 +47,8 @@ use crate::{
 pub struct WebSocketState {
     /// The hub.
     pub hub: Arc<Hub>,
+    /// Presence of this instance's collaboration connections.
+    pub presence: Arc<PresenceTracker>,
     /// Token validation (shared with the HTTP path and its cache).
     pub validator: Arc<TokenValidator>,
     /// Permission checks.
@@ -274,12 +278,26 @@ async fn prepare(
         .max_frame_size(config.inbound_message_bytes_max)
         .on_upgrade(move |socket| async move {
             let hub = state.hub.clone();
-            if let Err(error) = hub
-                .join(&channel, member.clone(), queue.clone(), resume)
-                .await
-            {
+            let presence = (channel.kind() == ChannelKind::Project).then(|| state.presence.clone());
+            let joined = async {
+                hub.join(&channel, member.clone(), queue.clone(), resume)
+                    .await?;
+                if let Some(presence) = &presence {
+                    let present = presence
+                        .join(&channel, member.connection_id, &member.user_id, &username)
+                        .await?;
+                    queue.push_control(&ServerFrame::PresenceState {
+                        channel: channel.as_str(),
+                        epoch: &present.epoch,
+                        offset: present.offset,
+                        members: &present.members,
+                    });
+                }
+                Ok::<_, events::BusError>(())
+            };
+            if let Err(error) = joined.await {
                 tracing::warn!(%error, %channel, "join failed");
-                queue.close(1011, "event bus unavailable");
+                queue.close(close_code::INTERNAL_ERROR, "event bus unavailable");
             }
             connection::run(
                 socket,
@@ -291,6 +309,7 @@ async fn prepare(
                     queue,
                     config,
                     may_publish,
+                    presence,
                     shutdown: state.shutdown.clone(),
                     reconnect_after_ms,
                 },

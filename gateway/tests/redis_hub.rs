@@ -28,14 +28,21 @@ async fn redis() -> TestRedis {
         .unwrap_or_else(|error| panic!("these tests need Redis: {error}"))
 }
 
-/// A gateway instance on the Redis bus, sharing the stack's mock backends; returns it with the
-/// address its WebSocket router serves on.
-async fn gateway_on_redis(stack: &Stack, redis: &TestRedis, seed: u64) -> (App, SocketAddr) {
+/// The stack's gateway config, moved onto `redis`, with presence expiring quickly.
+fn config_on_redis(stack: &Stack, redis: &TestRedis) -> gateway::Config {
     let mut config = stack.app.config().clone();
     config.event_bus.kind = EventBusKind::Redis;
     config.event_bus.redis.address = redis.address();
     config.event_bus.redis.command_timeout_ms = 500;
     config.event_bus.redis.reconnect_backoff_max_ms = 200;
+    config.websocket.presence_heartbeat_interval_ms = 200;
+    config.websocket.presence_ttl_ms = 1_000;
+    config
+}
+
+/// Builds a gateway instance from `config` and serves its WebSocket router on a local port, on
+/// the current runtime; the instance lives as long as the serving task.
+async fn serve_gateway(config: gateway::Config, seed: u64) -> (App, SocketAddr) {
     let seams = Seams {
         net: TokioNet,
         clock: Arc::new(SystemClock),
@@ -48,6 +55,60 @@ async fn gateway_on_redis(stack: &Stack, redis: &TestRedis, seed: u64) -> (App, 
     let router = app.websocket_router();
     tokio::spawn(async move { axum::serve(listener, router).await });
     (app, address)
+}
+
+/// A gateway instance on the Redis bus, sharing the stack's mock backends; returns it with the
+/// address its WebSocket router serves on.
+async fn gateway_on_redis(stack: &Stack, redis: &TestRedis, seed: u64) -> (App, SocketAddr) {
+    serve_gateway(config_on_redis(stack, redis), seed).await
+}
+
+/// A gateway instance on a runtime of its own, so the test can kill it without goodbye: shutting
+/// the runtime down drops every task mid-flight, as a crashed process would, and no leave, no
+/// close and no heartbeat is ever sent again.
+struct KillableGateway {
+    runtime: Option<tokio::runtime::Runtime>,
+    address: SocketAddr,
+}
+
+impl KillableGateway {
+    async fn start(config: gateway::Config, seed: u64) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let address = runtime
+            .spawn(async move {
+                let (app, address) = serve_gateway(config, seed).await;
+                // Keep the instance (and its background tasks' owners) alive until the kill.
+                tokio::spawn(async move {
+                    let _app = app;
+                    std::future::pending::<()>().await
+                });
+                address
+            })
+            .await
+            .unwrap();
+        Self {
+            runtime: Some(runtime),
+            address,
+        }
+    }
+
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+impl Drop for KillableGateway {
+    /// Kills the instance. (A runtime may not be dropped the blocking way inside the test's
+    /// runtime, even on a failing path.)
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 async fn open(address: SocketAddr, path: &str, token: &str) -> Client {
@@ -260,4 +321,95 @@ async fn a_client_reconnecting_with_its_last_offset_misses_nothing() {
         offsets.push(frame["offset"].as_u64().unwrap());
     }
     assert_eq!(offsets, [2, 3, 4], "history then live, each once, in order");
+}
+
+/// The `presence_state` and own `join` that follow a collaboration client's `welcome` (in either
+/// order); returns the state and the client's connection name.
+async fn presence_of(client: &mut Client) -> (Value, String) {
+    assert_eq!(next_frame(client).await["type"], "welcome");
+    let (mut state, mut own_join) = (next_frame(client).await, next_frame(client).await);
+    if own_join["type"] == "presence_state" {
+        std::mem::swap(&mut state, &mut own_join);
+    }
+    assert_eq!(state["type"], "presence_state", "{state}");
+    assert_eq!(own_join["data"]["action"], "join", "{own_join}");
+    let name = own_join["data"]["member"]["connection"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (state, name)
+}
+
+fn member_names(state: &Value) -> Vec<String> {
+    let mut names: Vec<String> = state["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| member["connection"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn presence_is_the_same_on_both_instances_and_a_killed_instance_leaves_no_ghost() {
+    let redis = redis().await;
+    let stack = Stack::start().await;
+    let (a_app, a) = gateway_on_redis(&stack, &redis, 6).await;
+    let killable = KillableGateway::start(config_on_redis(&stack, &redis), 7).await;
+    let alice = stack.login("alice").await;
+
+    let mut on_a = open(a, "/ws/collaboration/p-1", &alice).await;
+    let (_, a_name) = presence_of(&mut on_a).await;
+    let mut on_b = open(killable.address, "/ws/collaboration/p-1", &alice).await;
+    let (b_state, b_name) = presence_of(&mut on_b).await;
+    assert_ne!(a_name, b_name);
+    let mut both = vec![a_name.clone(), b_name.clone()];
+    both.sort();
+    assert_eq!(
+        member_names(&b_state),
+        both,
+        "B sees A's member and its own"
+    );
+    let joined = next_frame(&mut on_a).await;
+    assert_eq!(joined["data"]["action"], "join");
+    assert_eq!(joined["data"]["member"]["connection"], b_name.as_str());
+
+    // A third client, on A, sees exactly what B's client saw.
+    let mut observer = open(a, "/ws/collaboration/p-1", &alice).await;
+    let (observed, observer_name) = presence_of(&mut observer).await;
+    let mut all = vec![a_name.clone(), b_name.clone(), observer_name.clone()];
+    all.sort();
+    assert_eq!(member_names(&observed), all);
+    assert_eq!(next_frame(&mut on_a).await["data"]["action"], "join");
+    // Heartbeats keep everyone present well past the expiry (1 s).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let channel = ChannelName::parse("project:p-1").unwrap();
+    let stored = a_app.hub().bus().presence_state(&channel).await.unwrap();
+    assert_eq!(stored.members.len(), 3, "{stored:?}");
+
+    // B dies without goodbye. Its member expires (announced once, as `expire`), and nothing
+    // else about presence happens in between.
+    killable.kill();
+    let expired = next_frame(&mut on_a).await;
+    assert_eq!(expired["data"]["action"], "expire", "{expired}");
+    assert_eq!(expired["data"]["member"]["connection"], b_name.as_str());
+    let stored = a_app.hub().bus().presence_state(&channel).await.unwrap();
+    let mut survivors = vec![a_name.clone(), observer_name.clone()];
+    survivors.sort();
+    assert_eq!(
+        stored
+            .members
+            .iter()
+            .map(|member| member.connection.clone())
+            .collect::<Vec<_>>(),
+        survivors,
+        "no ghost after the expiry"
+    );
+    // A newcomer's state agrees.
+    let mut newcomer = open(a, "/ws/collaboration/p-1", &alice).await;
+    let (state, newcomer_name) = presence_of(&mut newcomer).await;
+    survivors.push(newcomer_name);
+    survivors.sort();
+    assert_eq!(member_names(&state), survivors);
 }

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use events::{Audience, ChannelName, Publisher};
+use events::{Audience, ChannelName, Presence, Publisher};
 use futures::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -395,21 +395,76 @@ async fn oversized_messages_close_the_connection_with_1009() {
     );
 }
 
+/// Opens a collaboration connection and reads its `welcome` and `presence_state`; returns the
+/// client, its connection name in presence, and the state.
+async fn collaborate(ws: &WsStack, project: &str, token: &str) -> (Client, String, Value) {
+    let mut client = ws
+        .open(&format!("/ws/collaboration/{project}"), Some(token))
+        .await
+        .unwrap();
+    assert_eq!(next_frame(&mut client).await["type"], "welcome");
+    // The state and the client's own join event, in either order (the protocol orders them by
+    // offset, not by arrival): its own join is the newest presence event the state includes.
+    let (mut state, mut own_join) = (next_frame(&mut client).await, next_frame(&mut client).await);
+    if own_join["type"] == "presence_state" {
+        std::mem::swap(&mut state, &mut own_join);
+    }
+    assert_eq!(state["type"], "presence_state", "{state}");
+    assert_eq!(own_join["data"]["action"], "join", "{own_join}");
+    assert_eq!(own_join["offset"], state["offset"]);
+    let connection = own_join["data"]["member"]["connection"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (client, connection, state)
+}
+
+fn connections(state: &Value) -> Vec<&str> {
+    state["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| member["connection"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn collaborators_see_who_is_present_as_others_join_and_leave() {
+    let ws = WsStack::start().await;
+    let alice = ws.stack.login("alice").await;
+    let (mut first, first_name, state) = collaborate(&ws, "p-1", &alice).await;
+    assert_eq!(state["channel"], "project:p-1");
+    assert_eq!(connections(&state), [first_name.as_str()]);
+    assert_eq!(state["members"][0]["user_id"], "u-1");
+    assert_eq!(state["members"][0]["username"], "alice");
+
+    let (mut second, second_name, state) = collaborate(&ws, "p-1", &alice).await;
+    let mut both = vec![first_name.as_str(), second_name.as_str()];
+    both.sort();
+    assert_eq!(connections(&state), both, "each connection is one entry");
+    let joined = next_frame(&mut first).await;
+    assert_eq!(joined["data"]["type"], "presence");
+    assert_eq!(joined["data"]["action"], "join");
+    assert_eq!(joined["data"]["member"]["connection"], second_name.as_str());
+    assert_eq!(joined["offset"], state["offset"]);
+
+    second.close(None).await.unwrap();
+    let left = next_frame(&mut first).await;
+    assert_eq!(left["data"]["action"], "leave");
+    assert_eq!(left["data"]["member"]["connection"], second_name.as_str());
+    let channel = ChannelName::parse("project:p-1").unwrap();
+    let stored = ws.stack.bus.presence_state(&channel).await.unwrap();
+    assert_eq!(stored.members.len(), 1);
+    assert_eq!(stored.members[0].connection, first_name);
+}
+
 #[tokio::test]
 async fn collaboration_messages_reach_every_member_with_the_sender() {
     let ws = WsStack::start().await;
     let alice = ws.stack.login("alice").await;
-    let mut first = ws
-        .open("/ws/collaboration/p-1", Some(&alice))
-        .await
-        .unwrap();
-    let mut second = ws
-        .open("/ws/collaboration/p-1", Some(&alice))
-        .await
-        .unwrap();
-    assert_eq!(next_frame(&mut first).await["type"], "welcome");
-    assert_eq!(next_frame(&mut second).await["type"], "welcome");
-    ws.wait_subscribed("project:p-1", 2).await;
+    let (mut first, _, _) = collaborate(&ws, "p-1", &alice).await;
+    let (mut second, _, _) = collaborate(&ws, "p-1", &alice).await;
+    assert_eq!(next_frame(&mut first).await["data"]["action"], "join");
     send(&mut first, r#"{"type":"publish","data":{"cursor":[3,4]}}"#).await;
     for client in [&mut first, &mut second] {
         let event = next_frame(client).await;

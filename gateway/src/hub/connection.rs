@@ -12,6 +12,7 @@ use tokio::{sync::watch, time::Instant};
 
 use super::{
     Hub, Member,
+    presence::PresenceTracker,
     protocol::{ClientFrame, ServerFrame, close_code},
     queue::{OutQueue, Outbound},
 };
@@ -33,6 +34,8 @@ pub struct ConnectionContext {
     pub config: Arc<WebSocketConfig>,
     /// Whether the member may publish on the channel.
     pub may_publish: bool,
+    /// Collaboration channels: the presence the connection joined, to leave at the end.
+    pub presence: Option<Arc<PresenceTracker>>,
     /// Changes when the gateway shuts down.
     pub shutdown: watch::Receiver<bool>,
     /// The reconnect delay to suggest at shutdown (jittered per connection).
@@ -144,6 +147,11 @@ pub async fn run(socket: WebSocket, mut context: ConnectionContext) {
     context
         .hub
         .leave(&context.channel, context.member.connection_id);
+    if let Some(presence) = &context.presence {
+        presence
+            .leave(&context.channel, context.member.connection_id)
+            .await;
+    }
 }
 
 fn close(code: u16, reason: &str) -> Message {

@@ -4,6 +4,7 @@
 //! - [`queue`]: each connection's bounded outbound queue (dedupe, gaps, conflation).
 //! - [`connection`]: one connection's task: writes its queue, reads and answers client frames,
 //!   pings, enforces the idle timeout and the inbound rate.
+//! - [`presence`]: this instance's collaboration connections in the shared presence store.
 //!
 //! The hub holds one bus subscription per channel while at least one local connection needs it
 //! (reference counted: subscribe on the first, unsubscribe after the last). One pump task per
@@ -12,6 +13,7 @@
 //! catches up from history, so connections receive what they missed in order, once.
 
 pub mod connection;
+pub mod presence;
 pub mod protocol;
 pub mod queue;
 

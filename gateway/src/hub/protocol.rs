@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use events::Event;
+use events::{Event, PresenceMember};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -108,6 +108,18 @@ pub enum ServerFrame<'a> {
         /// Human-readable detail.
         message: &'a str,
     },
+    /// Who is on a collaboration channel, right after `welcome`. It reflects every presence
+    /// event up to `offset`: apply only presence events with a greater offset.
+    PresenceState {
+        /// The channel.
+        channel: &'a str,
+        /// The epoch `offset` belongs to.
+        epoch: &'a str,
+        /// The offset of the last presence event the state includes (the client's own join).
+        offset: u64,
+        /// One entry per connection, ordered by connection.
+        members: &'a [PresenceMember],
+    },
     /// The answer to `ping`.
     Pong {
         /// The ping's `id`, if it had one.
@@ -152,6 +164,8 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// The client broke the protocol repeatedly (for example, kept exceeding the message rate).
     pub const POLICY_VIOLATION: u16 = 1008;
+    /// The event bus could not be reached when the connection joined; reconnect later.
+    pub const INTERNAL_ERROR: u16 = 1011;
     /// No frame from the client within the idle timeout.
     pub const IDLE_TIMEOUT: u16 = 4000;
     /// The token was revoked, or the permission to read the channel.
