@@ -4,7 +4,7 @@ use std::{fmt, pin::Pin, sync::Arc};
 
 use futures::{Stream, StreamExt, future::BoxFuture};
 use serde_json::value::RawValue;
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 
 use crate::{Audience, ChannelName, Event, Presence};
 
@@ -45,7 +45,13 @@ pub trait Publisher: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub enum BusMessage {
     /// A live event.
-    Event(Arc<Event>),
+    Event {
+        /// The event.
+        event: Arc<Event>,
+        /// When this process received it from the bus's source (Redis pub/sub, or the local
+        /// publish): the start of the hub's handoff, which the gateway measures.
+        received_at: Instant,
+    },
     /// Delivery broke or this subscriber fell behind: events may have been missed. A
     /// [`BusMessage::Restored`] follows when delivery resumes; catch up from history then.
     Interrupted,

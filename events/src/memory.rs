@@ -42,7 +42,8 @@ impl Default for MemoryBusConfig {
 struct ChannelState {
     next_offset: u64,
     history: VecDeque<Arc<Event>>,
-    live: broadcast::Sender<Arc<Event>>,
+    /// Live events, stamped with when they were published.
+    live: broadcast::Sender<(Arc<Event>, Instant)>,
     /// Presence entries by connection: when each expires, and who it is.
     presence: BTreeMap<String, (Instant, PresenceMember)>,
 }
@@ -71,7 +72,7 @@ impl ChannelState {
             self.history.pop_front();
         }
         // No live subscriber is not an error: the event is in history.
-        let _ = self.live.send(event.clone());
+        let _ = self.live.send((event.clone(), Instant::now()));
         event
     }
 
@@ -178,7 +179,7 @@ impl EventBus for MemoryBus {
         let receiver = self.with_channel(channel, |state| state.live.subscribe());
         let messages = BroadcastStream::new(receiver).flat_map(|item| {
             let messages = match item {
-                Ok(event) => vec![BusMessage::Event(event)],
+                Ok((event, received_at)) => vec![BusMessage::Event { event, received_at }],
                 // The subscriber fell behind and the oldest live events were dropped: tell it,
                 // and let it catch up from history at once (delivery itself is fine).
                 Err(BroadcastStreamRecvError::Lagged(_)) => {
@@ -338,7 +339,7 @@ mod tests {
         let mut subscription = bus.subscribe(&channel);
         bus.publish(&channel, None, data("1")).await.unwrap();
         match subscription.next().await {
-            Some(BusMessage::Event(event)) => assert_eq!(event.offset, 1),
+            Some(BusMessage::Event { event, .. }) => assert_eq!(event.offset, 1),
             other => panic!("expected event 1, got {other:?}"),
         }
         for index in 2..=6 {
@@ -366,7 +367,9 @@ mod tests {
 
     async fn presence_data(subscription: &mut Subscription) -> PresenceChange {
         match subscription.next().await {
-            Some(BusMessage::Event(event)) => serde_json::from_str(event.data.get()).unwrap(),
+            Some(BusMessage::Event { event, .. }) => {
+                serde_json::from_str(event.data.get()).unwrap()
+            }
             other => panic!("expected a presence event, got {other:?}"),
         }
     }

@@ -36,7 +36,10 @@ use redis::{
 use seams::Net;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, watch};
+use tokio::{
+    sync::{Notify, watch},
+    time::Instant,
+};
 
 use crate::{
     Audience, BusError, BusMessage, BusStatus, ChannelName, Event, EventBus, History, Publisher,
@@ -342,11 +345,11 @@ impl Registry {
         }
     }
 
-    fn deliver(&self, channel: &str, event: &Arc<Event>) {
+    fn deliver(&self, channel: &str, event: &Arc<Event>, received_at: Instant) {
         let state = self.lock();
         if let Some(channel) = state.channels.get(channel) {
             for mailbox in channel.subscribers.values() {
-                mailbox.push_event(event);
+                mailbox.push_event(event, received_at);
             }
         }
     }
@@ -411,10 +414,13 @@ impl Mailbox {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push_event(&self, event: &Arc<Event>) {
+    fn push_event(&self, event: &Arc<Event>, received_at: Instant) {
         let mut state = self.lock();
         if state.events_queued < self.event_len_max {
-            state.queue.push_back(BusMessage::Event(event.clone()));
+            state.queue.push_back(BusMessage::Event {
+                event: event.clone(),
+                received_at,
+            });
             state.events_queued += 1;
             state.lagged = false;
         } else if !state.lagged && !state.interrupted {
@@ -461,7 +467,7 @@ impl Mailbox {
             {
                 let mut state = self.lock();
                 if let Some(message) = state.queue.pop_front() {
-                    if matches!(message, BusMessage::Event(_)) {
+                    if matches!(message, BusMessage::Event { .. }) {
                         state.events_queued -= 1;
                     }
                     return Some(message);
@@ -1011,11 +1017,14 @@ async fn reconcile<N: Net>(
 
 /// Parses one pub/sub message once and hands it to every local subscriber of its channel.
 fn deliver(registry: &Registry, message: &redis::Msg) {
+    let received_at = Instant::now();
     let Some(channel) = channel_of_pubsub(message.get_channel_name()) else {
         return;
     };
     match serde_json::from_slice::<Event>(message.get_payload_bytes()) {
-        Ok(event) if event.channel == channel => registry.deliver(channel, &Arc::new(event)),
+        Ok(event) if event.channel == channel => {
+            registry.deliver(channel, &Arc::new(event), received_at)
+        }
         Ok(event) => {
             tracing::warn!(channel, event_channel = %event.channel, "event bus: envelope on the wrong channel; dropped");
         }
@@ -1085,7 +1094,7 @@ mod tests {
             .unwrap(),
         );
         for _ in 0..5 {
-            mailbox.push_event(&event);
+            mailbox.push_event(&event, Instant::now());
         }
         let drained: Vec<&str> = {
             let state = mailbox.lock();
@@ -1093,7 +1102,7 @@ mod tests {
                 .queue
                 .iter()
                 .map(|message| match message {
-                    BusMessage::Event(_) => "event",
+                    BusMessage::Event { .. } => "event",
                     BusMessage::Interrupted => "interrupted",
                     BusMessage::Restored => "restored",
                 })

@@ -71,7 +71,7 @@ async fn next_message(subscription: &mut Subscription) -> BusMessage {
 
 async fn next_event(subscription: &mut Subscription) -> Arc<Event> {
     match next_message(subscription).await {
-        BusMessage::Event(event) => event,
+        BusMessage::Event { event, .. } => event,
         other => panic!("expected an event, got {other:?}"),
     }
 }

@@ -17,7 +17,7 @@ fn fan_out(c: &mut Criterion) {
         .expect("runtime");
     let bus = MemoryBus::new(MemoryBusConfig::default(), "bench".to_owned());
     let bus: Arc<dyn EventBus> = Arc::new(bus);
-    let hub = Hub::new(bus);
+    let hub = Hub::new(bus, gateway::metrics::Metrics::default().event_handoff());
     let channel = ChannelName::parse("simulation:s-1").expect("valid channel");
     let queues: Vec<Arc<OutQueue>> = runtime.block_on(async {
         let mut queues = Vec::new();

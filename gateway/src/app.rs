@@ -187,7 +187,8 @@ impl App {
                 .cloned()
                 .chain([health::EVENT_BUS.to_owned()]),
         );
-        let hub = Hub::new(bus.clone());
+        let metrics = Arc::new(Metrics::default());
+        let hub = Hub::new(bus.clone(), metrics.event_handoff());
         // The request-ID prefix folds the seed into 32 bits: distinct per instance in production
         // (the binary seeds from the OS), fixed per run in simulation. It also names this
         // instance's presence entries, so logs and presence agree on who is who.
@@ -214,7 +215,7 @@ impl App {
             routes: Arc::new(routes),
             backends,
             validator,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             health: Arc::new(health),
             request_ids: Arc::new(RequestIdGenerator::new(prefix)),
             bus,

@@ -64,6 +64,7 @@ pub struct Metrics {
     http_duration: Family<HttpLabels, Histogram>,
     backend_duration: Family<BackendLabels, Histogram>,
     backend_up: Family<BackendNameLabels, Gauge>,
+    event_handoff: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -81,6 +82,14 @@ impl Default for Metrics {
             latency_histogram as fn() -> _,
         );
         let backend_up = Family::<BackendNameLabels, Gauge>::default();
+        // 50 µs to ~1.6 s in steps of √2: fine enough to state a p99 against a few-ms target.
+        let event_handoff = Histogram::new(exponential_buckets(0.000_05, 2f64.sqrt(), 31));
+        registry.register(
+            "gateway_event_handoff_seconds",
+            "Time from the event bus receiving an event (Redis pub/sub message, or local publish) \
+             to the hub having queued it for every local subscriber",
+            event_handoff.clone(),
+        );
         registry.register(
             "gateway_http_requests",
             "HTTP requests answered",
@@ -107,11 +116,17 @@ impl Default for Metrics {
             http_duration,
             backend_duration,
             backend_up,
+            event_handoff,
         }
     }
 }
 
 impl Metrics {
+    /// The histogram the hub records each event's handoff in (shared, not copied).
+    pub fn event_handoff(&self) -> Histogram {
+        self.event_handoff.clone()
+    }
+
     /// Records one backend call.
     pub fn observe_backend_call(&self, service: &str, code: tonic::Code, elapsed: Duration) {
         self.backend_duration

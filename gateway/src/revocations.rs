@@ -100,7 +100,7 @@ async fn apply_all(
             message = subscription.next() => message,
         };
         match message {
-            Some(BusMessage::Event(event)) => {
+            Some(BusMessage::Event { event, .. }) => {
                 match serde_json::from_str::<Revocation>(event.data.get()) {
                     Ok(revocation) => {
                         let closed = apply(&revocation, &hub, &validator, &permissions);

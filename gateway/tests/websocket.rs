@@ -271,6 +271,12 @@ async fn notifications_arrive_with_offsets_and_honour_the_audience() {
         (third["type"].as_str(), third["offset"].as_u64()),
         (Some("event"), Some(3))
     );
+    // Each of the three live events had its handoff (bus to every local queue) measured.
+    let metrics = ws.stack.app.metrics().render();
+    assert!(
+        metrics.contains("gateway_event_handoff_seconds_count 3"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ async fn next(subscription: &mut Subscription) -> (u64, Value) {
         .await
         .unwrap_or_else(|_| panic!("no event on {} in time", subscription.channel()));
     match message {
-        Some(BusMessage::Event(event)) => (
+        Some(BusMessage::Event { event, .. }) => (
             event.offset,
             serde_json::from_str(event.data.get()).expect("payload is JSON"),
         ),
@@ -50,7 +50,7 @@ async fn next(subscription: &mut Subscription) -> (u64, Value) {
 fn drain(subscription: &mut Subscription) -> Vec<(u64, Value)> {
     let mut events = Vec::new();
     while let Some(Some(message)) = subscription.next().now_or_never() {
-        if let BusMessage::Event(event) = message {
+        if let BusMessage::Event { event, .. } = message {
             let data = serde_json::from_str(event.data.get()).expect("payload is JSON");
             events.push((event.offset, data));
         }

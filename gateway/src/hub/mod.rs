@@ -23,6 +23,7 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
+use prometheus_client::metrics::histogram::Histogram;
 use events::{BusError, BusMessage, ChannelKind, ChannelName, Event, EventBus, Subscription};
 use tokio::task::JoinHandle;
 
@@ -57,6 +58,8 @@ struct ChannelEntry {
 /// The hub: channels with local subscribers, and their pumps.
 pub struct Hub {
     bus: Arc<dyn EventBus>,
+    /// Time from the bus receiving each event to its being queued for every local subscriber.
+    handoff: Histogram,
     channels: Mutex<BTreeMap<ChannelName, ChannelEntry>>,
 }
 
@@ -78,10 +81,11 @@ pub struct ResumePoint {
 }
 
 impl Hub {
-    /// A hub reading from `bus`.
-    pub fn new(bus: Arc<dyn EventBus>) -> Arc<Self> {
+    /// A hub reading from `bus`, recording each event's handoff in `handoff`.
+    pub fn new(bus: Arc<dyn EventBus>, handoff: Histogram) -> Arc<Self> {
         Arc::new(Self {
             bus,
+            handoff,
             channels: Mutex::new(BTreeMap::new()),
         })
     }
@@ -259,9 +263,10 @@ async fn pump(hub: Weak<Hub>, mut subscription: Subscription) {
             return;
         };
         match message {
-            BusMessage::Event(event) => {
+            BusMessage::Event { event, received_at } => {
                 last = Some((event.epoch.clone(), event.offset));
                 hub.dispatch(&channel, &event);
+                hub.handoff.observe(received_at.elapsed().as_secs_f64());
             }
             BusMessage::Interrupted => hub.notify_all(
                 &channel,
