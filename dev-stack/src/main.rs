@@ -2,7 +2,9 @@
 //! defaults (no Redis, no Docker). It prints the URLs, a ready demo token and a curl command.
 //!
 //! `cargo run -p dev-stack`. Gateway settings come from `GATEWAY_*` variables and an optional
-//! `--config PATH`, as for the gateway binary; the listeners default to 127.0.0.1 here because
+//! `--config PATH`, as for the gateway binary. `--redis HOST:PORT` puts the event bus on Redis
+//! instead (the mocks publish through their own Redis bus, as separate backends would), which is
+//! how the latency figures in `docs/benchmarks.md` are taken; the listeners default to 127.0.0.1 here because
 //! this is a developer's machine, not a server. The production gateway binary holds no mocks.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc};
@@ -19,14 +21,14 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn,gateway=info".into()),
         )
         .init();
-    let config_path = match parse_args() {
-        Ok(path) => path,
+    let args = match parse_args() {
+        Ok(args) => args,
         Err(message) => {
-            eprintln!("{message}\nusage: dev-stack [--config PATH]");
+            eprintln!("{message}\nusage: dev-stack [--config PATH] [--redis HOST:PORT]");
             return ExitCode::from(2);
         }
     };
-    match run(config_path).await {
+    match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("dev-stack: {error:#}");
@@ -35,36 +37,72 @@ async fn main() -> ExitCode {
     }
 }
 
-fn parse_args() -> Result<Option<PathBuf>, String> {
+/// The command line.
+#[derive(Debug, Default)]
+struct Args {
+    config_path: Option<PathBuf>,
+    redis: Option<String>,
+}
+
+fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
-    let mut path = None;
+    let mut parsed = Args::default();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--config" => path = Some(PathBuf::from(args.next().ok_or("--config needs a path")?)),
+            "--config" => {
+                parsed.config_path = Some(PathBuf::from(args.next().ok_or("--config needs a path")?))
+            }
+            "--redis" => parsed.redis = Some(args.next().ok_or("--redis needs HOST:PORT")?),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(path)
+    Ok(parsed)
 }
 
-async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn run(args: Args) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
-    // One in-memory event bus shared by the mock backends (publishers) and the gateway's hub.
-    // Its epoch is new on every start: a new process has lost the last one's history, so a
-    // client resuming with an old offset must be told of the gap, not handed new events.
-    let bus = events::MemoryBus::new(
-        events::memory::MemoryBusConfig::default(),
-        format!("dev-stack-{}", clock.now_since_epoch().as_millis()),
-    );
+    let mut config = Config::load(args.config_path.as_deref())?;
+    // The seed of this run: epochs and jitter derive from it, and it differs per start.
+    let seed = clock.now_since_epoch().as_nanos() as u64;
+    let seams = Seams {
+        net: TokioNet,
+        clock: clock.clone(),
+        seed,
+    };
+    // In memory: one bus shared by the mock backends (publishers) and the gateway's hub; its
+    // epoch is new on every start, since a new process has lost the last one's history. On
+    // Redis: the gateway's bus from its config, and the mocks' own bus, as a separate backend
+    // process would have.
+    let (gateway_bus, publisher): (Arc<dyn events::EventBus>, Arc<dyn events::Publisher>) =
+        match &args.redis {
+            None => {
+                let bus = events::MemoryBus::new(
+                    events::memory::MemoryBusConfig::default(),
+                    format!("dev-stack-{seed:016x}"),
+                );
+                (Arc::new(bus.clone()), Arc::new(bus))
+            }
+            Some(address) => {
+                config.event_bus.kind = gateway::config::EventBusKind::Redis;
+                config.event_bus.redis.address = address.clone();
+                let mocks = events::RedisBusConfig {
+                    rng_seed: !seed,
+                    ..config.event_bus.redis.clone()
+                };
+                (
+                    gateway::app::bus_from_config(&config.event_bus, &seams)?,
+                    Arc::new(events::RedisBus::new(TokioNet, mocks)?),
+                )
+            }
+        };
     let backends = MockBackends::start_with(
         TokioNet,
         clock.clone(),
         MockConfig::default(),
-        StartOptions::with_publisher(Arc::new(bus.clone())),
+        StartOptions::with_publisher(publisher),
     )
     .await?;
 
-    let mut config = Config::load(config_path.as_deref())?;
     if config.listen == gateway::config::ListenConfig::default() {
         let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
         config.listen.api = local(8000);
@@ -81,17 +119,12 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             backend.address = backends.addr(kind).to_string();
         }
     }
-    let seams = Seams {
-        net: TokioNet,
-        clock,
-        seed: 1,
-    };
     let listeners = Listeners::bind(&seams.net, &config.listen).await?;
     let api = config.listen.api;
     let health = config.listen.health;
     let metrics = config.listen.metrics;
     let websocket = config.listen.websocket;
-    let app = App::from_config(config, &seams, Arc::new(bus.clone()))?;
+    let app = App::from_config(config, &seams, gateway_bus)?;
     let token = backends.auth().issue_token_for("alice")?;
 
     println!(
