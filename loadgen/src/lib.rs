@@ -1,16 +1,15 @@
-//! Load campaigns for the gateway (goose), arriving with the load-campaign issue.
+//! Load tools for the gateway.
 //!
-//! This crate will hold:
+//! Now:
 //!
-//! - HTTP scenarios: a realistic mix (profile, list projects, create project, simulation status)
-//!   with a login on start, over one shared HTTP client;
-//! - WebSocket subscribers holding connections to simulation, notification and collaboration
-//!   channels and recording publish-to-receive latency, counting offset gaps as failures;
-//! - an open-loop event publisher using the project's shared publishing step, so stalls count
-//!   against latency (no coordinated omission);
-//! - a direct-gRPC baseline against the mock backends, so gateway throughput is reported as a
-//!   ratio of the direct path measured in the same run;
-//! - merging of per-process reports and threshold checks used by `ci/load.sh`.
+//! - [`publisher`]: an open-loop event publisher through the project's one publishing step
+//!   (`events::Publisher`), each event stamped with its sequence number and intended send time,
+//!   so stalls count against latency (no coordinated omission);
+//! - `ws-latency` (a binary): publish-to-client latency through a running gateway, with N
+//!   WebSocket subscribers on one channel; `ci/ws-latency.sh` runs it against a release dev stack
+//!   on Redis. Its figures are in `docs/benchmarks.md`.
 //!
-//! Until then the foundation's throughput figures are measured with a standard load tool; see
-//! `docs/benchmarks.md`.
+//! The goose campaigns (HTTP mix, WebSocket subscribers at scale, direct-gRPC baseline, merged
+//! reports, thresholds) arrive with the load-campaign issue and build on the publisher.
+
+pub mod publisher;
