@@ -16,6 +16,12 @@ subscribers="${1:-1000}"
 rate="${2:-100}"
 seconds="${3:-20}"
 port="${WS_LATENCY_REDIS_PORT:-6391}"
+# WS_LATENCY_PIN=1: the gateway on CPU 0, Redis and the clients on CPU 1 (taskset), so the
+# clients' own work does not preempt the gateway mid fan-out on a 2-CPU machine.
+pin_gateway="" pin_clients=""
+if [ "${WS_LATENCY_PIN:-0}" = 1 ]; then
+  pin_gateway="taskset -c 0" pin_clients="taskset -c 1"
+fi
 
 bash ci/docker-engine.sh
 bash ci/redis-image.sh
@@ -31,8 +37,8 @@ cleanup() {
   rm -f "$log"
 }
 trap cleanup EXIT
-docker run -d --rm --name "$name" -p "127.0.0.1:$port:6379" "$image" >/dev/null
-RUST_LOG=warn target/release/dev-stack --redis "127.0.0.1:$port" >"$log" 2>&1 &
+docker run -d --rm --name "$name" ${pin_clients:+--cpuset-cpus 1} -p "127.0.0.1:$port:6379" "$image" >/dev/null
+RUST_LOG=warn $pin_gateway target/release/dev-stack --redis "127.0.0.1:$port" >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
   curl -sf http://127.0.0.1:8002/health/ready >/dev/null && break
@@ -47,7 +53,7 @@ handoff_buckets() {
 }
 before=$(handoff_buckets)
 echo "== ws-latency: $subscribers subscribers, $rate events/s, $seconds s (commit $(git rev-parse --short HEAD))"
-target/release/ws-latency \
+$pin_clients target/release/ws-latency \
   --url "ws://127.0.0.1:8001/ws/notifications?access_token=$token" \
   --channel user:u-1 --redis "127.0.0.1:$port" \
   --subscribers "$subscribers" --rate "$rate" --seconds "$seconds"
