@@ -50,7 +50,8 @@ fn parse_args() -> Result<Args, String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => {
-                parsed.config_path = Some(PathBuf::from(args.next().ok_or("--config needs a path")?))
+                parsed.config_path =
+                    Some(PathBuf::from(args.next().ok_or("--config needs a path")?))
             }
             "--redis" => parsed.redis = Some(args.next().ok_or("--redis needs HOST:PORT")?),
             other => return Err(format!("unknown argument {other:?}")),

@@ -536,23 +536,32 @@ async fn next_change(subscription: &mut Subscription) -> (u64, PresenceChange) {
     (event.offset, change)
 }
 
-#[tokio::test]
-async fn presence_is_one_set_for_every_instance_and_each_change_is_an_event() {
-    let redis = start_redis().await;
-    let first = RedisBus::new(TokioNet, config(&redis)).unwrap();
+/// Two buses on one Redis (two instances), the first subscribed to `name` and confirmed by Redis.
+async fn two_instances_watching(
+    redis: &TestRedis,
+    name: &str,
+) -> (RedisBus<TokioNet>, RedisBus<TokioNet>, Subscription) {
+    let first = RedisBus::new(TokioNet, config(redis)).unwrap();
     let second = RedisBus::new(
         TokioNet,
         RedisBusConfig {
             rng_seed: 1,
-            ..config(&redis)
+            ..config(redis)
         },
     )
     .unwrap();
     delivering(&first).await;
+    let events = first.subscribe(&channel(name));
+    let mut connection = observer(redis).await;
+    until_subscribers(&mut connection, name, 1).await;
+    (first, second, events)
+}
+
+#[tokio::test]
+async fn presence_is_one_set_for_every_instance_and_each_change_is_an_event() {
+    let redis = start_redis().await;
+    let (first, second, mut events) = two_instances_watching(&redis, "project:p-1").await;
     let channel = channel("project:p-1");
-    let mut events = first.subscribe(&channel);
-    let mut connection = observer(&redis).await;
-    until_subscribers(&mut connection, "project:p-1", 1).await;
     let ttl = Duration::from_secs(30);
 
     let joined = first
@@ -605,20 +614,8 @@ async fn presence_is_one_set_for_every_instance_and_each_change_is_an_event() {
 #[tokio::test]
 async fn presence_of_an_instance_that_stops_heartbeating_expires_once_and_returns_with_it() {
     let redis = start_redis().await;
-    let live = RedisBus::new(TokioNet, config(&redis)).unwrap();
-    let dying = RedisBus::new(
-        TokioNet,
-        RedisBusConfig {
-            rng_seed: 1,
-            ..config(&redis)
-        },
-    )
-    .unwrap();
-    delivering(&live).await;
+    let (live, dying, mut events) = two_instances_watching(&redis, "project:p-2").await;
     let channel = channel("project:p-2");
-    let mut events = live.subscribe(&channel);
-    let mut connection = observer(&redis).await;
-    until_subscribers(&mut connection, "project:p-2", 1).await;
     let ttl = Duration::from_millis(600);
 
     live.presence_join(&channel, member("live.1", "u-1"), ttl)

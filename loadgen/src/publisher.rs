@@ -56,7 +56,8 @@ pub async fn publish_open_loop(
             seq,
             sent_us: intended.duration_since(base).as_micros() as u64,
         };
-        let data = serde_json::value::to_raw_value(&stamp).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        let data =
+            serde_json::value::to_raw_value(&stamp).unwrap_or_else(|_| RawValue::NULL.to_owned());
         let publish = publisher.publish(&channel, None, data);
         tasks.push(tokio::spawn(async move {
             let result = publish.await;

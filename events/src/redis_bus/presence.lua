@@ -61,14 +61,19 @@ local function announce(action, member)
   end
 end
 
-local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1000)
-for _, connection in ipairs(expired) do
+-- Removes a connection's entry, announcing `action` if it was present.
+local function remove(connection, action)
   local member = redis.call('HGET', KEYS[5], connection)
   redis.call('ZREM', KEYS[4], connection)
   redis.call('HDEL', KEYS[5], connection)
   if member then
-    announce('expire', member)
+    announce(action, member)
   end
+end
+
+local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 1000)
+for _, connection in ipairs(expired) do
+  remove(connection, 'expire')
 end
 
 if op == 'join' then
@@ -77,13 +82,7 @@ if op == 'join' then
   redis.call('HSET', KEYS[5], connection, member)
   announce('join', member)
 elseif op == 'leave' then
-  local connection = ARGV[6]
-  local member = redis.call('HGET', KEYS[5], connection)
-  redis.call('ZREM', KEYS[4], connection)
-  redis.call('HDEL', KEYS[5], connection)
-  if member then
-    announce('leave', member)
-  end
+  remove(ARGV[6], 'leave')
 elseif op == 'heartbeat' then
   for index = 6, #ARGV, 2 do
     local connection, member = ARGV[index], ARGV[index + 1]

@@ -23,8 +23,8 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
-use prometheus_client::metrics::histogram::Histogram;
 use events::{BusError, BusMessage, ChannelKind, ChannelName, Event, EventBus, Subscription};
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::task::JoinHandle;
 
 use self::{

@@ -129,7 +129,9 @@ async fn subscribe(
                     && stamp.seq >= measured_from_seq
                 {
                     let now_us = received.duration_since(base).as_micros() as u64;
-                    let _ = seen.latency_us.record(now_us.saturating_sub(stamp.sent_us).max(1));
+                    let _ = seen
+                        .latency_us
+                        .record(now_us.saturating_sub(stamp.sent_us).max(1));
                 }
             }
             "gap" | "error" => seen.failures += 1,
