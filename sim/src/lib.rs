@@ -6,13 +6,15 @@
 //! - [`net`]: [`TurmoilNet`], the turmoil implementation of the `Net` seam.
 //! - [`clock`]: [`SimClock`], wall-clock time derived from turmoil's simulated epoch, with skew.
 //! - [`seed`]: how a run's seed is chosen and how a failing run says how to replay it.
+//! - [`redis`]: [`redis::SimRedis`], a simulated Redis host speaking the RESP subset the project
+//!   uses, running the project's Lua scripts unchanged.
 //!
-//! Scenario tests live in `sim/tests/`. Later issues add here: a simulated Redis host speaking the
-//! RESP subset the project uses, client hosts with HTTP and WebSocket workloads, fault schedules,
+//! Scenario tests live in `sim/tests/`. Later issues add here: client hosts with HTTP and WebSocket workloads, fault schedules,
 //! invariant checkers, trace hashing and seed exploration (see `docs/simulation.md`).
 
 pub mod clock;
 pub mod net;
+pub mod redis;
 pub mod seed;
 
 pub use clock::SimClock;
