@@ -14,12 +14,18 @@ use tokio::sync::mpsc;
 /// A reply: RESP2 frames (`Frame::SimpleString` is a status, `Frame::Error` an error).
 pub type Reply = Frame;
 
+/// A hash: field → value.
+type Hash = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A sorted set: member → score (ordered by score only when read).
+type SortedSet = BTreeMap<Vec<u8>, f64>;
+
 /// What a key holds.
 #[derive(Debug, Clone)]
 enum Value {
     String(Vec<u8>),
-    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
-    SortedSet(BTreeMap<Vec<u8>, f64>),
+    Hash(Hash),
+    SortedSet(SortedSet),
     Stream(Stream),
 }
 
@@ -307,7 +313,7 @@ impl Keyspace {
         Frame::Integer(next)
     }
 
-    fn hash_mut(&mut self, key: &[u8]) -> Result<&mut BTreeMap<Vec<u8>, Vec<u8>>, Reply> {
+    fn hash_mut(&mut self, key: &[u8]) -> Result<&mut Hash, Reply> {
         match self
             .data
             .entry(key.to_vec())
@@ -318,7 +324,7 @@ impl Keyspace {
         }
     }
 
-    fn hash(&self, key: &[u8]) -> Result<Option<&BTreeMap<Vec<u8>, Vec<u8>>>, Reply> {
+    fn hash(&self, key: &[u8]) -> Result<Option<&Hash>, Reply> {
         match self.data.get(key) {
             None => Ok(None),
             Some(Value::Hash(hash)) => Ok(Some(hash)),
@@ -393,7 +399,7 @@ impl Keyspace {
         }
     }
 
-    fn zset(&self, key: &[u8]) -> Result<Option<&BTreeMap<Vec<u8>, f64>>, Reply> {
+    fn zset(&self, key: &[u8]) -> Result<Option<&SortedSet>, Reply> {
         match self.data.get(key) {
             None => Ok(None),
             Some(Value::SortedSet(set)) => Ok(Some(set)),
@@ -442,11 +448,9 @@ impl Keyspace {
         let (mut added, mut changed) = (0, 0);
         for (score, member) in pairs {
             match set.get_mut(&member) {
-                Some(current) if !nx => {
-                    if *current != score {
-                        *current = score;
-                        changed += 1;
-                    }
+                Some(current) if !nx && *current != score => {
+                    *current = score;
+                    changed += 1;
                 }
                 Some(_) => {}
                 None if !xx => {
