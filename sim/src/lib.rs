@@ -3,6 +3,7 @@
 //! The real gateway and mock-backend code run on turmoil's simulated network and clock: only the
 //! seams differ. This crate holds:
 //!
+//! - [`client`]: HTTP and WebSocket clients for client hosts.
 //! - [`net`]: [`TurmoilNet`], the turmoil implementation of the `Net` seam.
 //! - [`clock`]: [`SimClock`], wall-clock time derived from turmoil's simulated epoch, with skew.
 //! - [`seed`]: how a run's seed is chosen and how a failing run says how to replay it.
@@ -12,6 +13,7 @@
 //! Scenario tests live in `sim/tests/`. Later issues add here: client hosts with HTTP and WebSocket workloads, fault schedules,
 //! invariant checkers, trace hashing and seed exploration (see `docs/simulation.md`).
 
+pub mod client;
 pub mod clock;
 pub mod net;
 pub mod redis;

@@ -9,11 +9,8 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use bytes::Bytes;
 use gateway::{App, Config, Listeners, Seams};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http::{Method, StatusCode};
 use mock_backends::{MockBackends, MockConfig, ServiceKind};
 use sim::{SimClock, TurmoilNet, seed};
 
@@ -44,40 +41,16 @@ fn gateway_config() -> Config {
     config
 }
 
-/// One HTTP/1.1 request from the client host to the gateway; returns the status and JSON body.
+/// One HTTP/1.1 request from the client host to the gateway's API.
 async fn call(
     method: Method,
     path: &str,
     token: Option<&str>,
     body: &str,
 ) -> (StatusCode, serde_json::Value) {
-    let stream = turmoil::net::TcpStream::connect("gateway:8000")
+    sim::client::http("gateway:8000", method, path, token, body)
         .await
-        .expect("the gateway accepts connections");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP/1.1 handshake");
-    tokio::spawn(connection);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "gateway")
-        .header("content-type", "application/json");
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let response = sender
-        .send_request(
-            request
-                .body(Full::new(Bytes::from(body.to_owned())))
-                .unwrap(),
-        )
-        .await
-        .expect("a response");
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    (status, json)
+        .expect("the gateway answers")
 }
 
 #[test]
