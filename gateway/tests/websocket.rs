@@ -331,6 +331,9 @@ async fn a_resume_point_beyond_the_newest_offset_does_not_swallow_new_events() {
 async fn a_resume_point_from_another_epoch_is_an_explicit_gap() {
     let ws = WsStack::start().await;
     let alice = ws.stack.login("alice").await;
+    // The current epoch already holds two events; the client comes back from an older one.
+    ws.publish("simulation:s-2", None, json!({"n": 1})).await;
+    ws.publish("simulation:s-2", None, json!({"n": 2})).await;
     let mut client = ws
         .open(
             "/ws/simulation/s-2?since=40&epoch=an-old-epoch",
@@ -344,6 +347,13 @@ async fn a_resume_point_from_another_epoch_is_an_explicit_gap() {
     assert_eq!(gap["reason"], "epoch_changed");
     assert_eq!(gap["from_offset"], 41);
     assert_eq!(gap["to_offset"], Value::Null);
+    // The new epoch is recoverable: its history follows from offset 1.
+    for offset in [1, 2] {
+        let event = next_frame(&mut client).await;
+        assert_eq!(event["type"], "event", "{event}");
+        assert_eq!(event["offset"], offset);
+        assert_eq!(event["epoch"], "test-epoch");
+    }
 }
 
 #[tokio::test]

@@ -15,9 +15,13 @@
 
 pub mod client;
 pub mod clock;
+pub mod explore;
+pub mod invariants;
 pub mod net;
 pub mod redis;
+pub mod scenario;
 pub mod seed;
+pub mod trace;
 
 pub use clock::SimClock;
 pub use net::TurmoilNet;

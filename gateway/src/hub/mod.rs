@@ -23,7 +23,9 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
-use events::{BusError, BusMessage, ChannelKind, ChannelName, Event, EventBus, Subscription};
+use events::{
+    BusError, BusMessage, ChannelKind, ChannelName, Event, EventBus, History, Subscription,
+};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::task::JoinHandle;
 
@@ -145,34 +147,57 @@ impl Hub {
                 // the next events as "already delivered". Resume from the newest instead.
                 resume.since = resume.since.min(history.latest_offset);
                 queue.start_at(&history.epoch, resume.since);
-                if history.oldest_offset > resume.since + 1 {
-                    queue.push_control(&ServerFrame::Gap {
-                        channel: channel.as_str(),
-                        from_offset: resume.since + 1,
-                        to_offset: Some(history.oldest_offset - 1),
-                        reason: "history_trimmed",
-                    });
-                    queue.start_at(&history.epoch, history.oldest_offset - 1);
-                }
-                for event in &history.events {
-                    let frame: Utf8Bytes = event_frame(event).as_ref().into();
-                    let admitted = event.is_for(&member.user_id, &member.roles);
-                    queue.push_event(event, &frame, admitted, true);
-                }
+                self.replay(channel, &member, &queue, &history, resume.since);
             }
             Some(resume) => {
+                // Nothing of the old epoch can be recovered; the new epoch's history can, from
+                // its first offset, so nothing published in it is lost unreported either.
                 queue.push_control(&ServerFrame::Gap {
                     channel: channel.as_str(),
                     from_offset: resume.since + 1,
                     to_offset: None,
                     reason: "epoch_changed",
                 });
-                queue.start_at(&history.epoch, history.latest_offset);
+                let history = match self.bus.history(channel, 0).await {
+                    Ok(history) => history,
+                    Err(error) => {
+                        self.leave(channel, member.connection_id);
+                        return Err(error);
+                    }
+                };
+                queue.start_at(&history.epoch, 0);
+                self.replay(channel, &member, &queue, &history, 0);
             }
             None => queue.start_at(&history.epoch, history.latest_offset),
         }
         queue.go_live();
         Ok(())
+    }
+
+    /// Queues what `history` holds after `since` (the queue already starts there), reporting
+    /// first, as a gap, what it no longer holds.
+    fn replay(
+        &self,
+        channel: &ChannelName,
+        member: &Member,
+        queue: &OutQueue,
+        history: &History,
+        since: u64,
+    ) {
+        if history.oldest_offset > since + 1 {
+            queue.push_control(&ServerFrame::Gap {
+                channel: channel.as_str(),
+                from_offset: since + 1,
+                to_offset: Some(history.oldest_offset - 1),
+                reason: "history_trimmed",
+            });
+            queue.start_at(&history.epoch, history.oldest_offset - 1);
+        }
+        for event in history.events.iter().filter(|event| event.offset > since) {
+            let frame: Utf8Bytes = event_frame(event).as_ref().into();
+            let admitted = event.is_for(&member.user_id, &member.roles);
+            queue.push_event(event, &frame, admitted, true);
+        }
     }
 
     fn register(self: &Arc<Self>, channel: &ChannelName, member: Member, queue: Arc<OutQueue>) {

@@ -1,0 +1,169 @@
+//! Exploration: fault schedules generated from a seed, and campaigns over many seeds.
+//!
+//! Environment (all optional): `SIM_SEED` (first seed, default 1000), `SIM_SEEDS` (how many,
+//! default 4), `SIM_GATEWAYS` (default 2), `SIM_SUBSCRIBERS` (default 8), `SIM_DURATION_S`
+//! (simulated seconds per run, default 20). `cargo test -p sim` runs the defaults;
+//! `ci/sim-campaign.sh` runs thousands.
+
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng, rngs::SmallRng};
+
+use crate::scenario::{Fault, Report, Scenario};
+
+/// How long every fault schedule leaves at the end for the system to settle before the end-state
+/// invariants are judged.
+pub const SETTLE: Duration = Duration::from_secs(6);
+
+/// A fault schedule drawn from `seed`: one to three faults, one after another, each healed before
+/// the next and all healed [`SETTLE`] before `duration` ends. Kinds: Redis crash and restart; a
+/// gateway cut from Redis (both ways, or Redis → gateway only); a gateway cut from Auth; a latency
+/// spike between a gateway and Redis; a gateway's clock skewed by up to a minute either way.
+pub fn fault_schedule(seed: u64, gateways: usize, duration: Duration) -> Vec<(Duration, Fault)> {
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0xfa17_5c4e_d01e);
+    let start = Duration::from_secs(2);
+    let window = duration.saturating_sub(start + SETTLE);
+    if window < Duration::from_secs(2) {
+        return Vec::new();
+    }
+    let count = rng.random_range(1..=3u32);
+    let slot = window / count;
+    let mut schedule = Vec::new();
+    for index in 0..count {
+        let slot_start = start + slot * index;
+        let length =
+            Duration::from_millis(rng.random_range(500..=slot.as_millis().max(501) as u64 * 3 / 4));
+        let at = slot_start
+            + Duration::from_millis(rng.random_range(0..=(slot - length).as_millis() as u64 / 2));
+        let until = at + length;
+        let gateway = format!("gateway-{}", rng.random_range(1..=gateways.max(1)));
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        match rng.random_range(0..6u32) {
+            0 => {
+                schedule.push((at, Fault::Crash("redis".into())));
+                schedule.push((until, Fault::Restart("redis".into())));
+            }
+            1 => {
+                let (a, b) = pair(&gateway, "redis");
+                schedule.push((at, Fault::Partition(a.clone(), b.clone())));
+                schedule.push((until, Fault::Repair(a, b)));
+            }
+            2 => {
+                let (a, b) = pair("redis", &gateway);
+                schedule.push((at, Fault::PartitionOneWay(a.clone(), b.clone())));
+                schedule.push((until, Fault::Repair(a, b)));
+            }
+            3 => {
+                let (a, b) = pair(&gateway, "auth");
+                schedule.push((at, Fault::Partition(a.clone(), b.clone())));
+                schedule.push((until, Fault::Repair(a, b)));
+            }
+            4 => {
+                let (a, b) = pair(&gateway, "redis");
+                schedule.push((at, Fault::Hold(a.clone(), b.clone())));
+                schedule.push((until, Fault::Release(a, b)));
+            }
+            _ => {
+                let ms = rng.random_range(-60_000..=60_000i64);
+                schedule.push((
+                    at,
+                    Fault::ClockSkew {
+                        host: gateway.clone(),
+                        ms,
+                    },
+                ));
+                schedule.push((
+                    until,
+                    Fault::ClockSkew {
+                        host: gateway,
+                        ms: 0,
+                    },
+                ));
+            }
+        }
+    }
+    schedule
+}
+
+/// One line about a run: its seed, size, trace hash and verdict, and how to replay it.
+pub fn summary(report: &Report) -> String {
+    let verdict = if report.violations.is_empty() {
+        "ok".to_owned()
+    } else {
+        let listed: Vec<String> = report
+            .violations
+            .iter()
+            .map(|v| format!("\n    {v}"))
+            .collect();
+        format!(
+            "{} violation(s):{}",
+            report.violations.len(),
+            listed.concat()
+        )
+    };
+    format!(
+        "scenario {:?} seed {}: {} observations over {:?} simulated, trace hash {:016x}: {verdict}\n  replay: SIM_SEED={} SIM_SEEDS=1 cargo test -p sim --test scenarios",
+        report.name,
+        report.seed,
+        report.trace.observed.len(),
+        report.simulated,
+        report.trace_hash(),
+        report.seed,
+    )
+}
+
+/// What a campaign runs.
+#[derive(Debug, Clone, Copy)]
+pub struct CampaignSettings {
+    /// The first seed.
+    pub first_seed: u64,
+    /// How many seeds.
+    pub seeds: u64,
+    /// Gateways per run.
+    pub gateways: usize,
+    /// WebSocket subscribers per run.
+    pub subscribers: usize,
+    /// Simulated time per run.
+    pub duration: Duration,
+}
+
+impl CampaignSettings {
+    /// The settings from `SIM_SEED`, `SIM_SEEDS`, `SIM_GATEWAYS`, `SIM_SUBSCRIBERS` and
+    /// `SIM_DURATION_S`, with the CI-sized defaults.
+    pub fn from_env() -> Self {
+        let number = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(default)
+        };
+        Self {
+            first_seed: number(crate::seed::SEED_VAR, 1_000),
+            seeds: number("SIM_SEEDS", 4),
+            gateways: number("SIM_GATEWAYS", 2) as usize,
+            subscribers: number("SIM_SUBSCRIBERS", 8) as usize,
+            duration: Duration::from_secs(number("SIM_DURATION_S", 20)),
+        }
+    }
+}
+
+/// Runs one generated scenario per seed; reports each run through `progress` and returns the
+/// summaries of the failed ones.
+pub fn campaign(settings: CampaignSettings, mut progress: impl FnMut(&str)) -> Vec<String> {
+    let mut failures = Vec::new();
+    for seed in settings.first_seed..settings.first_seed + settings.seeds {
+        let schedule = fault_schedule(seed, settings.gateways, settings.duration);
+        let report = Scenario::new("generated", seed)
+            .gateways(settings.gateways)
+            .subscribers(settings.subscribers)
+            .duration(settings.duration)
+            .faults(schedule)
+            .run();
+        let line = summary(&report);
+        progress(&line);
+        if !report.violations.is_empty() {
+            failures.push(line);
+        }
+    }
+    failures
+}

@@ -1,0 +1,662 @@
+//! Scenarios: a topology, a workload, a fault schedule and a duration, run on turmoil with the
+//! real gateway, the real mock backends, the real Redis client code and the simulated Redis.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use sim::scenario::{Fault, Scenario};
+//!
+//! let report = Scenario::new("redis restarts under two gateways", 42)
+//!     .gateways(2)
+//!     .subscribers(8)
+//!     .duration(Duration::from_secs(30))
+//!     .fault(Duration::from_secs(5), Fault::Crash("redis".into()))
+//!     .fault(Duration::from_secs(8), Fault::Restart("redis".into()))
+//!     .run();
+//! report.assert_holds();
+//! ```
+//!
+//! Topology: `redis` (the simulated Redis), `auth`, `project` and `simulation` (mock backends,
+//! each publishing through its own Redis bus), `gateway-1`..`gateway-N`, and client hosts:
+//! `subscribers-K` (WebSocket subscribers spread over the gateways, reconnecting with their
+//! resume point), `publisher` (events on `user:u-1`, some addressed to someone else), `http`
+//! (profile calls with a valid and a forged token) and `prober` (readiness of every gateway).
+//! Everything they see goes into a [`Trace`]; [`crate::invariants`] then judges it.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::{Duration, UNIX_EPOCH},
+};
+
+use events::{Audience, ChannelName, Publisher, RedisBus, RedisBusConfig};
+use futures::StreamExt;
+use gateway::{App, Config, Listeners, Seams};
+use http::Method;
+use mock_backends::{MockBackends, MockConfig, ServiceKind, StartOptions};
+use seams::Net;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    SimClock, TurmoilNet,
+    invariants::{self, Violation},
+    redis::SimRedis,
+    trace::{Observation, Trace},
+};
+
+/// A fault, applied at a scheduled time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Cut both directions between two hosts.
+    Partition(String, String),
+    /// Cut one direction, from the first host to the second.
+    PartitionOneWay(String, String),
+    /// Heal both directions between two hosts.
+    Repair(String, String),
+    /// Hold messages between two hosts (a latency spike) until released.
+    Hold(String, String),
+    /// Deliver what was held.
+    Release(String, String),
+    /// Stop a host; its state is lost.
+    Crash(String),
+    /// Start a crashed host again, empty.
+    Restart(String),
+    /// Set a gateway's wall-clock skew through its `Clock`.
+    ClockSkew {
+        /// The gateway.
+        host: String,
+        /// Milliseconds ahead (negative: behind).
+        ms: i64,
+    },
+}
+
+/// Deliberate damage to the observations, to prove the invariants catch what they claim to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sabotage {
+    /// Subscriber 0 pretends it never received its `n`th event.
+    DropEvent(usize),
+}
+
+/// A scenario to run. Build with [`Scenario::new`] and the builder methods; [`Scenario::run`].
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    name: String,
+    seed: u64,
+    gateways: usize,
+    subscribers: usize,
+    subscribers_per_host: usize,
+    duration: Duration,
+    publish_interval: Duration,
+    http_interval: Duration,
+    faults: Vec<(Duration, Fault)>,
+    sabotage: Option<Sabotage>,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct Report {
+    /// The scenario's name.
+    pub name: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Everything observed.
+    pub trace: Trace,
+    /// Broken invariants (none, when the run is correct).
+    pub violations: Vec<Violation>,
+    /// Simulated time covered.
+    pub simulated: Duration,
+}
+
+impl Report {
+    /// The trace's fingerprint.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace.hash()
+    }
+
+    /// Panics, listing every violation, if any invariant broke.
+    pub fn assert_holds(&self) {
+        if !self.violations.is_empty() {
+            let listed: Vec<String> = self.violations.iter().map(|v| format!("  - {v}")).collect();
+            panic!(
+                "scenario {:?} (seed {}) broke {} invariant(s):\n{}",
+                self.name,
+                self.seed,
+                self.violations.len(),
+                listed.join("\n")
+            );
+        }
+    }
+}
+
+fn any(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+}
+
+/// The Redis bus settings every process of a scenario uses: fast detection and reconnection.
+pub fn redis_bus_config(seed: u64) -> RedisBusConfig {
+    RedisBusConfig {
+        address: "redis:6379".to_owned(),
+        command_timeout_ms: 500,
+        connect_timeout_ms: 500,
+        reconnect_backoff_initial_ms: 50,
+        reconnect_backoff_max_ms: 400,
+        keepalive_interval_ms: 200,
+        rng_seed: seed,
+        ..RedisBusConfig::default()
+    }
+}
+
+/// The gateway's configuration in a scenario.
+pub fn gateway_config(seed: u64) -> Config {
+    let mut config = Config::default();
+    config.listen.api = any(8000);
+    config.listen.websocket = any(8001);
+    config.listen.health = any(8002);
+    config.listen.metrics = any(8003);
+    for (name, backend) in config.backends.iter_mut() {
+        backend.address = match name.as_str() {
+            "auth" => "auth:9000".to_owned(),
+            "project" => "project:10000".to_owned(),
+            _ => "simulation:11000".to_owned(),
+        };
+        backend.deadline_ms = 1_000;
+    }
+    config.auth.validation_deadline_ms = 1_000;
+    config.health.check_interval_ms = 200;
+    config.event_bus.kind = gateway::config::EventBusKind::Redis;
+    config.event_bus.redis = redis_bus_config(seed);
+    config
+}
+
+/// Shared between the client hosts and the runner (turmoil runs every host on this thread).
+type SharedTrace = Arc<Mutex<Trace>>;
+
+fn record(trace: &SharedTrace, host: &str, what: Observation) {
+    let at = turmoil::sim_elapsed().unwrap_or_default();
+    trace
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(at, host, what);
+}
+
+impl Scenario {
+    /// A scenario with one gateway, four subscribers, 20 simulated seconds and no faults.
+    pub fn new(name: impl Into<String>, seed: u64) -> Self {
+        Self {
+            name: name.into(),
+            seed,
+            gateways: 1,
+            subscribers: 4,
+            subscribers_per_host: 500,
+            duration: Duration::from_secs(20),
+            publish_interval: Duration::from_millis(100),
+            http_interval: Duration::from_millis(250),
+            faults: Vec::new(),
+            sabotage: None,
+        }
+    }
+
+    /// How many gateway instances (`gateway-1`..).
+    pub fn gateways(mut self, count: usize) -> Self {
+        self.gateways = count.max(1);
+        self
+    }
+
+    /// How many WebSocket subscribers, spread over the gateways (half on `user:u-1`
+    /// notifications, half on simulation `s-2`, whose progress the mock Simulation publishes).
+    pub fn subscribers(mut self, count: usize) -> Self {
+        self.subscribers = count;
+        self
+    }
+
+    /// Simulated run time. Faults should be healed a few seconds before it ends: the end-state
+    /// invariants (everything caught up, readiness back) are checked then.
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// Schedules `fault` at `at`.
+    pub fn fault(mut self, at: Duration, fault: Fault) -> Self {
+        self.faults.push((at, fault));
+        self
+    }
+
+    /// Schedules every fault of `schedule`.
+    pub fn faults(mut self, schedule: impl IntoIterator<Item = (Duration, Fault)>) -> Self {
+        self.faults.extend(schedule);
+        self
+    }
+
+    /// Damages the observations on purpose (for the test that proves invariants catch it).
+    pub fn sabotage(mut self, sabotage: Sabotage) -> Self {
+        self.sabotage = Some(sabotage);
+        self
+    }
+
+    fn gateway_names(&self) -> Vec<String> {
+        (1..=self.gateways)
+            .map(|i| format!("gateway-{i}"))
+            .collect()
+    }
+
+    /// Runs the scenario and judges its trace. A turmoil error (a host failed) is a violation.
+    pub fn run(mut self) -> Report {
+        self.faults.sort_by_key(|(at, _)| *at);
+        let seed = self.seed;
+        let trace: SharedTrace = Arc::default();
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(seed)
+            .epoch(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
+            .simulation_duration(self.duration + Duration::from_secs(30))
+            .tcp_capacity(4_096)
+            .build();
+
+        sim.host("redis", || async {
+            let listener = TurmoilNet.bind(any(6379)).await?;
+            SimRedis::new(Arc::new(SimClock::new()))
+                .serve(listener)
+                .await?;
+            Ok(())
+        });
+        for (host, kind, port) in [
+            ("auth", ServiceKind::Auth, 9000),
+            ("project", ServiceKind::Project, 10000),
+            ("simulation", ServiceKind::Simulation, 11000),
+        ] {
+            sim.host(host, move || async move {
+                let mut config = MockConfig {
+                    seed,
+                    ..MockConfig::default()
+                };
+                config.auth.addr = any(9000);
+                config.project.addr = any(10000);
+                config.simulation.addr = any(11000);
+                config.upstream.auth_addr = Some("auth:9000".to_owned());
+                let _ = port;
+                let bus = RedisBus::new(TurmoilNet, redis_bus_config(seed ^ port))?;
+                let _service = MockBackends::start_service_with(
+                    TurmoilNet,
+                    Arc::new(SimClock::new()),
+                    config,
+                    kind,
+                    StartOptions::with_publisher(Arc::new(bus)),
+                )
+                .await?;
+                std::future::pending::<()>().await;
+                Ok(())
+            });
+        }
+        let mut clocks = Vec::new();
+        for (index, name) in self.gateway_names().into_iter().enumerate() {
+            let clock = SimClock::new();
+            clocks.push((name.clone(), clock.clone()));
+            let instance_seed = seed.wrapping_add(index as u64 + 1);
+            sim.host(name.as_str(), move || {
+                let clock = clock.clone();
+                async move {
+                    let seams = Seams {
+                        net: TurmoilNet,
+                        clock: Arc::new(clock),
+                        seed: instance_seed,
+                    };
+                    let config = gateway_config(instance_seed);
+                    let listeners = Listeners::bind(&seams.net, &config.listen).await?;
+                    let bus = gateway::app::bus_from_config(&config.event_bus, &seams)?;
+                    let app = App::from_config(config, &seams, bus)?;
+                    gateway::serve(app, listeners, std::future::pending()).await?;
+                    Ok(())
+                }
+            });
+        }
+        self.spawn_clients(&mut sim, &trace);
+
+        let mut pending: std::collections::VecDeque<(Duration, Fault)> =
+            self.faults.iter().cloned().collect();
+        let mut failure = None;
+        loop {
+            while pending.front().is_some_and(|(at, _)| sim.elapsed() >= *at) {
+                let Some((_, fault)) = pending.pop_front() else {
+                    break;
+                };
+                record(&trace, "runner", Observation::Fault(format!("{fault:?}")));
+                apply(&mut sim, &clocks, &fault);
+            }
+            match sim.step() {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(error) => {
+                    failure = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+        let simulated = sim.elapsed();
+        drop(sim);
+        let trace = std::mem::take(&mut *trace.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut violations = invariants::check(&trace, &self.expectations());
+        if let Some(failure) = failure {
+            violations.push(Violation::new(
+                "hosts run to completion",
+                simulated,
+                failure,
+            ));
+        }
+        Report {
+            name: self.name,
+            seed,
+            trace,
+            violations,
+            simulated,
+        }
+    }
+
+    fn expectations(&self) -> invariants::Expectations {
+        invariants::Expectations {
+            duration: self.duration,
+            gateways: self.gateway_names(),
+            faults: self.faults.clone(),
+            // Validation (1 s) plus the backend call (1 s) plus scheduling slack.
+            http_deadline: Duration::from_millis(2_300),
+        }
+    }
+
+    fn spawn_clients(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) {
+        let gateways = self.gateway_names();
+        let end = self.duration;
+        let seed = self.seed;
+
+        let publisher_trace = trace.clone();
+        let interval = self.publish_interval;
+        sim.client("publisher", async move {
+            let bus = RedisBus::new(TurmoilNet, redis_bus_config(seed ^ 0x9b1))?;
+            let channel = ChannelName::parse("user:u-1")?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut ticks = tokio::time::interval(interval);
+            // Stop publishing two seconds before the end, so the end state can be judged.
+            for seq in 0u64.. {
+                ticks.tick().await;
+                if turmoil::sim_elapsed().unwrap_or_default() + Duration::from_secs(2) >= end {
+                    break;
+                }
+                // Every fifth event is addressed to someone else: u-1 must never see it.
+                let audience = (seq % 5 == 4).then(|| Audience {
+                    users: vec!["u-9".to_owned()],
+                    roles: Vec::new(),
+                });
+                let data = serde_json::value::to_raw_value(&json!({ "seq": seq }))?;
+                if let Ok(event) = bus.publish(&channel, audience.clone(), data).await {
+                    record(
+                        &publisher_trace,
+                        "publisher",
+                        Observation::Published {
+                            channel: event.channel.clone(),
+                            epoch: event.epoch.clone(),
+                            offset: event.offset,
+                            audience: audience.map(|a| a.users),
+                        },
+                    );
+                }
+            }
+            Ok(())
+        });
+
+        let http_trace = trace.clone();
+        let http_gateways = gateways.clone();
+        let http_interval = self.http_interval;
+        sim.client("http", async move {
+            let token = login_retrying(&http_gateways[0], end).await;
+            let forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1LTEifQ.bm90LWEtc2lnbmF0dXJl";
+            let mut round = 0usize;
+            while turmoil::sim_elapsed().unwrap_or_default() < end {
+                let gateway = &http_gateways[round % http_gateways.len()];
+                round += 1;
+                for (kind, token) in [("valid", token.as_deref()), ("invalid", Some(forged))] {
+                    let Some(token) = token else { continue };
+                    let sent = turmoil::sim_elapsed().unwrap_or_default();
+                    let status = crate::client::http(
+                        &format!("{gateway}:8000"),
+                        Method::GET,
+                        "/api/auth/profile",
+                        Some(token),
+                        "",
+                    )
+                    .await
+                    .ok()
+                    .map(|(status, _)| status.as_u16());
+                    record(
+                        &http_trace,
+                        "http",
+                        Observation::Http {
+                            token: kind,
+                            gateway: gateway.clone(),
+                            sent,
+                            status,
+                        },
+                    );
+                }
+                tokio::time::sleep(http_interval).await;
+            }
+            Ok(())
+        });
+
+        let prober_trace = trace.clone();
+        let prober_gateways = gateways.clone();
+        sim.client("prober", async move {
+            while turmoil::sim_elapsed().unwrap_or_default() < end {
+                for gateway in &prober_gateways {
+                    let answer = crate::client::http(
+                        &format!("{gateway}:8002"),
+                        Method::GET,
+                        "/health/ready",
+                        None,
+                        "",
+                    )
+                    .await;
+                    if let Ok((_, report)) = answer {
+                        record(
+                            &prober_trace,
+                            "prober",
+                            Observation::Readiness {
+                                gateway: gateway.clone(),
+                                bus_healthy: report["dependencies"]["event_bus"]["healthy"] == true,
+                            },
+                        );
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(())
+        });
+
+        let hosts = self.subscribers.div_ceil(self.subscribers_per_host.max(1));
+        for host_index in 0..hosts {
+            let first = host_index * self.subscribers_per_host;
+            let last = (first + self.subscribers_per_host).min(self.subscribers);
+            let host = format!("subscribers-{}", host_index + 1);
+            let host_trace = trace.clone();
+            let host_gateways = gateways.clone();
+            let sabotage = self.sabotage;
+            sim.client(host.clone(), async move {
+                let token = login_retrying(&host_gateways[0], end).await;
+                let Some(token) = token else {
+                    return Err("no login within the run".into());
+                };
+                let mut tasks = Vec::new();
+                for subscriber in first..last {
+                    let gateway = host_gateways[subscriber % host_gateways.len()].clone();
+                    let endpoint = if subscriber % 2 == 0 {
+                        "/ws/notifications"
+                    } else {
+                        "/ws/simulation/s-2"
+                    };
+                    tasks.push(tokio::spawn(subscribe(SubscriberPlan {
+                        subscriber,
+                        host: host.clone(),
+                        address: format!("{gateway}:8001"),
+                        path: format!("{endpoint}?access_token={token}"),
+                        end,
+                        trace: host_trace.clone(),
+                        drop_event: match sabotage {
+                            Some(Sabotage::DropEvent(n)) if subscriber == 0 => Some(n),
+                            _ => None,
+                        },
+                    })));
+                }
+                for task in tasks {
+                    let _ = task.await;
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Logs in as alice, retrying until the gateway and Auth answer or the run ends.
+async fn login_retrying(gateway: &str, end: Duration) -> Option<String> {
+    while turmoil::sim_elapsed().unwrap_or_default() < end {
+        if let Ok(token) = crate::client::login(&format!("{gateway}:8000"), "alice").await {
+            return Some(token);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+struct SubscriberPlan {
+    subscriber: usize,
+    host: String,
+    address: String,
+    path: String,
+    end: Duration,
+    trace: SharedTrace,
+    drop_event: Option<usize>,
+}
+
+/// One logical subscriber: connects, records every frame, and after any disconnect reconnects
+/// with its resume point (the last offset and epoch it holds), until the run ends.
+async fn subscribe(plan: SubscriberPlan) {
+    let SubscriberPlan {
+        subscriber,
+        host,
+        address,
+        path,
+        end,
+        trace,
+        drop_event,
+    } = plan;
+    let mut resume: Option<(u64, String)> = None;
+    let mut welcome: Option<(u64, String)> = None;
+    let mut events_seen = 0usize;
+    let until = tokio::time::Instant::now()
+        + end.saturating_sub(turmoil::sim_elapsed().unwrap_or_default());
+    while tokio::time::Instant::now() < until {
+        let path = match &resume {
+            Some((offset, epoch)) => format!("{path}&since={offset}&epoch={epoch}"),
+            None => path.clone(),
+        };
+        let socket = crate::client::websocket(&address, &path).await;
+        let mut socket = match socket {
+            Ok(socket) => socket,
+            Err(_) => {
+                record(
+                    &trace,
+                    &host,
+                    Observation::Disconnected {
+                        subscriber,
+                        code: None,
+                    },
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        };
+        record(
+            &trace,
+            &host,
+            Observation::Connected {
+                subscriber,
+                resumed: resume.is_some(),
+            },
+        );
+        let mut code = None;
+        while let Ok(Some(message)) = tokio::time::timeout_at(until, socket.next()).await {
+            match message {
+                Ok(Message::Text(text)) => {
+                    let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+                        continue;
+                    };
+                    match frame["type"].as_str() {
+                        Some("welcome") => {
+                            welcome = Some((
+                                frame["latest_offset"].as_u64().unwrap_or(0),
+                                frame["epoch"].as_str().unwrap_or_default().to_owned(),
+                            ));
+                            if resume.is_none() {
+                                resume = welcome.clone();
+                            }
+                        }
+                        Some("event") => {
+                            events_seen += 1;
+                            if drop_event == Some(events_seen) {
+                                continue;
+                            }
+                            resume = Some((
+                                frame["offset"].as_u64().unwrap_or(0),
+                                frame["epoch"].as_str().unwrap_or_default().to_owned(),
+                            ));
+                        }
+                        Some("gap") => match frame["to_offset"].as_u64() {
+                            Some(to) => {
+                                if let Some((_, epoch)) = resume.clone() {
+                                    resume = Some((to, epoch));
+                                }
+                            }
+                            // The epoch changed: what follows starts the new epoch, which the
+                            // welcome named; resume from its beginning until an event arrives.
+                            None => {
+                                resume = welcome.clone().map(|(_, epoch)| (0, epoch));
+                            }
+                        },
+                        _ => {}
+                    }
+                    record(&trace, &host, Observation::Frame { subscriber, frame });
+                }
+                Ok(Message::Close(close)) => {
+                    code = close.map(|c| u16::from(c.code));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        if tokio::time::Instant::now() >= until {
+            break;
+        }
+        record(
+            &trace,
+            &host,
+            Observation::Disconnected { subscriber, code },
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn apply(sim: &mut turmoil::Sim<'_>, clocks: &[(String, SimClock)], fault: &Fault) {
+    match fault {
+        Fault::Partition(a, b) => sim.partition(a.as_str(), b.as_str()),
+        Fault::PartitionOneWay(a, b) => sim.partition_oneway(a.as_str(), b.as_str()),
+        Fault::Repair(a, b) => {
+            sim.repair(a.as_str(), b.as_str());
+        }
+        Fault::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
+        Fault::Release(a, b) => sim.release(a.as_str(), b.as_str()),
+        Fault::Crash(host) => sim.crash(host.as_str()),
+        Fault::Restart(host) => sim.bounce(host.as_str()),
+        Fault::ClockSkew { host, ms } => {
+            if let Some((_, clock)) = clocks.iter().find(|(name, _)| name == host) {
+                clock.set_skew_ms(*ms);
+            }
+        }
+    }
+}

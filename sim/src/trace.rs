@@ -1,0 +1,104 @@
+//! What a run observed, in order, and its hash: the same seed must give the same trace, so the
+//! hash printed at the end of a run is its fingerprint (see `docs/simulation.md`).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// One observation, at simulated time `at`, by `host`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// Simulated time since the run started.
+    pub at: Duration,
+    /// The observing host.
+    pub host: String,
+    /// What happened.
+    pub what: Observation,
+}
+
+/// The kinds of observation the invariants read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observation {
+    /// A WebSocket subscriber connected (`resumed`: with a resume point).
+    Connected {
+        /// The logical subscriber (stable across reconnects).
+        subscriber: usize,
+        /// Whether it asked to resume.
+        resumed: bool,
+    },
+    /// A frame a subscriber received (as JSON).
+    Frame {
+        /// The logical subscriber.
+        subscriber: usize,
+        /// The frame.
+        frame: Value,
+    },
+    /// A subscriber's connection ended or could not be opened.
+    Disconnected {
+        /// The logical subscriber.
+        subscriber: usize,
+        /// The close code, when the server sent one.
+        code: Option<u16>,
+    },
+    /// An event the workload published, as stored.
+    Published {
+        /// Its channel.
+        channel: String,
+        /// Its epoch.
+        epoch: String,
+        /// Its offset.
+        offset: u64,
+        /// The users it was addressed to (`None`: everyone).
+        audience: Option<Vec<String>>,
+    },
+    /// An HTTP request and its outcome.
+    Http {
+        /// `valid` (a real token) or `invalid` (a forged one).
+        token: &'static str,
+        /// The gateway asked.
+        gateway: String,
+        /// When it was sent.
+        sent: Duration,
+        /// The status, or `None` when no response came (the connection failed).
+        status: Option<u16>,
+    },
+    /// A readiness sample of one gateway: whether its event bus was reported healthy.
+    Readiness {
+        /// The gateway.
+        gateway: String,
+        /// The `event_bus` dependency's `healthy`.
+        bus_healthy: bool,
+    },
+    /// A fault the schedule applied.
+    Fault(String),
+}
+
+/// Everything observed in one run, in order.
+#[derive(Debug, Default, Clone)]
+pub struct Trace {
+    /// The observations, in the order they happened.
+    pub observed: Vec<Observed>,
+}
+
+impl Trace {
+    /// Appends one observation.
+    pub fn push(&mut self, at: Duration, host: &str, what: Observation) {
+        self.observed.push(Observed {
+            at,
+            host: host.to_owned(),
+            what,
+        });
+    }
+
+    /// FNV-1a over every observation's debug form: equal traces, equal hashes.
+    pub fn hash(&self) -> u64 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for observed in &self.observed {
+            for byte in format!("{observed:?}\n").bytes() {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        hash
+    }
+}
