@@ -180,6 +180,7 @@ impl App {
             config.auth.clone(),
             seams.clock.clone(),
         ));
+        validator.spawn_jwks_refresh();
         let health = Health::new(
             config
                 .backends
@@ -298,6 +299,11 @@ impl App {
             .fallback(not_found)
             .method_not_allowed_fallback(get_only);
         self.outer_layers(router)
+    }
+
+    /// Token validation, for tests and operators.
+    pub fn validator(&self) -> &Arc<TokenValidator> {
+        &self.validator
     }
 
     /// The hub, for tests and operators.

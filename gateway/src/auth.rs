@@ -1,5 +1,6 @@
 //! Client authentication: the bearer token is checked by `Auth.ValidateToken` over gRPC, and the
-//! answer is cached.
+//! answer is cached. When Auth cannot answer, the token is verified locally against Auth's JWKS
+//! (`jwks`), so valid tokens keep working and invalid ones still get 401.
 //!
 //! The cache is keyed by a SHA-256 of the token (tokens themselves are never stored), holds a valid
 //! answer until the earlier of the token's expiry and `auth.token_cache_ttl_ms`, holds a rejection
@@ -24,7 +25,13 @@ use sha2::{Digest, Sha256};
 use tokio::{sync::OnceCell, time::Instant};
 use tonic::Code;
 
-use crate::{backends::Backend, config::AuthConfig, error::ApiError, request_id};
+use crate::{
+    backends::Backend,
+    config::AuthConfig,
+    error::ApiError,
+    jwks::{LocalVerdict, LocalVerifier},
+    request_id,
+};
 
 /// Who the caller is, as Auth said; forwarded to backends as metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,13 +65,15 @@ struct Outcome {
 
 type Slot = Arc<OnceCell<Outcome>>;
 
-/// Validates tokens through Auth with a bounded, single-flight cache.
+/// Validates tokens through Auth with a bounded, single-flight cache; when Auth cannot answer,
+/// through the local verifier (when enabled).
 #[derive(Debug)]
 pub struct TokenValidator {
     auth: Backend,
     config: AuthConfig,
     clock: SharedClock,
     cache: Mutex<HashMap<[u8; 32], Slot>>,
+    local: Option<Arc<LocalVerifier>>,
 }
 
 /// Why a request is not authenticated.
@@ -100,12 +109,29 @@ impl From<AuthError> for ApiError {
 impl TokenValidator {
     /// A validator calling the Auth backend.
     pub fn new(auth: Backend, config: AuthConfig, clock: SharedClock) -> Self {
+        let local = config
+            .local_verification
+            .then(|| LocalVerifier::new(auth.clone(), config.clone(), clock.clone()));
         Self {
             auth,
             config,
             clock,
             cache: Mutex::new(HashMap::new()),
+            local,
         }
+    }
+
+    /// Whether local verification holds Auth's keys (false when it is off).
+    pub async fn has_local_keys(&self) -> bool {
+        match &self.local {
+            Some(local) => local.has_keys().await,
+            None => false,
+        }
+    }
+
+    /// Starts keeping Auth's JWKS fresh for local verification (nothing when it is off).
+    pub fn spawn_jwks_refresh(&self) -> Option<tokio::task::JoinHandle<()>> {
+        self.local.as_ref().map(LocalVerifier::spawn_refresh)
     }
 
     /// Checks a token, from cache when possible.
@@ -126,7 +152,15 @@ impl TokenValidator {
         match verdict {
             Verdict::Valid(user) => Ok(user),
             Verdict::Invalid(reason) => Err(AuthError::Invalid(reason)),
-            Verdict::Unavailable(reason) => Err(AuthError::Unavailable(reason)),
+            Verdict::Unavailable(reason) => match &self.local {
+                // Auth cannot answer: judge locally rather than turn every token into a 503.
+                Some(local) => match local.verify(token).await {
+                    LocalVerdict::Valid(user) => Ok(Arc::new(user)),
+                    LocalVerdict::Invalid(why) => Err(AuthError::Invalid(why)),
+                    LocalVerdict::NoKeys => Err(AuthError::Unavailable(reason)),
+                },
+                None => Err(AuthError::Unavailable(reason)),
+            },
         }
     }
 
@@ -155,6 +189,9 @@ impl TokenValidator {
 
     /// Drops the cached validation of a revoked token, so its next use asks Auth again.
     pub fn forget_token_id(&self, token_id: &str) {
+        if let Some(local) = &self.local {
+            local.reject_token_id(token_id);
+        }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|_, slot| {
             !matches!(slot.get(), Some(Outcome { verdict: Verdict::Valid(user), .. }) if user.token_id == token_id)

@@ -102,6 +102,21 @@ pub struct AuthConfig {
     pub token_bytes_max: usize,
     /// Deadline of a `ValidateToken` call. Default 2,000 ms.
     pub validation_deadline_ms: u64,
+    /// When Auth cannot answer, verify tokens locally against Auth's JWKS (valid ones pass with
+    /// the user taken from the claims, others get 401). `false`: 503 while Auth is unreachable.
+    /// Default `true`.
+    pub local_verification: bool,
+    /// The `iss` tokens must carry to be verified locally. Default `mock-auth`.
+    pub issuer: String,
+    /// The `aud` tokens must carry to be verified locally. Default `simulation-platform`.
+    pub audience: String,
+    /// Tolerance on `exp` and `nbf` in local verification, seconds. Default 5.
+    pub clock_leeway_seconds: i64,
+    /// How often Auth's JWKS is fetched again. Default 300,000 ms.
+    pub jwks_refresh_interval_ms: u64,
+    /// Least time between two fetches triggered by an unknown `kid` (and between retries until
+    /// the first fetch succeeds). Default 10,000 ms.
+    pub jwks_refresh_min_interval_ms: u64,
 }
 
 /// Limits on HTTP requests; each excess gets a 4xx with the error shape.
@@ -318,6 +333,12 @@ impl Default for AuthConfig {
             token_cache_entries_max: 100_000,
             token_bytes_max: 8_192,
             validation_deadline_ms: 2_000,
+            local_verification: true,
+            issuer: "mock-auth".to_owned(),
+            audience: "simulation-platform".to_owned(),
+            clock_leeway_seconds: 5,
+            jwks_refresh_interval_ms: 300_000,
+            jwks_refresh_min_interval_ms: 10_000,
         }
     }
 }
@@ -453,6 +474,17 @@ impl Config {
         }
         positive("auth.token_cache_ttl_ms", self.auth.token_cache_ttl_ms)?;
         positive("auth.token_bytes_max", self.auth.token_bytes_max as u64)?;
+        positive(
+            "auth.jwks_refresh_interval_ms",
+            self.auth.jwks_refresh_interval_ms,
+        )?;
+        positive(
+            "auth.jwks_refresh_min_interval_ms",
+            self.auth.jwks_refresh_min_interval_ms,
+        )?;
+        if self.auth.clock_leeway_seconds < 0 {
+            return Err(invalid("auth.clock_leeway_seconds", "must not be negative"));
+        }
         positive(
             "auth.validation_deadline_ms",
             self.auth.validation_deadline_ms,

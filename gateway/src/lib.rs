@@ -7,6 +7,7 @@
 //! - [`limits`]: limits on the request head (URI, headers, declared body size).
 //! - [`routing`]: the route table derived from `google.api.http` annotations.
 //! - [`auth`]: bearer-token validation through Auth, with its cache.
+//! - [`jwks`]: local verification against Auth's JWKS when Auth cannot answer.
 //! - [`proxy`]: the final handler: transcode, call the backend, transcode back.
 //! - [`transcode`]: JSON ⇄ dynamic protobuf messages.
 //! - [`codec`]: the tonic codec for dynamic messages.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod hub;
+pub mod jwks;
 pub mod limits;
 pub mod metrics;
 pub mod permissions;

@@ -3,7 +3,7 @@
 //! affected WebSocket connections with 4003 (see `docs/protocol.md`).
 //!
 //! Events (`data` of events on `auth:revocations`):
-//! - `{"type":"token_revoked","tokenId","userId"}`: every connection opened with that token closes,
+//! - `{"type":"token_revoked","tokenId","userId"}` (`userId` optional): every connection opened with that token closes,
 //!   and the token's cached validation is dropped (its next HTTP use asks Auth, which refuses it).
 //! - `{"type":"permission_revoked","userId","resource","action"}`: the user's cached permission
 //!   answers are dropped, and their connections to that resource close (`read` or `write`: a
@@ -30,8 +30,10 @@ pub enum Revocation {
     TokenRevoked {
         /// The token's `jti`.
         token_id: String,
-        /// Its owner.
-        user_id: String,
+        /// Its owner; Auth leaves it out when it no longer remembers the token, and the
+        /// revocation applies all the same.
+        #[serde(default)]
+        user_id: Option<String>,
     },
     /// A user lost an action on a resource.
     #[serde(rename_all = "camelCase")]

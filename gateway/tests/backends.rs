@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use events::Publisher as _;
 use mock_backends::ServiceKind;
 use support::{Stack, json_request};
 
@@ -83,14 +84,82 @@ async fn backend_errors_give_503_and_a_hang_gives_504_within_the_deadline() {
     assert_eq!(stack.get("/api/simulations", &token).await.status, 200);
 }
 
+/// The `jti` of a token (its payload is plain base64url JSON).
+fn token_id(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+async fn until_local_keys(stack: &Stack) {
+    for _ in 0..100 {
+        if stack.app.validator().has_local_keys().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never fetched Auth's JWKS");
+}
+
 #[tokio::test]
-async fn auth_unreachable_gives_503_not_401() {
+async fn while_auth_is_unreachable_tokens_are_verified_locally() {
     let stack = Stack::start().await;
+    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
+    let _revocations = stack.app.spawn_revocation_listener(stop_signal);
+    let alice = stack.login("alice").await;
+    let revoked = stack.login("alice").await;
+    let bob = stack.login("bob").await;
+    until_local_keys(&stack).await;
+    // Auth revokes one of alice's tokens; every gateway hears it on auth:revocations. (Without
+    // `userId`: Auth leaves it out when it no longer remembers the token.)
+    stack
+        .bus
+        .publish(
+            &events::ChannelName::parse("auth:revocations").unwrap(),
+            None,
+            serde_json::value::to_raw_value(
+                &serde_json::json!({"type": "token_revoked", "tokenId": token_id(&revoked)}),
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stack.backends.faults(ServiceKind::Auth).set_down(true);
+
+    // Never validated before, so not cached: verified against the JWKS, and let through.
+    let answer = stack.get("/api/simulations", &alice).await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    assert_ne!(stack.get("/api/simulations", &bob).await.status, 401);
+    // A tampered signature, a revoked token and a token of another algorithm: 401, not 503.
+    let tampered = format!("{alice}x");
+
+    stack
+        .get("/api/simulations", &tampered)
+        .await
+        .assert_error(401, "unauthenticated");
+    stack
+        .get("/api/simulations", &revoked)
+        .await
+        .assert_error(401, "unauthenticated");
+    let hs256 = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1LTEifQ.c2lnbmF0dXJl";
+    stack
+        .get("/api/simulations", hs256)
+        .await
+        .assert_error(401, "unauthenticated");
+}
+
+#[tokio::test]
+async fn with_local_verification_off_auth_unreachable_gives_503_not_401() {
+    let stack = Stack::start_with(|_| {}, |config| config.auth.local_verification = false).await;
     let token = stack.login("alice").await;
     stack.backends.faults(ServiceKind::Auth).set_down(true);
     // A token the cache has not seen must be validated, and Auth cannot answer.
-    let other = format!("{token}x");
-    let answer = stack.get("/api/projects", &other).await;
+    let answer = stack.get("/api/projects", &token).await;
     answer.assert_error(503, "auth_unavailable");
 }
 

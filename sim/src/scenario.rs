@@ -162,6 +162,8 @@ pub fn gateway_config(seed: u64) -> Config {
         backend.deadline_ms = 1_000;
     }
     config.auth.validation_deadline_ms = 1_000;
+    // Fetch Auth's JWKS soon after start even if Auth comes up after the gateway.
+    config.auth.jwks_refresh_min_interval_ms = 500;
     config.health.check_interval_ms = 200;
     config.event_bus.kind = gateway::config::EventBusKind::Redis;
     config.event_bus.redis = redis_bus_config(seed);
