@@ -118,7 +118,7 @@ impl OutQueue {
             }
             return state.closing.is_none();
         }
-        self.accept(&mut state, event, frame, admitted);
+        self.accept(&mut state, event, frame, admitted, replay);
         let open = state.closing.is_none();
         drop(state);
         self.ready.notify_one();
@@ -131,7 +131,7 @@ impl OutQueue {
         let mut state = self.lock();
         let buffered = state.buffered.take().unwrap_or_default();
         for (event, frame, admitted) in &buffered {
-            self.accept(&mut state, event, frame, *admitted);
+            self.accept(&mut state, event, frame, *admitted, true);
         }
         drop(state);
         self.ready.notify_one();
@@ -191,7 +191,17 @@ impl OutQueue {
         }
     }
 
-    fn accept(&self, state: &mut State, event: &Event, frame: &Utf8Bytes, admitted: bool) {
+    /// Queues one event. `catching_up` (a replay from history, or what arrived live during it)
+    /// never closes a plain channel's connection as a slow consumer: the client asked for that
+    /// backlog, bounded by the channel's history, and closing would make it ask again forever.
+    fn accept(
+        &self,
+        state: &mut State,
+        event: &Event,
+        frame: &Utf8Bytes,
+        admitted: bool,
+        catching_up: bool,
+    ) {
         if state.epoch.as_deref() != Some(&event.epoch) {
             // History was lost and offsets restarted: nothing before this event can be recovered.
             if state.epoch.is_some() {
@@ -212,7 +222,7 @@ impl OutQueue {
             state.last_offset = event.offset;
             return;
         }
-        if state.frames.len() >= self.len_max {
+        if state.frames.len() >= self.len_max && (self.conflate || !catching_up) {
             if !self.conflate {
                 state.closing = Some((close_code::SLOW_CONSUMER, "slow consumer"));
                 return;
@@ -280,6 +290,25 @@ mod tests {
         assert_eq!(kinds, ["event", "event", "gap", "event"]);
         assert_eq!(frames[2]["from_offset"], 3);
         assert_eq!(frames[2]["to_offset"], 4);
+    }
+
+    #[test]
+    fn a_replay_longer_than_the_queue_is_not_a_slow_consumer_but_falling_behind_after_is() {
+        let queue = OutQueue::new("user:u-1", 3, false);
+        queue.start_at("e", 0);
+        let push = |offset, replay| {
+            let (event, frame) = event(offset);
+            queue.push_event(&event, &frame, true, replay)
+        };
+        for offset in 1..=8 {
+            assert!(push(offset, true), "replayed {offset}");
+        }
+        assert!(push(9, false), "buffered during the replay");
+        queue.go_live();
+        assert!(queue.lock().closing.is_none());
+        // Live again, with the backlog still unread: the next event is one too many.
+        assert!(!push(10, false));
+        assert_eq!(queue.lock().closing.map(|(code, _)| code), Some(4008));
     }
 
     #[test]
