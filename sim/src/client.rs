@@ -4,7 +4,10 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokio_tungstenite::{WebSocketStream, client_async, tungstenite};
+use tokio_tungstenite::{
+    WebSocketStream, client_async_with_config,
+    tungstenite::{self, protocol::WebSocketConfig},
+};
 
 /// A WebSocket client connection on the simulated network.
 pub type WebSocket = WebSocketStream<turmoil::net::TcpStream>;
@@ -61,6 +64,12 @@ pub async fn login(address: &str, username: &str) -> std::io::Result<String> {
 /// Opens a WebSocket to `address` (`host:port`) at `path` (query included).
 pub async fn websocket(address: &str, path: &str) -> Result<WebSocket, tungstenite::Error> {
     let stream = turmoil::net::TcpStream::connect(address).await?;
-    let (socket, _) = client_async(format!("ws://{address}{path}"), stream).await?;
+    // Small buffers: a scale run holds 100,000 of these in one process (the library's default
+    // read buffer is 128 KiB).
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4_096)
+        .write_buffer_size(0);
+    let (socket, _) =
+        client_async_with_config(format!("ws://{address}{path}"), stream, Some(config)).await?;
     Ok(socket)
 }
