@@ -14,7 +14,7 @@ seed="${2:-7}"
 seconds="${3:-20}"
 binary=$(cargo test --release -p sim --test scenarios --no-run 2>&1 | sed -n 's/.*Executable tests\/scenarios.rs (\(.*\))/\1/p' | tail -1)
 [ -x "$binary" ] || { echo "could not find the scenarios test binary"; exit 1; }
-printf '%-12s %-10s %-12s %-16s %-12s %s\n' connections seed wall_s sim_s_per_wall_s peak_rss_mb verdict
+printf '%-12s %-6s %-8s %-10s %-16s %-12s %s\n' connections seed sim_s wall_s sim_s_per_wall_s peak_rss_mb verdict
 for scale in $scales; do
   out=$(mktemp)
   start=$(date +%s.%N)
@@ -30,8 +30,8 @@ for scale in $scales; do
   simulated=$(grep -o 'over [0-9.]*s simulated' "$out" | grep -o '[0-9.]*' | head -1)
   rss=$(grep -o 'peak_rss_kb [0-9]*' "$out" | grep -o '[0-9]*$' | tail -1)
   verdict=$(grep -q '^scenario "generated".*: ok$' "$out" && echo ok || echo "FAILED (status $status)")
-  ratio=$(echo "scale=2; ${simulated:-0} / $wall" | bc)
-  printf '%-12s %-10s %-12.1f %-16s %-12s %s\n' "$scale" "$seed" "$wall" "$ratio" "$(( ${rss:-0} / 1024 ))" "$verdict"
+  ratio=$(echo "scale=4; ${simulated:-0} / $wall" | bc)
+  printf '%-12s %-6s %-8s %-10.1f %-16s %-12s %s\n' "$scale" "$seed" "${simulated:-?}" "$wall" "$ratio" "$(( ${rss:-0} / 1024 ))" "$verdict"
   [ "$status" -eq 0 ] || { echo "--- output of the failed run:"; tail -40 "$out"; }
   rm -f "$out"
 done
