@@ -261,10 +261,11 @@ impl Scenario {
                 .await?;
             Ok(())
         });
-        for (host, kind, port) in [
-            ("auth", ServiceKind::Auth, 9000),
-            ("project", ServiceKind::Project, 10000),
-            ("simulation", ServiceKind::Simulation, 11000),
+        // Each backend's publisher gets its own seed (epochs must differ between processes).
+        for (host, kind, bus_seed) in [
+            ("auth", ServiceKind::Auth, seed ^ 0xa),
+            ("project", ServiceKind::Project, seed ^ 0xb),
+            ("simulation", ServiceKind::Simulation, seed ^ 0xc),
         ] {
             sim.host(host, move || async move {
                 let mut config = MockConfig {
@@ -275,8 +276,7 @@ impl Scenario {
                 config.project.addr = any(10000);
                 config.simulation.addr = any(11000);
                 config.upstream.auth_addr = Some("auth:9000".to_owned());
-                let _ = port;
-                let bus = RedisBus::new(TurmoilNet, redis_bus_config(seed ^ port))?;
+                let bus = RedisBus::new(TurmoilNet, redis_bus_config(bus_seed))?;
                 let _service = MockBackends::start_service_with(
                     TurmoilNet,
                     Arc::new(SimClock::new()),

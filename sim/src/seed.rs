@@ -19,3 +19,12 @@ pub fn replay_hint(seed: u64, test_binary: &str, test_name: &str) -> String {
          {SEED_VAR}={seed} cargo test -p sim --test {test_binary} -- --exact {test_name}"
     )
 }
+
+/// Runs `run(seed)`; if it panics, prints how to replay it, then lets the panic go on.
+pub fn replayable(seed: u64, test_binary: &str, test_name: &str, run: impl FnOnce(u64)) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed)));
+    if let Err(panic) = outcome {
+        eprintln!("{}", replay_hint(seed, test_binary, test_name));
+        std::panic::resume_unwind(panic);
+    }
+}

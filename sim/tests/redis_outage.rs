@@ -17,14 +17,19 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use events::{ChannelName, Publisher, RedisBus, RedisBusConfig};
+use events::{ChannelName, Publisher, RedisBus};
 use futures::StreamExt;
-use gateway::{App, Config, Listeners, Seams};
+use gateway::{App, Listeners, Seams};
 use http::{Method, StatusCode};
 use mock_backends::{MockBackends, MockConfig, ServiceKind};
 use seams::Net;
 use serde_json::{Value, json};
-use sim::{SimClock, TurmoilNet, redis::SimRedis, seed};
+use sim::{
+    SimClock, TurmoilNet,
+    redis::SimRedis,
+    scenario::{gateway_config, redis_bus_config},
+    seed,
+};
 use tokio_tungstenite::tungstenite::Message;
 
 const CRASH_AT: Duration = Duration::from_secs(4);
@@ -37,55 +42,17 @@ fn any(port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
 }
 
-fn redis_config(seed: u64) -> RedisBusConfig {
-    RedisBusConfig {
-        address: "redis:6379".to_owned(),
-        command_timeout_ms: 500,
-        connect_timeout_ms: 500,
-        reconnect_backoff_initial_ms: 50,
-        reconnect_backoff_max_ms: 400,
-        keepalive_interval_ms: 200,
-        rng_seed: seed,
-        ..RedisBusConfig::default()
-    }
-}
-
-fn gateway_config(seed: u64) -> Config {
-    let mut config = Config::default();
-    config.listen.api = any(8000);
-    config.listen.websocket = any(8001);
-    config.listen.health = any(8002);
-    config.listen.metrics = any(8003);
-    for (name, backend) in config.backends.iter_mut() {
-        backend.address = match name.as_str() {
-            "auth" => "auth:9000".to_owned(),
-            "project" => "project:10000".to_owned(),
-            _ => "simulation:11000".to_owned(),
-        };
-    }
-    config.health.check_interval_ms = 200;
-    config.event_bus.kind = gateway::config::EventBusKind::Redis;
-    config.event_bus.redis = redis_config(seed);
-    config
-}
-
 /// What the publisher managed to publish: (when, offset, epoch, seq).
 type Published = Arc<Mutex<Vec<(Duration, u64, String, u64)>>>;
 
 #[test]
 fn redis_crash_and_restart_loses_nothing_silently_and_readiness_follows() {
-    let seed = seed::seed_or(11);
-    if let Err(panic) = std::panic::catch_unwind(|| run(seed)) {
-        eprintln!(
-            "{}",
-            seed::replay_hint(
-                seed,
-                "redis_outage",
-                "redis_crash_and_restart_loses_nothing_silently_and_readiness_follows"
-            )
-        );
-        std::panic::resume_unwind(panic);
-    }
+    seed::replayable(
+        seed::seed_or(11),
+        "redis_outage",
+        "redis_crash_and_restart_loses_nothing_silently_and_readiness_follows",
+        run,
+    );
 }
 
 fn run(seed: u64) {
@@ -138,7 +105,7 @@ fn run(seed: u64) {
     let published: Published = Arc::default();
     let publisher_log = published.clone();
     sim.client("publisher", async move {
-        let bus = RedisBus::new(TurmoilNet, redis_config(seed ^ 0xbac4e4d))?;
+        let bus = RedisBus::new(TurmoilNet, redis_bus_config(seed ^ 0xbac4e4d))?;
         let channel = ChannelName::parse("user:u-1")?;
         let started = tokio::time::Instant::now();
         let mut ticks = tokio::time::interval(Duration::from_millis(100));

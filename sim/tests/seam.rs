@@ -59,18 +59,12 @@ async fn call(
 
 #[test]
 fn partition_between_gateway_and_auth_gives_503_then_recovers() {
-    let seed = seed::seed_or(7);
-    if let Err(panic) = std::panic::catch_unwind(|| run(seed)) {
-        eprintln!(
-            "{}",
-            seed::replay_hint(
-                seed,
-                "seam",
-                "partition_between_gateway_and_auth_gives_503_then_recovers"
-            )
-        );
-        std::panic::resume_unwind(panic);
-    }
+    seed::replayable(
+        seed::seed_or(7),
+        "seam",
+        "partition_between_gateway_and_auth_gives_503_then_recovers",
+        run,
+    );
 }
 
 fn run(seed: u64) {
