@@ -4,6 +4,7 @@
 //! seams differ. This crate holds:
 //!
 //! - [`client`]: HTTP and WebSocket clients for client hosts.
+//! - [`hosts`]: the simulated Redis, mock-backend and gateway hosts, set up once.
 //! - [`net`]: [`TurmoilNet`], the turmoil implementation of the `Net` seam.
 //! - [`clock`]: [`SimClock`], wall-clock time derived from turmoil's simulated epoch, with skew.
 //! - [`seed`]: how a run's seed is chosen and how a failing run says how to replay it.
@@ -16,6 +17,7 @@
 pub mod client;
 pub mod clock;
 pub mod explore;
+pub mod hosts;
 pub mod invariants;
 pub mod net;
 pub mod redis;

@@ -23,24 +23,22 @@
 //! Everything they see goes into a [`Trace`]; [`crate::invariants`] then judges it.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, UNIX_EPOCH},
 };
 
 use events::{Audience, ChannelName, Publisher, RedisBus, RedisBusConfig};
 use futures::StreamExt;
-use gateway::{App, Config, Listeners, Seams};
+use gateway::Config;
 use http::Method;
-use mock_backends::{MockBackends, MockConfig, ServiceKind, StartOptions};
-use seams::Net;
+use mock_backends::ServiceKind;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     SimClock, TurmoilNet,
+    hosts::{self, any},
     invariants::{self, Violation},
-    redis::SimRedis,
     trace::{Observation, Trace},
 };
 
@@ -126,10 +124,6 @@ impl Report {
             );
         }
     }
-}
-
-fn any(port: u16) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
 }
 
 /// The Redis bus settings every process of a scenario uses: fast detection and reconnection.
@@ -254,62 +248,27 @@ impl Scenario {
             .tcp_capacity(4_096)
             .build();
 
-        sim.host("redis", || async {
-            let listener = TurmoilNet.bind(any(6379)).await?;
-            SimRedis::new(Arc::new(SimClock::new()))
-                .serve(listener)
-                .await?;
-            Ok(())
-        });
+        hosts::redis(&mut sim);
         // Each backend's publisher gets its own seed (epochs must differ between processes).
         for (host, kind, bus_seed) in [
             ("auth", ServiceKind::Auth, seed ^ 0xa),
             ("project", ServiceKind::Project, seed ^ 0xb),
             ("simulation", ServiceKind::Simulation, seed ^ 0xc),
         ] {
-            sim.host(host, move || async move {
-                let mut config = MockConfig {
-                    seed,
-                    ..MockConfig::default()
-                };
-                config.auth.addr = any(9000);
-                config.project.addr = any(10000);
-                config.simulation.addr = any(11000);
-                config.upstream.auth_addr = Some("auth:9000".to_owned());
-                let bus = RedisBus::new(TurmoilNet, redis_bus_config(bus_seed))?;
-                let _service = MockBackends::start_service_with(
-                    TurmoilNet,
-                    Arc::new(SimClock::new()),
-                    config,
-                    kind,
-                    StartOptions::with_publisher(Arc::new(bus)),
-                )
-                .await?;
-                std::future::pending::<()>().await;
-                Ok(())
-            });
+            hosts::mock_backend(&mut sim, host, kind, seed, Some(bus_seed));
         }
         let mut clocks = Vec::new();
         for (index, name) in self.gateway_names().into_iter().enumerate() {
             let clock = SimClock::new();
             clocks.push((name.clone(), clock.clone()));
             let instance_seed = seed.wrapping_add(index as u64 + 1);
-            sim.host(name.as_str(), move || {
-                let clock = clock.clone();
-                async move {
-                    let seams = Seams {
-                        net: TurmoilNet,
-                        clock: Arc::new(clock),
-                        seed: instance_seed,
-                    };
-                    let config = gateway_config(instance_seed);
-                    let listeners = Listeners::bind(&seams.net, &config.listen).await?;
-                    let bus = gateway::app::bus_from_config(&config.event_bus, &seams)?;
-                    let app = App::from_config(config, &seams, bus)?;
-                    gateway::serve(app, listeners, std::future::pending()).await?;
-                    Ok(())
-                }
-            });
+            hosts::gateway(
+                &mut sim,
+                &name,
+                gateway_config(instance_seed),
+                instance_seed,
+                clock,
+            );
         }
         self.spawn_clients(&mut sim, &trace);
 

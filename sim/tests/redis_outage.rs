@@ -12,21 +12,17 @@
 //! Replay a failure with the seed it prints.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex},
     time::{Duration, UNIX_EPOCH},
 };
 
 use events::{ChannelName, Publisher, RedisBus};
 use futures::StreamExt;
-use gateway::{App, Listeners, Seams};
 use http::{Method, StatusCode};
-use mock_backends::{MockBackends, MockConfig, ServiceKind};
-use seams::Net;
+use mock_backends::ServiceKind;
 use serde_json::{Value, json};
 use sim::{
-    SimClock, TurmoilNet,
-    redis::SimRedis,
+    SimClock, TurmoilNet, hosts,
     scenario::{gateway_config, redis_bus_config},
     seed,
 };
@@ -37,10 +33,6 @@ const RESTART_AT: Duration = Duration::from_secs(7);
 /// The publisher stops here; the client reads until `CLIENT_UNTIL`.
 const PUBLISH_UNTIL: Duration = Duration::from_secs(11);
 const CLIENT_UNTIL: Duration = Duration::from_secs(13);
-
-fn any(port: u16) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
-}
 
 /// What the publisher managed to publish: (when, offset, epoch, seq).
 type Published = Arc<Mutex<Vec<(Duration, u64, String, u64)>>>;
@@ -62,45 +54,15 @@ fn run(seed: u64) {
         .simulation_duration(Duration::from_secs(60))
         .build();
 
-    // State lives in the host's future: a crash loses it, as a Redis without persistence does.
-    sim.host("redis", || async {
-        let listener = TurmoilNet.bind(any(6379)).await?;
-        SimRedis::new(Arc::new(SimClock::new()))
-            .serve(listener)
-            .await?;
-        Ok(())
-    });
-
-    sim.host("auth", move || async move {
-        let mut config = MockConfig {
-            seed,
-            ..MockConfig::default()
-        };
-        config.auth.addr = any(9000);
-        let _auth = MockBackends::start_service(
-            TurmoilNet,
-            Arc::new(SimClock::new()),
-            config,
-            ServiceKind::Auth,
-        )
-        .await?;
-        std::future::pending::<()>().await;
-        Ok(())
-    });
-
-    sim.host("gateway", move || async move {
-        let seams = Seams {
-            net: TurmoilNet,
-            clock: Arc::new(SimClock::new()),
-            seed,
-        };
-        let config = gateway_config(seed);
-        let listeners = Listeners::bind(&seams.net, &config.listen).await?;
-        let bus = gateway::app::bus_from_config(&config.event_bus, &seams)?;
-        let app = App::from_config(config, &seams, bus)?;
-        gateway::serve(app, listeners, std::future::pending()).await?;
-        Ok(())
-    });
+    hosts::redis(&mut sim);
+    hosts::mock_backend(&mut sim, "auth", ServiceKind::Auth, seed, None);
+    hosts::gateway(
+        &mut sim,
+        "gateway",
+        gateway_config(seed),
+        seed,
+        SimClock::new(),
+    );
 
     let published: Published = Arc::default();
     let publisher_log = published.clone();

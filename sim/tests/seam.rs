@@ -4,26 +4,22 @@
 //! deadlines (the token itself still passes, verified locally against Auth's JWKS, and a forged
 //! one still gets 401); after the partition heals the call succeeds again.
 
-use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::Arc,
-    time::{Duration, UNIX_EPOCH},
-};
+use std::time::{Duration, UNIX_EPOCH};
 
-use gateway::{App, Config, Listeners, Seams};
+use gateway::Config;
 use http::{Method, StatusCode};
-use mock_backends::{MockBackends, MockConfig, ServiceKind};
-use sim::{SimClock, TurmoilNet, seed};
+use mock_backends::ServiceKind;
+use sim::{
+    SimClock,
+    hosts::{self, any},
+    seed,
+};
 
 /// Deadline of a token validation in this scenario.
 const VALIDATION_DEADLINE: Duration = Duration::from_millis(1_000);
 
 /// Deadline of a routed backend call in this scenario.
 const BACKEND_DEADLINE: Duration = Duration::from_millis(2_000);
-
-fn any(port: u16) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
-}
 
 fn gateway_config() -> Config {
     let mut config = Config::default();
@@ -74,36 +70,8 @@ fn run(seed: u64) {
         .simulation_duration(Duration::from_secs(60))
         .build();
 
-    sim.host("auth", move || async move {
-        let mut config = MockConfig {
-            seed,
-            ..MockConfig::default()
-        };
-        config.auth.addr = any(9000);
-        let auth = MockBackends::start_service(
-            TurmoilNet,
-            Arc::new(SimClock::new()),
-            config,
-            ServiceKind::Auth,
-        )
-        .await?;
-        std::future::pending::<()>().await;
-        drop(auth);
-        Ok(())
-    });
-
-    sim.host("gateway", move || async move {
-        let seams = Seams {
-            net: TurmoilNet,
-            clock: Arc::new(SimClock::new()),
-            seed,
-        };
-        let config = gateway_config();
-        let listeners = Listeners::bind(&seams.net, &config.listen).await?;
-        let app = App::from_config(config, &seams, gateway::app::embedded_bus(seed))?;
-        gateway::serve(app, listeners, std::future::pending()).await?;
-        Ok(())
-    });
+    hosts::mock_backend(&mut sim, "auth", ServiceKind::Auth, seed, None);
+    hosts::gateway(&mut sim, "gateway", gateway_config(), seed, SimClock::new());
 
     sim.client("client", async move {
         let (status, login) = call(

@@ -1,0 +1,88 @@
+//! The hosts every simulation is made of, set up once: the simulated Redis, a mock backend, a
+//! gateway. Each binds and serves exactly as in production, on the turmoil seams.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+};
+
+use events::RedisBus;
+use gateway::{App, Config, Listeners, Seams};
+use mock_backends::{MockBackends, MockConfig, ServiceKind, StartOptions};
+use seams::Net;
+
+use crate::{SimClock, TurmoilNet, redis::SimRedis, scenario::redis_bus_config};
+
+/// `0.0.0.0:port`: what every host binds.
+pub fn any(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
+}
+
+/// The simulated Redis on `redis:6379`. Its state lives in the host's future: a crash loses it,
+/// as a Redis without persistence does.
+pub fn redis(sim: &mut turmoil::Sim<'_>) {
+    sim.host("redis", || async {
+        let listener = TurmoilNet.bind(any(6379)).await?;
+        SimRedis::new(Arc::new(SimClock::new()))
+            .serve(listener)
+            .await?;
+        Ok(())
+    });
+}
+
+/// A mock backend on its host (`auth:9000`, `project:10000`, `simulation:11000`), calling Auth at
+/// `auth:9000`; with `publisher_seed`, publishing events through its own Redis bus.
+pub fn mock_backend(
+    sim: &mut turmoil::Sim<'_>,
+    host: &str,
+    kind: ServiceKind,
+    seed: u64,
+    publisher_seed: Option<u64>,
+) {
+    sim.host(host, move || async move {
+        let mut config = MockConfig {
+            seed,
+            ..MockConfig::default()
+        };
+        config.auth.addr = any(9000);
+        config.project.addr = any(10000);
+        config.simulation.addr = any(11000);
+        config.upstream.auth_addr = Some("auth:9000".to_owned());
+        let options = match publisher_seed {
+            Some(bus_seed) => StartOptions::with_publisher(Arc::new(RedisBus::new(
+                TurmoilNet,
+                redis_bus_config(bus_seed),
+            )?)),
+            None => StartOptions::default(),
+        };
+        let _service = MockBackends::start_service_with(
+            TurmoilNet,
+            Arc::new(SimClock::new()),
+            config,
+            kind,
+            options,
+        )
+        .await?;
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+}
+
+/// A gateway on host `name` with `config` (its event bus as the config says), wall clock `clock`.
+pub fn gateway(sim: &mut turmoil::Sim<'_>, name: &str, config: Config, seed: u64, clock: SimClock) {
+    sim.host(name, move || {
+        let (config, clock) = (config.clone(), clock.clone());
+        async move {
+            let seams = Seams {
+                net: TurmoilNet,
+                clock: Arc::new(clock),
+                seed,
+            };
+            let listeners = Listeners::bind(&seams.net, &config.listen).await?;
+            let bus = gateway::app::bus_from_config(&config.event_bus, &seams)?;
+            let app = App::from_config(config, &seams, bus)?;
+            gateway::serve(app, listeners, std::future::pending()).await?;
+            Ok(())
+        }
+    });
+}
