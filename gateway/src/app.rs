@@ -28,6 +28,7 @@ use crate::{
     permissions::{PermissionCache, PermissionCacheConfig},
     proxy::{self, Proxy},
     request_id::{self, RequestIdGenerator},
+    revocations::RevocationLog,
     routing::{RouteTable, RouteTableError},
     websocket::{self, WebSocketState},
 };
@@ -85,6 +86,7 @@ pub struct App {
     request_ids: Arc<RequestIdGenerator>,
     bus: Arc<dyn EventBus>,
     hub: Arc<Hub>,
+    revocations: Arc<RevocationLog>,
     websocket: Arc<WebSocketState>,
     stop: Arc<watch::Sender<bool>>,
 }
@@ -200,12 +202,14 @@ impl App {
             millis(config.websocket.presence_ttl_ms),
         );
         presence.spawn_heartbeats(millis(config.websocket.presence_heartbeat_interval_ms));
+        let permissions = Arc::new(permissions);
+        let revocations = RevocationLog::install(&hub, validator.clone(), permissions.clone());
         let (stop, stop_signal) = watch::channel(false);
         let websocket = Arc::new(WebSocketState {
             hub: hub.clone(),
             presence,
             validator: validator.clone(),
-            permissions: Arc::new(permissions),
+            permissions,
             config: Arc::new(config.websocket.clone()),
             shutdown: stop_signal,
             seed: seams.seed,
@@ -221,6 +225,7 @@ impl App {
             request_ids: Arc::new(RequestIdGenerator::new(prefix)),
             bus,
             hub,
+            revocations,
             websocket,
             stop: Arc::new(stop),
         })
@@ -314,9 +319,8 @@ impl App {
     /// Starts listening for Auth's revocations; stops when `shutdown` changes.
     pub fn spawn_revocation_listener(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(crate::revocations::listen(
-            self.hub.clone(),
-            self.validator.clone(),
-            self.websocket.permissions.clone(),
+            self.revocations.clone(),
+            self.hub.bus().as_ref(),
             shutdown,
         ))
     }

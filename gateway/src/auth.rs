@@ -187,6 +187,12 @@ impl TokenValidator {
         Some(slot)
     }
 
+    /// Drops every cached validation (revocations may have been missed), so each token's next
+    /// use asks Auth again.
+    pub fn forget_all(&self) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Drops the cached validation of a revoked token, so its next use asks Auth again.
     pub fn forget_token_id(&self, token_id: &str) {
         if let Some(local) = &self.local {

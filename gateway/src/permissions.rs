@@ -89,6 +89,11 @@ impl PermissionCache {
         Ok(allowed)
     }
 
+    /// Forgets every cached answer (revocations may have been missed).
+    pub fn forget_all(&self) {
+        self.lock().clear();
+    }
+
     /// Forgets every cached answer for a user (on a revocation).
     pub fn forget_user(&self, user_id: &str) {
         self.lock().retain(|(user, _, _), _| user != user_id);

@@ -9,9 +9,12 @@
 //!   answers are dropped, and their connections to that resource close (`read` or `write`: a
 //!   collaborator who loses write must reconnect to get read-only rights).
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
-use events::{BusMessage, ChannelName};
+use events::{BusMessage, ChannelName, Event, EventBus, History};
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -76,25 +79,192 @@ pub fn apply(
     }
 }
 
-/// Subscribes to `auth:revocations` now, then applies what arrives until `shutdown` changes.
-/// The subscription exists when this returns, so no revocation published afterwards is missed.
-pub fn listen(
-    hub: Arc<Hub>,
+/// How often a catch-up tries to read the revocation history before giving up until the next
+/// restoration (or the next revocation, which finds the hole and tries again).
+const CATCH_UP_TRIES: u32 = 5;
+
+/// The revocations this instance has applied, and the way to apply the ones it missed.
+///
+/// Revocations are events like any other: they have offsets and history. While the bus is
+/// interrupted this instance misses them, so before any channel replays the events its
+/// connections missed, the hub asks the log to catch up (see [`Hub::set_before_catch_up`]): a
+/// token revoked during the outage closes its connections before they are sent anything
+/// published after the revocation.
+pub struct RevocationLog {
+    hub: Weak<Hub>,
     validator: Arc<TokenValidator>,
     permissions: Arc<PermissionCache>,
+    /// The last revocation applied, as (epoch, offset). Held across a catch-up, so the catch-ups
+    /// of the listener and of every channel apply each revocation once, in order.
+    applied: tokio::sync::Mutex<Option<(String, u64)>>,
+}
+
+impl std::fmt::Debug for RevocationLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RevocationLog").finish_non_exhaustive()
+    }
+}
+
+impl RevocationLog {
+    /// A log applying revocations to `hub`'s connections and to the caches; it becomes the hub's
+    /// catch-up gate.
+    pub fn install(
+        hub: &Arc<Hub>,
+        validator: Arc<TokenValidator>,
+        permissions: Arc<PermissionCache>,
+    ) -> Arc<Self> {
+        let log = Arc::new(Self {
+            hub: Arc::downgrade(hub),
+            validator,
+            permissions,
+            applied: tokio::sync::Mutex::new(None),
+        });
+        let gate = Arc::downgrade(&log);
+        hub.set_before_catch_up(Arc::new(move || {
+            let gate = gate.clone();
+            Box::pin(async move {
+                if let Some(log) = gate.upgrade() {
+                    log.catch_up().await;
+                }
+            })
+        }));
+        log
+    }
+
+    /// Applies the revocations history holds after the last one applied (all of it, the first
+    /// time). When history no longer holds some of them, fails safe: see
+    /// [`RevocationLog::assume_any_revoked`].
+    pub async fn catch_up(&self) {
+        let mut applied = self.applied.lock().await;
+        let channel = ChannelName::revocations();
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=CATCH_UP_TRIES {
+            let Some(hub) = self.hub.upgrade() else {
+                return;
+            };
+            let after = applied.as_ref().map_or(0, |(_, offset)| *offset);
+            let read = match hub.bus().history(&channel, after).await {
+                Ok(history)
+                    if applied
+                        .as_ref()
+                        .is_some_and(|(epoch, _)| *epoch != history.epoch) =>
+                {
+                    hub.bus().history(&channel, 0).await
+                }
+                other => other,
+            };
+            match read {
+                Ok(history) => {
+                    self.apply_history(&hub, &mut applied, &history);
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, attempt, "reading missed revocations failed");
+                    if attempt < CATCH_UP_TRIES {
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_history(&self, hub: &Hub, applied: &mut Option<(String, u64)>, history: &History) {
+        let next = match applied.as_ref() {
+            Some((epoch, offset)) if *epoch == history.epoch => offset + 1,
+            // A new epoch (Redis lost its data): its revocations start at offset 1.
+            Some(_) => 1,
+            // The first read: whatever history holds is all there is to know.
+            None => history.oldest_offset.max(1),
+        };
+        if history.latest_offset >= next && history.oldest_offset > next {
+            self.assume_any_revoked(hub, next, history.oldest_offset - 1);
+        }
+        let mut last = applied
+            .as_ref()
+            .filter(|(epoch, _)| *epoch == history.epoch)
+            .map_or(0, |(_, offset)| *offset);
+        for event in history.events.iter().filter(|event| event.offset >= next) {
+            self.apply_event(hub, event);
+            last = last.max(event.offset);
+        }
+        *applied = Some((history.epoch.clone(), last.max(history.latest_offset)));
+    }
+
+    /// Applies one live revocation, unless a catch-up already did; a live revocation that skips
+    /// offsets reads the skipped ones from history first, so they apply in order.
+    pub async fn apply_live(&self, event: &Event) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let mut applied = self.applied.lock().await;
+        match applied.as_ref() {
+            Some((epoch, offset)) if *epoch == event.epoch && event.offset <= *offset => {}
+            Some((epoch, offset)) if *epoch == event.epoch && event.offset == offset + 1 => {
+                self.apply_event(&hub, event);
+                *applied = Some((event.epoch.clone(), event.offset));
+            }
+            _ => {
+                drop(applied);
+                self.catch_up().await;
+            }
+        }
+    }
+
+    fn apply_event(&self, hub: &Hub, event: &Event) {
+        match serde_json::from_str::<Revocation>(event.data.get()) {
+            Ok(revocation) => {
+                let closed = apply(&revocation, hub, &self.validator, &self.permissions);
+                tracing::info!(
+                    ?revocation,
+                    offset = event.offset,
+                    closed,
+                    "revocation applied"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "unreadable revocation event ignored"),
+        }
+    }
+
+    /// Revocations `from..=to` are gone from history unread: any token or permission may have
+    /// been revoked. Forgets every cached validation and permission answer and closes every
+    /// connection with 1001, so each client reconnects and is judged by Auth afresh.
+    fn assume_any_revoked(&self, hub: &Hub, from: u64, to: u64) {
+        self.validator.forget_all();
+        self.permissions.forget_all();
+        let closed = hub.close_where(
+            |_, _| true,
+            close_code::GOING_AWAY,
+            "revocations were missed; reconnect",
+        );
+        tracing::warn!(
+            from,
+            to,
+            closed,
+            "revocations missed beyond history; every connection closed"
+        );
+    }
+}
+
+/// Subscribes to `auth:revocations` now, then applies what history holds and what arrives until
+/// `shutdown` changes. The subscription exists when this returns, so no revocation published
+/// afterwards is missed.
+pub fn listen(
+    log: Arc<RevocationLog>,
+    bus: &dyn EventBus,
     shutdown: watch::Receiver<bool>,
-) -> impl std::future::Future<Output = ()> + Send {
-    let subscription = hub.bus().subscribe(&ChannelName::revocations());
-    apply_all(hub, validator, permissions, subscription, shutdown)
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let subscription = bus.subscribe(&ChannelName::revocations());
+    apply_all(log, subscription, shutdown)
 }
 
 async fn apply_all(
-    hub: Arc<Hub>,
-    validator: Arc<TokenValidator>,
-    permissions: Arc<PermissionCache>,
+    log: Arc<RevocationLog>,
     mut subscription: events::Subscription,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Tokens revoked before this instance started stay revoked for local verification too.
+    log.catch_up().await;
     loop {
         let message = tokio::select! {
             biased;
@@ -102,20 +272,13 @@ async fn apply_all(
             message = subscription.next() => message,
         };
         match message {
-            Some(BusMessage::Event { event, .. }) => {
-                match serde_json::from_str::<Revocation>(event.data.get()) {
-                    Ok(revocation) => {
-                        let closed = apply(&revocation, &hub, &validator, &permissions);
-                        tracing::info!(?revocation, closed, "revocation applied");
-                    }
-                    Err(error) => tracing::warn!(%error, "unreadable revocation event ignored"),
-                }
+            Some(BusMessage::Event { event, .. }) => log.apply_live(&event).await,
+            Some(BusMessage::Interrupted) => {
+                tracing::warn!(
+                    "revocation stream interrupted; missed revocations are read from history when it is back"
+                );
             }
-            Some(BusMessage::Interrupted | BusMessage::Restored) => {
-                // Revocations missed while the bus was down are still enforced by Auth on the next
-                // validation; cached answers expire within their TTLs.
-                tracing::warn!("revocation stream interrupted; relying on cache TTLs meanwhile");
-            }
+            Some(BusMessage::Restored) => log.catch_up().await,
             None => return,
         }
     }

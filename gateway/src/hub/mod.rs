@@ -19,13 +19,14 @@ pub mod queue;
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex, OnceLock, Weak},
 };
 
 use axum::extract::ws::Utf8Bytes;
 use events::{
     BusError, BusMessage, ChannelKind, ChannelName, Event, EventBus, History, Subscription,
 };
+use futures::future::BoxFuture;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::task::JoinHandle;
 
@@ -57,9 +58,15 @@ struct ChannelEntry {
     pump: JoinHandle<()>,
 }
 
+/// What must be brought up to date before a channel replays, after a bus interruption, what its
+/// connections missed (the revocation log: a token revoked meanwhile must close its connections
+/// before they are sent anything published after the revocation).
+pub type CatchUpGate = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
 /// The hub: channels with local subscribers, and their pumps.
 pub struct Hub {
     bus: Arc<dyn EventBus>,
+    before_catch_up: OnceLock<CatchUpGate>,
     /// Time from the bus receiving each event to its being queued for every local subscriber.
     handoff: Histogram,
     channels: Mutex<BTreeMap<ChannelName, ChannelEntry>>,
@@ -87,6 +94,7 @@ impl Hub {
     pub fn new(bus: Arc<dyn EventBus>, handoff: Histogram) -> Arc<Self> {
         Arc::new(Self {
             bus,
+            before_catch_up: OnceLock::new(),
             handoff,
             channels: Mutex::new(BTreeMap::new()),
         })
@@ -95,6 +103,12 @@ impl Hub {
     /// The bus, for publishing from collaboration clients.
     pub fn bus(&self) -> &Arc<dyn EventBus> {
         &self.bus
+    }
+
+    /// Sets what every channel awaits before it catches up after an interruption (once; later
+    /// calls are ignored).
+    pub fn set_before_catch_up(&self, gate: CatchUpGate) {
+        let _ = self.before_catch_up.set(gate);
     }
 
     /// How many channels have local subscribers.
@@ -301,6 +315,9 @@ async fn pump(hub: Weak<Hub>, mut subscription: Subscription) {
                 },
             ),
             BusMessage::Restored => {
+                if let Some(gate) = hub.before_catch_up.get() {
+                    gate().await;
+                }
                 // Catch up from history: each queue drops what it already has, and reports what
                 // history no longer holds (or an epoch change) as a gap.
                 for event in catch_up(&hub, &channel, last.as_ref()).await {
