@@ -4,8 +4,9 @@
 //! epochs and history follow the contract in `docs/events.md`.
 //!
 //! Publishing never fails the call that caused it: a failure, or a publish that takes longer than
-//! [`crate::EventsConfig::publish_timeout_ms`], is logged at `warn` and dropped. Without a
-//! publisher nothing is published and nothing is serialised.
+//! [`crate::EventsConfig::publish_timeout_ms`], is logged at `warn` and dropped; revocations,
+//! which must not be lost, are retried in the background instead. Without a publisher nothing is
+//! published and nothing is serialised.
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -55,10 +56,9 @@ impl EventSink {
     /// waits, at most the publish timeout, for the bus to take it. Failures are logged, never
     /// returned.
     pub async fn publish(&self, kind: ChannelKind, id: &str, payload: &impl Serialize) {
-        let Some(publishing) = self.start(kind, id, payload) else {
-            return;
-        };
-        publishing.await;
+        if let Some(publishing) = self.start(kind, id, payload) {
+            publishing.await;
+        }
     }
 
     /// Publishes from code that cannot wait: the publishing step is begun before this returns
@@ -74,8 +74,48 @@ impl EventSink {
             return;
         };
         if let Some(publishing) = self.start(kind, id, payload) {
-            runtime.spawn(publishing);
+            runtime.spawn(async move {
+                publishing.await;
+            });
         }
+    }
+
+    /// [`EventSink::publish_detached`] for events that must not be lost (revocations: a gateway
+    /// that never hears of one keeps the token's connections open). A failed or timed-out publish
+    /// is retried on the spawned task, with backoff, for about a minute at most. Retried events
+    /// may overtake later ones; revocations do not depend on their order.
+    pub fn publish_detached_until_taken(
+        &self,
+        kind: ChannelKind,
+        id: &str,
+        payload: &impl Serialize,
+    ) {
+        const ATTEMPTS_MAX: u32 = 30;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(?kind, %id, "event not published: no Tokio runtime");
+            return;
+        };
+        let Ok(payload) = serde_json::to_value(payload) else {
+            tracing::warn!(?kind, %id, "event not published: could not encode it");
+            return;
+        };
+        let sink = self.clone();
+        let id = id.to_owned();
+        runtime.spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            for attempt in 1..=ATTEMPTS_MAX {
+                let Some(publishing) = sink.start(kind, &id, &payload) else {
+                    return;
+                };
+                if publishing.await {
+                    return;
+                }
+                tracing::warn!(?kind, %id, attempt, "retrying an event that must not be lost");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            tracing::error!(?kind, %id, "event lost: the bus did not take it after {ATTEMPTS_MAX} attempts");
+        });
     }
 
     /// Serialises and hands the event to the publisher; the returned future finishes the publish
@@ -85,7 +125,7 @@ impl EventSink {
         kind: ChannelKind,
         id: &str,
         payload: &impl Serialize,
-    ) -> Option<impl Future<Output = ()> + Send + 'static> {
+    ) -> Option<impl Future<Output = bool> + Send + 'static> {
         let publisher = self.publisher.as_ref()?;
         // Generated IDs always make a channel name; IDs that come from callers might not.
         let channel = match ChannelName::new(kind, id) {
@@ -108,13 +148,20 @@ impl EventSink {
             match tokio::time::timeout(timeout, publishing).await {
                 Ok(Ok(event)) => {
                     tracing::trace!(%channel, offset = event.offset, "event published");
+                    true
                 }
-                Ok(Err(error)) => tracing::warn!(%channel, %error, "event not published"),
-                Err(_) => tracing::warn!(
-                    %channel,
-                    timeout_ms = timeout.as_millis() as u64,
-                    "event not published: the bus did not answer in time"
-                ),
+                Ok(Err(error)) => {
+                    tracing::warn!(%channel, %error, "event not published");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        %channel,
+                        timeout_ms = timeout.as_millis() as u64,
+                        "event not published: the bus did not answer in time"
+                    );
+                    false
+                }
             }
         })
     }
@@ -189,5 +236,50 @@ mod tests {
             .publish(kind, "not valid", &1)
             .await;
         assert_eq!(started.elapsed(), Duration::from_millis(50));
+    }
+
+    /// Fails its first `failures` publishes, then publishes to a memory bus.
+    struct FlakyPublisher {
+        failures: std::sync::atomic::AtomicU32,
+        bus: MemoryBus,
+    }
+
+    impl Publisher for FlakyPublisher {
+        fn publish(
+            &self,
+            channel: &ChannelName,
+            audience: Option<events::Audience>,
+            data: Box<RawValue>,
+        ) -> BoxFuture<'static, Result<Arc<Event>, BusError>> {
+            use std::sync::atomic::Ordering;
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Box::pin(async { Err(BusError::Unavailable("down".into())) });
+            }
+            self.bus.publish(channel, audience, data)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_that_must_not_be_lost_are_retried_until_the_bus_takes_them() {
+        let bus = MemoryBus::new(MemoryBusConfig::default(), "e1".into());
+        let publisher = FlakyPublisher {
+            failures: 3.into(),
+            bus: bus.clone(),
+        };
+        let sink = EventSink::new(Some(Arc::new(publisher)), &EventsConfig::default());
+        let revocation = serde_json::json!({"type": "token_revoked", "tokenId": "t-1"});
+        sink.publish_detached_until_taken(ChannelKind::AuthRevocations, "", &revocation);
+        let channel = ChannelName::revocations();
+        // Three failures, then backoff of 100 + 200 + 400 ms: taken within a second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let history = bus.history(&channel, 0).await.unwrap();
+        assert_eq!(
+            history.events.len(),
+            1,
+            "published once, after three failures"
+        );
+        assert_eq!(history.events[0].data.get(), revocation.to_string());
     }
 }

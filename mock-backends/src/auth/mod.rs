@@ -282,7 +282,7 @@ impl AuthBackend {
             state.issued.get(jti).cloned()
         };
         tracing::debug!(token_id = %jti, user_id = ?user_id, "token revoked");
-        self.inner.events.publish_detached(
+        self.inner.events.publish_detached_until_taken(
             ChannelKind::AuthRevocations,
             "",
             &RevocationEvent::TokenRevoked {
@@ -306,7 +306,7 @@ impl AuthBackend {
             Action::parse(action).ok_or_else(|| AuthError::UnknownAction(action.to_owned()))?;
         self.state().permissions.revoke(user_id, resource, parsed);
         tracing::debug!(%user_id, %resource, %action, "permission revoked");
-        self.inner.events.publish_detached(
+        self.inner.events.publish_detached_until_taken(
             ChannelKind::AuthRevocations,
             "",
             &RevocationEvent::PermissionRevoked {
