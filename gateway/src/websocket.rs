@@ -291,6 +291,7 @@ async fn prepare(
                         epoch: &present.epoch,
                         offset: present.offset,
                         members: &present.members,
+                        you: &presence.connection_name(member.connection_id),
                     });
                 }
                 Ok::<_, events::BusError>(())

@@ -432,6 +432,11 @@ async fn collaborate(ws: &WsStack, project: &str, token: &str) -> (Client, Strin
         .as_str()
         .unwrap()
         .to_owned();
+    assert_eq!(
+        state["you"],
+        connection.as_str(),
+        "`you` names this connection"
+    );
     (client, connection, state)
 }
 

@@ -63,6 +63,11 @@ impl PresenceTracker {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How a local connection is named in presence: `<instance>.<connection id>`.
+    pub fn connection_name(&self, connection_id: u64) -> String {
+        format!("{}.{connection_id}", self.instance_id)
+    }
+
     /// Adds a connection to the channel's presence (announced to everyone as a `join` event) and
     /// returns the state as of that event.
     pub async fn join(
@@ -73,7 +78,7 @@ impl PresenceTracker {
         username: &str,
     ) -> Result<PresenceState, BusError> {
         let member = PresenceMember {
-            connection: format!("{}.{connection_id}", self.instance_id),
+            connection: self.connection_name(connection_id),
             user_id: user_id.to_owned(),
             username: username.to_owned(),
         };

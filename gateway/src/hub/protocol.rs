@@ -119,6 +119,8 @@ pub enum ServerFrame<'a> {
         offset: u64,
         /// One entry per connection, ordered by connection.
         members: &'a [PresenceMember],
+        /// Which entry of `members` is this connection.
+        you: &'a str,
     },
     /// The answer to `ping`.
     Pong {
