@@ -5,7 +5,7 @@
 #   ci/sim-campaign.sh [seeds=1000] [first_seed=100000]
 #
 # Scale and shape come from the environment, as for the tests (docs/simulation.md):
-# SIM_GATEWAYS, SIM_SUBSCRIBERS, SIM_DURATION_S. The whole campaign is bounded by
+# SIM_GATEWAYS, SIM_SUBSCRIBERS, SIM_COLLABORATORS, SIM_DURATION_S. The whole campaign is bounded by
 # SIM_CAMPAIGN_TIMEOUT (default 6h). Exit status: 0 when every seed kept every invariant.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ seeds="${1:-1000}"
 first="${2:-100000}"
 log="${SIM_CAMPAIGN_LOG:-target/sim-campaign-$first-$seeds.log}"
 mkdir -p "$(dirname "$log")"
-echo "sim campaign: $seeds seeds from $first; gateways ${SIM_GATEWAYS:-2}, subscribers ${SIM_SUBSCRIBERS:-8}, ${SIM_DURATION_S:-20} s each; log $log"
+echo "sim campaign: $seeds seeds from $first; gateways ${SIM_GATEWAYS:-2}, subscribers ${SIM_SUBSCRIBERS:-8}, collaborators ${SIM_COLLABORATORS:-4}, ${SIM_DURATION_S:-20} s each; log $log"
 cargo test --release -q -p sim --test scenarios --no-run
 started=$(date +%s)
 set +e
@@ -31,8 +31,10 @@ runs=$(grep -c '^scenario "generated"' "$log" || true)
 failed=$(grep '^scenario "generated"' "$log" | grep -vc ': ok$' || true)
 echo "== summary: $runs of $seeds seeds run in ${elapsed} s; $((runs - failed)) kept every invariant, $failed failed"
 if [ "$failed" -gt 0 ]; then
-  echo "failed seeds (replay each with the command under it):"
-  grep -A1 '^scenario "generated"' "$log" | grep -v ': ok$' | grep -E '^scenario|replay' || true
+  echo "failed seeds (each with its violations, faults and the command that replays it):"
+  awk '/^scenario "generated"/ { block = $0; failed = ($0 !~ /: ok$/); next }
+       block != "" { block = block "\n" $0 }
+       /^  replay:/ { if (failed) print block; block = "" }' "$log"
 fi
 [ "$runs" -eq "$seeds" ] || echo "the campaign stopped early (status $status)"
 exit "$status"

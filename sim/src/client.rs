@@ -1,20 +1,42 @@
-//! Clients for client hosts: one HTTP/1.1 request, or a WebSocket, over turmoil's network.
+//! Clients for client hosts: one HTTP/1.1 request, a WebSocket, or the mock backends' control
+//! plane, over turmoil's network.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use mock_backends::control_proto::control_service_client::ControlServiceClient;
+use seams::adapters::NetConnector;
 use tokio_tungstenite::{
     WebSocketStream, client_async_with_config,
     tungstenite::{self, protocol::WebSocketConfig},
 };
+use tonic::transport::{Channel, Endpoint};
 
 /// A WebSocket client connection on the simulated network.
 pub type WebSocket = WebSocketStream<turmoil::net::TcpStream>;
 
+/// How long a client waits for a whole HTTP exchange. A request to a host that crashed may never
+/// be answered (turmoil's TCP has no retransmission and no keepalive here); the client gives up.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Sends one HTTP/1.1 request to `address` (`host:port`) and returns the status and the body as
-/// JSON (`Null` when the body is not JSON).
+/// JSON (`Null` when the body is not JSON). Gives up after [`HTTP_TIMEOUT`].
 pub async fn http(
+    address: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> std::io::Result<(StatusCode, serde_json::Value)> {
+    tokio::time::timeout(HTTP_TIMEOUT, exchange(address, method, path, token, body))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"))?
+}
+
+async fn exchange(
     address: &str,
     method: Method,
     path: &str,
@@ -62,7 +84,19 @@ pub async fn login(address: &str, username: &str) -> std::io::Result<String> {
 }
 
 /// Opens a WebSocket to `address` (`host:port`) at `path` (query included).
+/// Gives up after [`HTTP_TIMEOUT`] (a crashed gateway never answers the handshake).
 pub async fn websocket(address: &str, path: &str) -> Result<WebSocket, tungstenite::Error> {
+    tokio::time::timeout(HTTP_TIMEOUT, open_websocket(address, path))
+        .await
+        .map_err(|_| {
+            tungstenite::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no handshake in time",
+            ))
+        })?
+}
+
+async fn open_websocket(address: &str, path: &str) -> Result<WebSocket, tungstenite::Error> {
     let stream = turmoil::net::TcpStream::connect(address).await?;
     // Small buffers: a scale run holds 100,000 of these in one process (the library's default
     // read buffer is 128 KiB).
@@ -72,4 +106,25 @@ pub async fn websocket(address: &str, path: &str) -> Result<WebSocket, tungsteni
     let (socket, _) =
         client_async_with_config(format!("ws://{address}{path}"), stream, Some(config)).await?;
     Ok(socket)
+}
+
+/// The control plane of the mock backend at `address` (`host:port`): fault knobs, revocations.
+pub fn control(address: &str) -> Result<ControlServiceClient<Channel>, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2));
+    Ok(ControlServiceClient::new(
+        endpoint.connect_with_connector_lazy(NetConnector(crate::TurmoilNet)),
+    ))
+}
+
+/// The `jti` of a JWT, read from its payload without verifying it (the client's own token).
+pub fn token_id(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims["jti"].as_str().map(str::to_owned)
 }

@@ -1,15 +1,21 @@
 //! Exploration: fault schedules generated from a seed, and campaigns over many seeds.
 //!
 //! Environment (all optional): `SIM_SEED` (first seed, default 1000), `SIM_SEEDS` (how many,
-//! default 4), `SIM_GATEWAYS` (default 2), `SIM_SUBSCRIBERS` (default 8), `SIM_DURATION_S`
-//! (simulated seconds per run, default 20). `cargo test -p sim` runs the defaults;
+//! default 4), `SIM_GATEWAYS` (default 2), `SIM_SUBSCRIBERS` (default 8), `SIM_COLLABORATORS`
+//! (default 4), `SIM_DURATION_S` (simulated seconds per run, default 20). Every generated run
+//! also revokes one subscriber's token at two fifths of its duration. `cargo test -p sim` runs the defaults;
 //! `ci/sim-campaign.sh` runs thousands.
 
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
-use crate::scenario::{Fault, Report, Scenario};
+use mock_backends::FaultSettings;
+
+use crate::{
+    scenario::{Fault, Report, Scenario},
+    trace::Observation,
+};
 
 /// How long every fault schedule leaves at the end for the system to settle before the end-state
 /// invariants are judged.
@@ -18,7 +24,11 @@ pub const SETTLE: Duration = Duration::from_secs(6);
 /// A fault schedule drawn from `seed`: one to three faults, one after another, each healed before
 /// the next and all healed [`SETTLE`] before `duration` ends. Kinds: Redis crash and restart; a
 /// gateway cut from Redis (both ways, or Redis → gateway only); a gateway cut from Auth; a latency
-/// spike between a gateway and Redis; a gateway's clock skewed by up to a minute either way.
+/// spike between a gateway and Redis; a gateway's clock skewed by up to a minute either way; a
+/// gateway crash and restart; the Project or Simulation backend crashing and restarting; a
+/// backend's fault knobs (latency past the deadline, half its calls failing, hanging, or down).
+/// Auth is faulted through its knobs, never crashed: the mock keeps revocations in memory, and
+/// a real Auth would not forget them on a restart.
 pub fn fault_schedule(seed: u64, gateways: usize, duration: Duration) -> Vec<(Duration, Fault)> {
     let mut rng = SmallRng::seed_from_u64(seed ^ 0xfa17_5c4e_d01e);
     let start = Duration::from_secs(2);
@@ -38,7 +48,7 @@ pub fn fault_schedule(seed: u64, gateways: usize, duration: Duration) -> Vec<(Du
         let until = at + length;
         let gateway = format!("gateway-{}", rng.random_range(1..=gateways.max(1)));
         let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
-        match rng.random_range(0..6u32) {
+        match rng.random_range(0..9u32) {
             0 => {
                 schedule.push((at, Fault::Crash("redis".into())));
                 schedule.push((until, Fault::Restart("redis".into())));
@@ -63,7 +73,7 @@ pub fn fault_schedule(seed: u64, gateways: usize, duration: Duration) -> Vec<(Du
                 schedule.push((at, Fault::Hold(a.clone(), b.clone())));
                 schedule.push((until, Fault::Release(a, b)));
             }
-            _ => {
+            5 => {
                 let ms = rng.random_range(-60_000..=60_000i64);
                 schedule.push((
                     at,
@@ -77,6 +87,50 @@ pub fn fault_schedule(seed: u64, gateways: usize, duration: Duration) -> Vec<(Du
                     Fault::ClockSkew {
                         host: gateway,
                         ms: 0,
+                    },
+                ));
+            }
+            6 => {
+                schedule.push((at, Fault::Crash(gateway.clone())));
+                schedule.push((until, Fault::Restart(gateway)));
+            }
+            7 => {
+                let host = ["project", "simulation"][rng.random_range(0..2usize)].to_owned();
+                schedule.push((at, Fault::Crash(host.clone())));
+                schedule.push((until, Fault::Restart(host)));
+            }
+            _ => {
+                let host = ["auth", "project", "simulation"][rng.random_range(0..3usize)];
+                let faults = match rng.random_range(0..4u32) {
+                    0 => FaultSettings {
+                        latency_ms: 1_500,
+                        ..FaultSettings::default()
+                    },
+                    1 => FaultSettings {
+                        error_rate: 0.5,
+                        ..FaultSettings::default()
+                    },
+                    2 => FaultSettings {
+                        hang: true,
+                        ..FaultSettings::default()
+                    },
+                    _ => FaultSettings {
+                        down: true,
+                        ..FaultSettings::default()
+                    },
+                };
+                schedule.push((
+                    at,
+                    Fault::Backend {
+                        host: host.to_owned(),
+                        faults,
+                    },
+                ));
+                schedule.push((
+                    until,
+                    Fault::Backend {
+                        host: host.to_owned(),
+                        faults: FaultSettings::default(),
                     },
                 ));
             }
@@ -101,13 +155,27 @@ pub fn summary(report: &Report) -> String {
             listed.concat()
         )
     };
+    let faults: Vec<String> = report
+        .trace
+        .observed
+        .iter()
+        .filter_map(|o| match &o.what {
+            Observation::Fault(fault) => Some(format!("{:.1}s {fault}", o.at.as_secs_f64())),
+            _ => None,
+        })
+        .collect();
     format!(
-        "scenario {:?} seed {}: {} observations over {:?} simulated, trace hash {:016x}: {verdict}\n  replay: SIM_SEED={} SIM_SEEDS=1 cargo test -p sim --test scenarios",
+        "scenario {:?} seed {}: {} observations over {:?} simulated, trace hash {:016x}: {verdict}\n  faults: {}\n  replay: SIM_SEED={} SIM_SEEDS=1 cargo test -p sim --test scenarios",
         report.name,
         report.seed,
         report.trace.observed.len(),
         report.simulated,
         report.trace_hash(),
+        if faults.is_empty() {
+            "none".to_owned()
+        } else {
+            faults.join(", ")
+        },
         report.seed,
     )
 }
@@ -123,13 +191,15 @@ pub struct CampaignSettings {
     pub gateways: usize,
     /// WebSocket subscribers per run.
     pub subscribers: usize,
+    /// Collaborators (presence) per run.
+    pub collaborators: usize,
     /// Simulated time per run.
     pub duration: Duration,
 }
 
 impl CampaignSettings {
     /// The settings from `SIM_SEED`, `SIM_SEEDS`, `SIM_GATEWAYS`, `SIM_SUBSCRIBERS` and
-    /// `SIM_DURATION_S`, with the CI-sized defaults.
+    /// `SIM_COLLABORATORS` and `SIM_DURATION_S`, with the CI-sized defaults.
     pub fn from_env() -> Self {
         let number = |name: &str, default: u64| {
             std::env::var(name)
@@ -142,6 +212,7 @@ impl CampaignSettings {
             seeds: number("SIM_SEEDS", 4),
             gateways: number("SIM_GATEWAYS", 2) as usize,
             subscribers: number("SIM_SUBSCRIBERS", 8) as usize,
+            collaborators: number("SIM_COLLABORATORS", 4) as usize,
             duration: Duration::from_secs(number("SIM_DURATION_S", 20)),
         }
     }
@@ -156,6 +227,8 @@ pub fn campaign(settings: CampaignSettings, mut progress: impl FnMut(&str)) -> V
         let report = Scenario::new("generated", seed)
             .gateways(settings.gateways)
             .subscribers(settings.subscribers)
+            .collaborators(settings.collaborators)
+            .revocation_at(settings.duration * 2 / 5)
             .duration(settings.duration)
             .faults(schedule)
             .run();

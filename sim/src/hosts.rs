@@ -2,13 +2,17 @@
 //! gateway. Each binds and serves exactly as in production, on the turmoil seams.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::Arc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use events::RedisBus;
 use gateway::{App, Config, Listeners, Seams};
-use mock_backends::{MockBackends, MockConfig, ServiceKind, StartOptions};
+use mock_backends::{Faults, MockBackends, MockConfig, ServiceKind, StartOptions};
 use seams::Net;
 
 use crate::{SimClock, TurmoilNet, redis::SimRedis, scenario::redis_bus_config};
@@ -30,53 +34,71 @@ pub fn redis(sim: &mut turmoil::Sim<'_>) {
     });
 }
 
+/// The fault knobs of the running mock backends, by host: each (re)start registers its own, so
+/// the scenario runner can turn them while the simulation runs.
+pub type FaultKnobs = Arc<Mutex<BTreeMap<String, Faults>>>;
+
 /// A mock backend on its host (`auth:9000`, `project:10000`, `simulation:11000`), calling Auth at
-/// `auth:9000`; with `publisher_seed`, publishing events through its own Redis bus.
+/// `auth:9000`; with `publisher_seed`, publishing events through its own Redis bus. Its fault
+/// knobs go into `knobs` under the host's name.
 pub fn mock_backend(
     sim: &mut turmoil::Sim<'_>,
     host: &str,
     kind: ServiceKind,
     seed: u64,
     publisher_seed: Option<u64>,
+    knobs: FaultKnobs,
 ) {
-    sim.host(host, move || async move {
-        let mut config = MockConfig {
-            seed,
-            ..MockConfig::default()
-        };
-        config.auth.addr = any(9000);
-        config.project.addr = any(10000);
-        config.simulation.addr = any(11000);
-        config.upstream.auth_addr = Some("auth:9000".to_owned());
-        let options = match publisher_seed {
-            Some(bus_seed) => StartOptions::with_publisher(Arc::new(RedisBus::new(
+    let name = host.to_owned();
+    sim.host(host, move || {
+        let (name, knobs) = (name.clone(), knobs.clone());
+        async move {
+            let mut config = MockConfig {
+                seed,
+                ..MockConfig::default()
+            };
+            config.auth.addr = any(9000);
+            config.project.addr = any(10000);
+            config.simulation.addr = any(11000);
+            config.upstream.auth_addr = Some("auth:9000".to_owned());
+            let options = match publisher_seed {
+                Some(bus_seed) => StartOptions::with_publisher(Arc::new(RedisBus::new(
+                    TurmoilNet,
+                    redis_bus_config(bus_seed),
+                )?)),
+                None => StartOptions::default(),
+            };
+            let service = MockBackends::start_service_with(
                 TurmoilNet,
-                redis_bus_config(bus_seed),
-            )?)),
-            None => StartOptions::default(),
-        };
-        let _service = MockBackends::start_service_with(
-            TurmoilNet,
-            Arc::new(SimClock::new()),
-            config,
-            kind,
-            options,
-        )
-        .await?;
-        std::future::pending::<()>().await;
-        Ok(())
+                Arc::new(SimClock::new()),
+                config,
+                kind,
+                options,
+            )
+            .await?;
+            knobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name, service.faults().clone());
+            std::future::pending::<()>().await;
+            Ok(())
+        }
     });
 }
 
 /// A gateway on host `name` with `config` (its event bus as the config says), wall clock `clock`.
+/// Each start is a new process with its own seed, derived from `seed` and how many times the host
+/// started before (so a restarted gateway has a new instance ID, as in production).
 pub fn gateway(sim: &mut turmoil::Sim<'_>, name: &str, config: Config, seed: u64, clock: SimClock) {
+    let starts = Arc::new(AtomicU64::new(0));
     sim.host(name, move || {
         let (config, clock) = (config.clone(), clock.clone());
+        let start = starts.fetch_add(1, Ordering::Relaxed);
         async move {
             let seams = Seams {
                 net: TurmoilNet,
                 clock: Arc::new(clock),
-                seed,
+                seed: seed.wrapping_add(start.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             };
             let listeners = Listeners::bind(&seams.net, &config.listen).await?;
             let bus = gateway::app::bus_from_config(&config.event_bus, &seams)?;

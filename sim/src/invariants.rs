@@ -24,6 +24,8 @@ pub struct Expectations {
     pub faults: Vec<(Duration, Fault)>,
     /// The longest an HTTP request may take.
     pub http_deadline: Duration,
+    /// When the workload revokes the revoker's token, if it does.
+    pub revoke_at: Option<Duration>,
 }
 
 /// One broken invariant.
@@ -63,7 +65,21 @@ pub fn check(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
     violations.extend(every_http_request_gets_one_timely_answer(trace, expect));
     violations.extend(forged_tokens_always_get_401(trace));
     violations.extend(readiness_follows_event_delivery(trace, expect));
+    violations.extend(presence_converges_without_ghosts(trace, expect));
+    violations.extend(revoked_tokens_get_nothing_new(trace, expect));
     violations
+}
+
+/// The subscribers whose token was revoked, and when the revocation was seen stored.
+fn revoked_subscribers(trace: &Trace) -> BTreeMap<usize, Duration> {
+    trace
+        .observed
+        .iter()
+        .filter_map(|o| match &o.what {
+            Observation::Revoked { subscriber, .. } => Some((*subscriber, o.at)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Offsets a user may never see: events whose audience excludes `u-1` (the workload's user).
@@ -77,6 +93,7 @@ fn excluded_for_alice(trace: &Trace) -> BTreeSet<(String, String, u64)> {
                 epoch,
                 offset,
                 audience: Some(users),
+                ..
             } if !users.iter().any(|u| u == "u-1") => {
                 Some((channel.clone(), epoch.clone(), *offset))
             }
@@ -241,11 +258,15 @@ pub fn subscribers_catch_up_by_the_end(trace: &Trace, expect: &Expectations) -> 
             "nothing was published",
         )];
     };
+    let revoked = revoked_subscribers(trace);
     let mut reached: BTreeMap<usize, (String, u64)> = BTreeMap::new();
     let mut notification_subscribers = BTreeSet::new();
     for observed in &trace.observed {
         if let Observation::Frame { subscriber, frame } = &observed.what {
-            if frame["type"] == "welcome" && frame["channel"] == "user:u-1" {
+            if frame["type"] == "welcome"
+                && frame["channel"] == "user:u-1"
+                && !revoked.contains_key(subscriber)
+            {
                 notification_subscribers.insert(*subscriber);
             }
             if frame["type"] == "event" && frame["channel"] == "user:u-1" {
@@ -279,13 +300,45 @@ pub fn subscribers_catch_up_by_the_end(trace: &Trace, expect: &Expectations) -> 
         .collect()
 }
 
+/// When each gateway was down (crashed until restarted, plus a second to start listening).
+fn down_windows(expect: &Expectations) -> BTreeMap<String, Vec<(Duration, Duration)>> {
+    const STARTUP: Duration = Duration::from_secs(1);
+    let mut windows: BTreeMap<String, Vec<(Duration, Duration)>> = BTreeMap::new();
+    let mut crashed: BTreeMap<&str, Duration> = BTreeMap::new();
+    for (at, fault) in &expect.faults {
+        match fault {
+            Fault::Crash(host) => {
+                crashed.insert(host, *at);
+            }
+            Fault::Restart(host) => {
+                if let Some(from) = crashed.remove(host.as_str()) {
+                    windows
+                        .entry(host.clone())
+                        .or_default()
+                        .push((from, *at + STARTUP));
+                }
+            }
+            _ => {}
+        }
+    }
+    for (host, from) in crashed {
+        windows
+            .entry(host.to_owned())
+            .or_default()
+            .push((from, Duration::MAX));
+    }
+    windows
+}
+
 /// **Every HTTP request gets exactly one response, none outlives its deadline, and none is a
-/// 500.** (The workload never cuts a client from a gateway, so a missing answer is a failure.)
+/// 500.** The workload never cuts a client from a gateway, so a missing or late answer is a
+/// failure, unless the gateway asked was crashed (or starting again) while the request was out.
 pub fn every_http_request_gets_one_timely_answer(
     trace: &Trace,
     expect: &Expectations,
 ) -> Vec<Violation> {
     const NAME: &str = "every HTTP request gets one timely answer";
+    let down = down_windows(expect);
     trace
         .observed
         .iter()
@@ -297,6 +350,14 @@ pub fn every_http_request_gets_one_timely_answer(
                 status,
             } => {
                 let took = o.at.saturating_sub(*sent);
+                let gateway_was_down = down.get(gateway).is_some_and(|windows| {
+                    windows
+                        .iter()
+                        .any(|(from, to)| *sent < *to && o.at >= *from)
+                });
+                if gateway_was_down && status.is_none_or(|_| took > expect.http_deadline) {
+                    return None;
+                }
                 match status {
                     None => Some(format!("{token} token to {gateway}: no response")),
                     Some(500) => Some(format!("{token} token to {gateway}: 500")),
@@ -351,7 +412,7 @@ fn broken_windows(expect: &Expectations) -> BTreeMap<String, Vec<(Duration, Dura
                     (involves(a, b, gateway), false)
                 }
                 Fault::Repair(a, b) | Fault::Release(a, b) => (false, involves(a, b, gateway)),
-                Fault::ClockSkew { .. } => (false, false),
+                Fault::ClockSkew { .. } | Fault::Backend { .. } => (false, false),
             };
             if breaks && open.is_none() {
                 open = Some(*at);
@@ -414,4 +475,385 @@ pub fn readiness_follows_event_delivery(trace: &Trace, expect: &Expectations) ->
             _ => None,
         })
         .collect()
+}
+
+/// One collaborator's presence set, kept as `docs/protocol.md` tells clients to keep it.
+#[derive(Debug, Default)]
+struct PresenceView {
+    /// Whether its latest connection is open, and since when.
+    open_since: Option<Duration>,
+    /// Its own entry (`presence_state.you`).
+    you: Option<String>,
+    /// The set, once `presence_state` arrived.
+    members: Option<BTreeSet<String>>,
+    /// The state's epoch and offset: changes at or below it are already in the set.
+    state_at: (String, u64),
+    /// Changes that arrived before the state: (epoch, offset, action, connection).
+    early: Vec<(String, u64, String, String)>,
+}
+
+impl PresenceView {
+    fn change(&mut self, epoch: &str, offset: u64, action: &str, connection: &str) {
+        let Some(members) = &mut self.members else {
+            self.early.push((
+                epoch.to_owned(),
+                offset,
+                action.to_owned(),
+                connection.to_owned(),
+            ));
+            return;
+        };
+        if epoch == self.state_at.0 && offset <= self.state_at.1 {
+            return;
+        }
+        if action == "join" {
+            members.insert(connection.to_owned());
+        } else {
+            members.remove(connection);
+        }
+    }
+}
+
+/// **Presence converges after faults heal, with no ghosts.** At the end of the run, every open
+/// collaboration connection's presence set (its `presence_state`, then the changes after it)
+/// holds exactly the open collaboration connections. Connections opened in the last second are
+/// allowed to be missing from others' sets (their join may still be on its way).
+pub fn presence_converges_without_ghosts(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
+    const NAME: &str = "presence converges, with no ghosts";
+    const FRESH: Duration = Duration::from_secs(1);
+    let mut views: BTreeMap<usize, PresenceView> = BTreeMap::new();
+    let mut collaborators = BTreeSet::new();
+    for observed in &trace.observed {
+        match &observed.what {
+            Observation::Connected { subscriber, .. } => {
+                views.insert(
+                    *subscriber,
+                    PresenceView {
+                        open_since: Some(observed.at),
+                        ..PresenceView::default()
+                    },
+                );
+            }
+            Observation::Disconnected { subscriber, .. } => {
+                if let Some(view) = views.get_mut(subscriber) {
+                    view.open_since = None;
+                }
+            }
+            Observation::Frame { subscriber, frame } => {
+                let Some(view) = views.get_mut(subscriber) else {
+                    continue;
+                };
+                if frame["type"] == "welcome"
+                    && frame["channel"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("project:"))
+                {
+                    collaborators.insert(*subscriber);
+                }
+                if frame["type"] == "presence_state" {
+                    let members = frame["members"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|member| member["connection"].as_str().map(str::to_owned))
+                        .collect();
+                    view.members = Some(members);
+                    view.you = frame["you"].as_str().map(str::to_owned);
+                    view.state_at = (
+                        frame["epoch"].as_str().unwrap_or_default().to_owned(),
+                        frame["offset"].as_u64().unwrap_or(0),
+                    );
+                    for (epoch, offset, action, connection) in std::mem::take(&mut view.early) {
+                        view.change(&epoch, offset, &action, &connection);
+                    }
+                } else if frame["type"] == "event" && frame["data"]["type"] == "presence" {
+                    view.change(
+                        frame["epoch"].as_str().unwrap_or_default(),
+                        frame["offset"].as_u64().unwrap_or(0),
+                        frame["data"]["action"].as_str().unwrap_or_default(),
+                        frame["data"]["member"]["connection"]
+                            .as_str()
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let settled = |view: &PresenceView| {
+        view.open_since
+            .is_some_and(|at| at + FRESH <= expect.duration)
+    };
+    let open: Vec<(&usize, &PresenceView)> = views
+        .iter()
+        .filter(|(subscriber, view)| {
+            collaborators.contains(subscriber) && view.open_since.is_some()
+        })
+        .collect();
+    let truth: BTreeSet<&str> = open
+        .iter()
+        .filter(|(_, view)| settled(view))
+        .filter_map(|(_, view)| view.you.as_deref())
+        .collect();
+    let fresh: BTreeSet<&str> = open
+        .iter()
+        .filter(|(_, view)| !settled(view))
+        .filter_map(|(_, view)| view.you.as_deref())
+        .collect();
+    let mut violations = Vec::new();
+    for (subscriber, view) in open.iter().filter(|(_, view)| settled(view)) {
+        let Some(members) = &view.members else {
+            violations.push(Violation::new(
+                NAME,
+                expect.duration,
+                format!("collaborator {subscriber} never received presence_state"),
+            ));
+            continue;
+        };
+        let ghosts: Vec<&String> = members
+            .iter()
+            .filter(|m| !truth.contains(m.as_str()) && !fresh.contains(m.as_str()))
+            .collect();
+        let missing: Vec<&&str> = truth.iter().filter(|m| !members.contains(**m)).collect();
+        if !ghosts.is_empty() || !missing.is_empty() {
+            violations.push(Violation::new(
+                NAME,
+                expect.duration,
+                format!(
+                    "collaborator {subscriber} ({:?}) sees ghosts {ghosts:?} and misses {missing:?}",
+                    view.you
+                ),
+            ));
+        }
+    }
+    violations
+}
+
+/// **No event reaches a connection without permission, including after a revocation.** Once the
+/// revoker's token is revoked (seen stored on `auth:revocations`), nothing published more than
+/// half a second later reaches it, and it opens no new connection. The half second is the
+/// revocation's way through Redis pub/sub to the gateway; after a bus outage the gateway reads
+/// missed revocations before it replays missed events, so the bound holds across faults.
+pub fn revoked_tokens_get_nothing_new(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
+    const NAME: &str = "a revoked token gets nothing new";
+    const GRACE: Duration = Duration::from_millis(500);
+    let revoked = revoked_subscribers(trace);
+    if let Some(at) = expect.revoke_at
+        && revoked.is_empty()
+    {
+        return vec![Violation::new(
+            NAME,
+            at,
+            "the revocation was never seen stored on auth:revocations",
+        )];
+    }
+    let published_at: BTreeMap<(&str, &str, u64), Duration> = trace
+        .observed
+        .iter()
+        .filter_map(|o| match &o.what {
+            Observation::Published {
+                started,
+                channel,
+                epoch,
+                offset,
+                ..
+            } => Some(((channel.as_str(), epoch.as_str(), *offset), *started)),
+            _ => None,
+        })
+        .collect();
+    let mut violations = Vec::new();
+    for observed in &trace.observed {
+        match &observed.what {
+            Observation::Frame { subscriber, frame } if frame["type"] == "event" => {
+                let Some(revoked_at) = revoked.get(subscriber) else {
+                    continue;
+                };
+                let key = (
+                    frame["channel"].as_str().unwrap_or_default(),
+                    frame["epoch"].as_str().unwrap_or_default(),
+                    frame["offset"].as_u64().unwrap_or(0),
+                );
+                if published_at
+                    .get(&key)
+                    .is_some_and(|started| *started > *revoked_at + GRACE)
+                {
+                    violations.push(Violation::new(
+                        NAME,
+                        observed.at,
+                        format!(
+                            "subscriber {subscriber}, revoked at {revoked_at:?}, received {frame}"
+                        ),
+                    ));
+                }
+            }
+            Observation::Connected { subscriber, .. } => {
+                if let Some(revoked_at) = revoked.get(subscriber)
+                    && observed.at > *revoked_at + GRACE
+                {
+                    violations.push(Violation::new(
+                        NAME,
+                        observed.at,
+                        format!(
+                            "subscriber {subscriber}, revoked at {revoked_at:?}, connected again"
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn expect(duration_s: u64, faults: Vec<(Duration, Fault)>) -> Expectations {
+        Expectations {
+            duration: Duration::from_secs(duration_s),
+            gateways: vec!["gateway-1".to_owned()],
+            faults,
+            http_deadline: Duration::from_secs(2),
+            revoke_at: None,
+        }
+    }
+
+    fn at(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+
+    fn frame(trace: &mut Trace, ms: u64, subscriber: usize, frame: Value) {
+        trace.push(at(ms), "c", Observation::Frame { subscriber, frame });
+    }
+
+    fn connected(trace: &mut Trace, ms: u64, subscriber: usize) {
+        let what = Observation::Connected {
+            subscriber,
+            resumed: false,
+        };
+        trace.push(at(ms), "c", what);
+    }
+
+    fn presence(ms: u64, offset: u64, action: &str, connection: &str) -> (u64, Value) {
+        let event = json!({"type": "event", "channel": "project:p-1", "epoch": "e", "offset": offset,
+            "data": {"type": "presence", "action": action, "member": {"connection": connection}}});
+        (ms, event)
+    }
+
+    /// Two collaborators, `a.1` (0) and `a.2` (1); the second leaves at 2 s.
+    fn two_collaborators(first_hears_the_leave: bool) -> Trace {
+        let mut trace = Trace::default();
+        let welcome =
+            json!({"type": "welcome", "channel": "project:p-1", "epoch": "e", "latest_offset": 0});
+        connected(&mut trace, 100, 0);
+        frame(&mut trace, 110, 0, welcome.clone());
+        let state = json!({"type": "presence_state", "epoch": "e", "offset": 1, "you": "a.1",
+            "members": [{"connection": "a.1"}]});
+        frame(&mut trace, 120, 0, state);
+        connected(&mut trace, 200, 1);
+        frame(&mut trace, 210, 1, welcome);
+        let state = json!({"type": "presence_state", "epoch": "e", "offset": 2, "you": "a.2",
+            "members": [{"connection": "a.1"}, {"connection": "a.2"}]});
+        frame(&mut trace, 220, 1, state);
+        let (ms, join) = presence(230, 2, "join", "a.2");
+        frame(&mut trace, ms, 0, join);
+        let what = Observation::Disconnected {
+            subscriber: 1,
+            code: Some(1000),
+        };
+        trace.push(at(2_000), "c", what);
+        if first_hears_the_leave {
+            let (ms, leave) = presence(2_010, 3, "leave", "a.2");
+            frame(&mut trace, ms, 0, leave);
+        }
+        trace
+    }
+
+    #[test]
+    fn presence_holds_when_every_change_arrives_and_catches_a_ghost() {
+        let healthy = two_collaborators(true);
+        assert_eq!(
+            presence_converges_without_ghosts(&healthy, &expect(5, vec![])),
+            []
+        );
+        let ghost = two_collaborators(false);
+        let violations = presence_converges_without_ghosts(&ghost, &expect(5, vec![]));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("ghosts [\"a.2\"]"),
+            "{violations:?}"
+        );
+    }
+
+    fn revocation_trace(second_event_started_ms: u64) -> Trace {
+        let mut trace = Trace::default();
+        connected(&mut trace, 100, 7);
+        let welcome =
+            json!({"type": "welcome", "channel": "user:u-1", "epoch": "e", "latest_offset": 0});
+        frame(&mut trace, 110, 7, welcome);
+        for (offset, started) in [(1, 500), (2, second_event_started_ms)] {
+            let what = Observation::Published {
+                started: at(started),
+                channel: "user:u-1".to_owned(),
+                epoch: "e".to_owned(),
+                offset,
+                audience: None,
+            };
+            trace.push(at(started + 1), "publisher", what);
+        }
+        let what = Observation::Revoked {
+            subscriber: 7,
+            token_id: "t".to_owned(),
+        };
+        trace.push(at(1_000), "revoker", what);
+        for offset in [1, 2] {
+            let event =
+                json!({"type": "event", "channel": "user:u-1", "epoch": "e", "offset": offset});
+            frame(&mut trace, second_event_started_ms + 5, 7, event);
+        }
+        trace
+    }
+
+    #[test]
+    fn a_revoked_token_may_get_what_was_published_before_but_nothing_after() {
+        let revoking = Expectations {
+            revoke_at: Some(at(900)),
+            ..expect(5, vec![])
+        };
+        // The second event began within the grace after the revocation: allowed.
+        assert_eq!(
+            revoked_tokens_get_nothing_new(&revocation_trace(1_200), &revoking),
+            []
+        );
+        let late = revoked_tokens_get_nothing_new(&revocation_trace(2_000), &revoking);
+        assert_eq!(late.len(), 1, "{late:?}");
+        assert!(late[0].detail.contains("\"offset\":2"), "{late:?}");
+        // A revocation the workload asked for but never saw stored is a violation too.
+        let never = revoked_tokens_get_nothing_new(&Trace::default(), &revoking);
+        assert_eq!(never.len(), 1, "{never:?}");
+    }
+
+    #[test]
+    fn a_request_unanswered_while_its_gateway_was_down_is_excused_and_only_then() {
+        let crash = vec![
+            (at(1_000), Fault::Crash("gateway-1".to_owned())),
+            (at(3_000), Fault::Restart("gateway-1".to_owned())),
+        ];
+        let mut trace = Trace::default();
+        for sent in [900, 5_000] {
+            let what = Observation::Http {
+                token: "valid",
+                gateway: "gateway-1".to_owned(),
+                sent: at(sent),
+                status: None,
+            };
+            trace.push(at(sent + 100), "http", what);
+        }
+        let violations = every_http_request_gets_one_timely_answer(&trace, &expect(10, crash));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].at, at(5_100));
+    }
 }

@@ -18,9 +18,11 @@
 //! Topology: `redis` (the simulated Redis), `auth`, `project` and `simulation` (mock backends,
 //! each publishing through its own Redis bus), `gateway-1`..`gateway-N`, and client hosts:
 //! `subscribers-K` (WebSocket subscribers spread over the gateways, reconnecting with their
-//! resume point), `publisher` (events on `user:u-1`, some addressed to someone else), `http`
-//! (profile calls with a valid and a forged token) and `prober` (readiness of every gateway).
-//! Everything they see goes into a [`Trace`]; [`crate::invariants`] then judges it.
+//! resume point), `collaborators` (on `/ws/collaboration/p-1`, keeping the presence set),
+//! `revoker` (a subscriber whose token Auth revokes mid-run), `publisher` (events on `user:u-1`,
+//! some addressed to someone else), `http` (profile calls with a valid and a forged token) and
+//! `prober` (readiness of every gateway). Everything they see goes into a [`Trace`];
+//! [`crate::invariants`] then judges it.
 
 use std::{
     sync::{Arc, Mutex},
@@ -31,13 +33,13 @@ use events::{Audience, ChannelName, Publisher, RedisBus, RedisBusConfig};
 use futures::StreamExt;
 use gateway::Config;
 use http::Method;
-use mock_backends::ServiceKind;
+use mock_backends::{FaultSettings, ServiceKind, control_proto::RevokeTokenRequest};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     SimClock, TurmoilNet,
-    hosts::{self, any},
+    hosts::{self, FaultKnobs, any},
     invariants::{self, Violation},
     trace::{Observation, Trace},
 };
@@ -59,6 +61,13 @@ pub enum Fault {
     Crash(String),
     /// Start a crashed host again, empty.
     Restart(String),
+    /// Set a mock backend's fault knobs (latency, error rate, hang, down); all zero turns them off.
+    Backend {
+        /// The backend's host (`auth`, `project`, `simulation`).
+        host: String,
+        /// The knobs.
+        faults: FaultSettings,
+    },
     /// Set a gateway's wall-clock skew through its `Clock`.
     ClockSkew {
         /// The gateway.
@@ -83,6 +92,8 @@ pub struct Scenario {
     gateways: usize,
     subscribers: usize,
     subscribers_per_host: usize,
+    collaborators: usize,
+    revoke_at: Option<Duration>,
     duration: Duration,
     publish_interval: Duration,
     http_interval: Duration,
@@ -159,6 +170,11 @@ pub fn gateway_config(seed: u64) -> Config {
     // Fetch Auth's JWKS soon after start even if Auth comes up after the gateway.
     config.auth.jwks_refresh_min_interval_ms = 500;
     config.health.check_interval_ms = 200;
+    // Quick presence expiry and pings, so a run of tens of seconds sees ghosts expire and dead
+    // connections noticed.
+    config.websocket.presence_heartbeat_interval_ms = 500;
+    config.websocket.presence_ttl_ms = 2_000;
+    config.websocket.ping_interval_ms = 1_000;
     config.event_bus.kind = gateway::config::EventBusKind::Redis;
     config.event_bus.redis = redis_bus_config(seed);
     config
@@ -184,6 +200,8 @@ impl Scenario {
             gateways: 1,
             subscribers: 4,
             subscribers_per_host: 500,
+            collaborators: 0,
+            revoke_at: None,
             duration: Duration::from_secs(20),
             publish_interval: Duration::from_millis(100),
             http_interval: Duration::from_millis(250),
@@ -202,6 +220,20 @@ impl Scenario {
     /// notifications, half on simulation `s-2`, whose progress the mock Simulation publishes).
     pub fn subscribers(mut self, count: usize) -> Self {
         self.subscribers = count;
+        self
+    }
+
+    /// How many collaborators on `/ws/collaboration/p-1`, spread over the gateways: each keeps
+    /// the presence set as `docs/protocol.md` says, and reconnects after a `gap`.
+    pub fn collaborators(mut self, count: usize) -> Self {
+        self.collaborators = count;
+        self
+    }
+
+    /// Adds the revoker: a notification subscriber with its own token, which Auth revokes at
+    /// `at`. Nothing published after the revocation may reach it.
+    pub fn revocation_at(mut self, at: Duration) -> Self {
+        self.revoke_at = Some(at);
         self
     }
 
@@ -249,13 +281,14 @@ impl Scenario {
             .build();
 
         hosts::redis(&mut sim);
+        let knobs = FaultKnobs::default();
         // Each backend's publisher gets its own seed (epochs must differ between processes).
         for (host, kind, bus_seed) in [
             ("auth", ServiceKind::Auth, seed ^ 0xa),
             ("project", ServiceKind::Project, seed ^ 0xb),
             ("simulation", ServiceKind::Simulation, seed ^ 0xc),
         ] {
-            hosts::mock_backend(&mut sim, host, kind, seed, Some(bus_seed));
+            hosts::mock_backend(&mut sim, host, kind, seed, Some(bus_seed), knobs.clone());
         }
         let mut clocks = Vec::new();
         for (index, name) in self.gateway_names().into_iter().enumerate() {
@@ -280,8 +313,13 @@ impl Scenario {
                 let Some((_, fault)) = pending.pop_front() else {
                     break;
                 };
-                record(&trace, "runner", Observation::Fault(format!("{fault:?}")));
-                apply(&mut sim, &clocks, &fault);
+                // The runner is outside every host, where `sim_elapsed` has no answer.
+                trace.lock().unwrap_or_else(|p| p.into_inner()).push(
+                    sim.elapsed(),
+                    "runner",
+                    Observation::Fault(format!("{fault:?}")),
+                );
+                apply(&mut sim, &clocks, &knobs, &fault);
             }
             match sim.step() {
                 Ok(true) => break,
@@ -319,6 +357,7 @@ impl Scenario {
             faults: self.faults.clone(),
             // Validation (1 s) plus the backend call (1 s) plus scheduling slack.
             http_deadline: Duration::from_millis(2_300),
+            revoke_at: self.revoke_at,
         }
     }
 
@@ -346,11 +385,13 @@ impl Scenario {
                     roles: Vec::new(),
                 });
                 let data = serde_json::value::to_raw_value(&json!({ "seq": seq }))?;
+                let started = turmoil::sim_elapsed().unwrap_or_default();
                 if let Ok(event) = bus.publish(&channel, audience.clone(), data).await {
                     record(
                         &publisher_trace,
                         "publisher",
                         Observation::Published {
+                            started,
                             channel: event.channel.clone(),
                             epoch: event.epoch.clone(),
                             offset: event.offset,
@@ -462,6 +503,7 @@ impl Scenario {
                             Some(Sabotage::DropEvent(n)) if subscriber == 0 => Some(n),
                             _ => None,
                         },
+                        reconnect_on_gap: false,
                     })));
                 }
                 for task in tasks {
@@ -470,6 +512,102 @@ impl Scenario {
                 Ok(())
             });
         }
+        self.spawn_collaborators(sim, trace);
+        self.spawn_revoker(sim, trace);
+    }
+
+    /// Collaborators get the subscriber numbers after the subscribers'.
+    fn spawn_collaborators(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) {
+        if self.collaborators == 0 {
+            return;
+        }
+        let (first, count) = (self.subscribers, self.collaborators);
+        let gateways = self.gateway_names();
+        let (end, trace) = (self.duration, trace.clone());
+        sim.client("collaborators", async move {
+            let Some(token) = login_retrying(&gateways[0], end).await else {
+                return Err("no login within the run".into());
+            };
+            let mut tasks = Vec::new();
+            for subscriber in first..first + count {
+                let gateway = &gateways[subscriber % gateways.len()];
+                tasks.push(tokio::spawn(subscribe(SubscriberPlan {
+                    subscriber,
+                    host: "collaborators".to_owned(),
+                    address: format!("{gateway}:8001"),
+                    path: format!("/ws/collaboration/p-1?access_token={token}"),
+                    end,
+                    trace: trace.clone(),
+                    drop_event: None,
+                    reconnect_on_gap: true,
+                })));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+            Ok(())
+        });
+    }
+
+    /// The revoker is the last subscriber number: it subscribes to `user:u-1` with its own token,
+    /// asks Auth (through the control plane) to revoke that token at `revoke_at`, then records
+    /// [`Observation::Revoked`] once it sees the revocation stored on `auth:revocations`.
+    fn spawn_revoker(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) {
+        let Some(revoke_at) = self.revoke_at else {
+            return;
+        };
+        let subscriber = self.subscribers + self.collaborators;
+        let gateways = self.gateway_names();
+        let (end, seed, trace) = (self.duration, self.seed, trace.clone());
+        sim.client("revoker", async move {
+            let gateway = &gateways[subscriber % gateways.len()];
+            let Some(token) = login_retrying(gateway, end).await else {
+                return Err("no login within the run".into());
+            };
+            let token_id = crate::client::token_id(&token).ok_or("a token without jti")?;
+            let subscription = tokio::spawn(subscribe(SubscriberPlan {
+                subscriber,
+                host: "revoker".to_owned(),
+                address: format!("{gateway}:8001"),
+                path: format!("/ws/notifications?access_token={token}"),
+                end,
+                trace: trace.clone(),
+                drop_event: None,
+                reconnect_on_gap: false,
+            }));
+            let wait = revoke_at.saturating_sub(turmoil::sim_elapsed().unwrap_or_default());
+            tokio::time::sleep(wait).await;
+            let mut control = crate::client::control("auth:9000")?;
+            let revocations = RedisBus::new(TurmoilNet, redis_bus_config(seed ^ 0x7e0))?;
+            let mut revoked = false;
+            while turmoil::sim_elapsed().unwrap_or_default() < end {
+                if !revoked {
+                    let request = RevokeTokenRequest {
+                        token_id: token_id.clone(),
+                    };
+                    revoked = control.revoke_token(request).await.is_ok();
+                } else if let Ok(history) =
+                    events::EventBus::history(&revocations, &ChannelName::revocations(), 0).await
+                    && history
+                        .events
+                        .iter()
+                        .any(|event| event.data.get().contains(&token_id))
+                {
+                    record(
+                        &trace,
+                        "revoker",
+                        Observation::Revoked {
+                            subscriber,
+                            token_id,
+                        },
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = subscription.await;
+            Ok(())
+        });
     }
 }
 
@@ -492,7 +630,13 @@ struct SubscriberPlan {
     end: Duration,
     trace: SharedTrace,
     drop_event: Option<usize>,
+    /// Reconnect after a `gap` (collaborators: their presence set may be stale after one).
+    reconnect_on_gap: bool,
 }
+
+/// A connection that sends nothing (not even the gateway's pings, every second here) for this
+/// long is taken for dead: a crashed gateway never closes it.
+const SILENCE: Duration = Duration::from_secs(4);
 
 /// One logical subscriber: connects, records every frame, and after any disconnect reconnects
 /// with its resume point (the last offset and epoch it holds), until the run ends.
@@ -505,6 +649,7 @@ async fn subscribe(plan: SubscriberPlan) {
         end,
         trace,
         drop_event,
+        reconnect_on_gap,
     } = plan;
     let mut resume: Option<(u64, String)> = None;
     let mut welcome: Option<(u64, String)> = None;
@@ -541,7 +686,11 @@ async fn subscribe(plan: SubscriberPlan) {
             },
         );
         let mut code = None;
-        while let Ok(Some(message)) = tokio::time::timeout_at(until, socket.next()).await {
+        loop {
+            let deadline = until.min(tokio::time::Instant::now() + SILENCE);
+            let Ok(Some(message)) = tokio::time::timeout_at(deadline, socket.next()).await else {
+                break;
+            };
             match message {
                 Ok(Message::Text(text)) => {
                     let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
@@ -581,6 +730,7 @@ async fn subscribe(plan: SubscriberPlan) {
                         },
                         _ => {}
                     }
+                    let gap = frame["type"] == "gap";
                     record(
                         &trace,
                         &host,
@@ -589,6 +739,9 @@ async fn subscribe(plan: SubscriberPlan) {
                             frame: essentials(frame),
                         },
                     );
+                    if gap && reconnect_on_gap {
+                        break;
+                    }
                 }
                 Ok(Message::Close(close)) => {
                     code = close.map(|c| u16::from(c.code));
@@ -611,21 +764,33 @@ async fn subscribe(plan: SubscriberPlan) {
 }
 
 /// What the invariants read of a frame: its protocol fields, and of an event's data only the
-/// workload's `seq`. (A scale run keeps millions of frames; payloads would dominate memory.)
+/// workload's `seq` or a presence change's action and connection. (A scale run keeps millions of
+/// frames; payloads would dominate memory.)
 fn essentials(mut frame: Value) -> Value {
     if let Some(fields) = frame.as_object_mut() {
         fields.remove("connection_id");
         if let Some(data) = fields.remove("data") {
-            let seq = data.get("seq").cloned();
-            if let Some(seq) = seq {
+            if let Some(seq) = data.get("seq") {
                 fields.insert("data".to_owned(), json!({ "seq": seq }));
+            } else if data["type"] == "presence" {
+                let change = json!({
+                    "type": "presence",
+                    "action": data["action"],
+                    "member": { "connection": data["member"]["connection"] },
+                });
+                fields.insert("data".to_owned(), change);
             }
         }
     }
     frame
 }
 
-fn apply(sim: &mut turmoil::Sim<'_>, clocks: &[(String, SimClock)], fault: &Fault) {
+fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    clocks: &[(String, SimClock)],
+    knobs: &FaultKnobs,
+    fault: &Fault,
+) {
     match fault {
         Fault::Partition(a, b) => sim.partition(a.as_str(), b.as_str()),
         Fault::PartitionOneWay(a, b) => sim.partition_oneway(a.as_str(), b.as_str()),
@@ -636,6 +801,14 @@ fn apply(sim: &mut turmoil::Sim<'_>, clocks: &[(String, SimClock)], fault: &Faul
         Fault::Release(a, b) => sim.release(a.as_str(), b.as_str()),
         Fault::Crash(host) => sim.crash(host.as_str()),
         Fault::Restart(host) => sim.bounce(host.as_str()),
+        Fault::Backend { host, faults } => {
+            let knobs = knobs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(knob) = knobs.get(host)
+                && let Err(error) = knob.set(*faults)
+            {
+                tracing::warn!(%host, %error, "fault knobs refused");
+            }
+        }
         Fault::ClockSkew { host, ms } => {
             if let Some((_, clock)) = clocks.iter().find(|(name, _)| name == host) {
                 clock.set_skew_ms(*ms);

@@ -40,8 +40,10 @@ pub enum Observation {
         /// The close code, when the server sent one.
         code: Option<u16>,
     },
-    /// An event the workload published, as stored.
+    /// An event the workload published, as stored (observed when the publish returned).
     Published {
+        /// When the publish began: nothing published after a revocation may reach its token.
+        started: Duration,
         /// Its channel.
         channel: String,
         /// Its epoch.
@@ -68,6 +70,14 @@ pub enum Observation {
         gateway: String,
         /// The `event_bus` dependency's `healthy`.
         bus_healthy: bool,
+    },
+    /// A subscriber's token was revoked, and the revocation was seen stored on
+    /// `auth:revocations` at this observation's time.
+    Revoked {
+        /// The logical subscriber whose token it was.
+        subscriber: usize,
+        /// The token's `jti`.
+        token_id: String,
     },
     /// A fault the schedule applied.
     Fault(String),

@@ -55,7 +55,14 @@ fn run(seed: u64) {
         .build();
 
     hosts::redis(&mut sim);
-    hosts::mock_backend(&mut sim, "auth", ServiceKind::Auth, seed, None);
+    hosts::mock_backend(
+        &mut sim,
+        "auth",
+        ServiceKind::Auth,
+        seed,
+        None,
+        Default::default(),
+    );
     hosts::gateway(
         &mut sim,
         "gateway",

@@ -70,7 +70,14 @@ fn run(seed: u64) {
         .simulation_duration(Duration::from_secs(60))
         .build();
 
-    hosts::mock_backend(&mut sim, "auth", ServiceKind::Auth, seed, None);
+    hosts::mock_backend(
+        &mut sim,
+        "auth",
+        ServiceKind::Auth,
+        seed,
+        None,
+        Default::default(),
+    );
     hosts::gateway(&mut sim, "gateway", gateway_config(), seed, SimClock::new());
 
     sim.client("client", async move {
