@@ -21,18 +21,19 @@ SIM_SEED="$first" SIM_SEEDS="$seeds" timeout "${SIM_CAMPAIGN_TIMEOUT:-6h}" \
   cargo test --release -q -p sim --test scenarios generated_fault_schedules_keep_every_invariant -- --nocapture 2>&1 |
   tee "$log" |
   awk -v total="$seeds" '
-     /^scenario "generated"/ { n++; bad_run = ($0 !~ /: ok$/); if (bad_run) bad++; else ok++;
+     /^scenario "generated"/ && !seen[$4]++ { n++; bad_run = ($0 !~ /: ok$/); if (bad_run) bad++; else ok++;
        printf "[%d/%d] ok %d, failed %d  (%s %s)\n", n, total, ok, bad, $3, $4; fflush() }
      /^  replay:/ && bad_run { print "      " $0; fflush() }'
 status=${PIPESTATUS[0]}
 set -e
 elapsed=$(( $(date +%s) - started ))
-runs=$(grep -c '^scenario "generated"' "$log" || true)
-failed=$(grep '^scenario "generated"' "$log" | grep -vc ': ok$' || true)
+# The test repeats failed runs' lines in its final message: count each seed once.
+runs=$(grep '^scenario "generated"' "$log" | awk '{print $4}' | sort -u | wc -l)
+failed=$(grep '^scenario "generated"' "$log" | grep -v ': ok$' | awk '{print $4}' | sort -u | wc -l)
 echo "== summary: $runs of $seeds seeds run in ${elapsed} s; $((runs - failed)) kept every invariant, $failed failed"
 if [ "$failed" -gt 0 ]; then
   echo "failed seeds (each with its violations, faults and the command that replays it):"
-  awk '/^scenario "generated"/ { block = $0; failed = ($0 !~ /: ok$/); next }
+  awk '/^scenario "generated"/ { block = $0; failed = ($0 !~ /: ok$/) && !shown[$4]++; next }
        block != "" { block = block "\n" $0 }
        /^  replay:/ { if (failed) print block; block = "" }' "$log"
 fi

@@ -70,7 +70,7 @@ pub fn check(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
     violations
 }
 
-/// The subscribers whose token was revoked, and when the revocation was seen stored.
+/// The subscribers whose token was revoked, and when the revocation was seen on `auth:revocations`.
 fn revoked_subscribers(trace: &Trace) -> BTreeMap<usize, Duration> {
     trace
         .observed
@@ -630,7 +630,7 @@ pub fn presence_converges_without_ghosts(trace: &Trace, expect: &Expectations) -
 }
 
 /// **No event reaches a connection without permission, including after a revocation.** Once the
-/// revoker's token is revoked (seen stored on `auth:revocations`), nothing published more than
+/// revoker's token is revoked (seen on `auth:revocations`, live or in history), nothing published more than
 /// half a second later reaches it, and it opens no new connection. The half second is the
 /// revocation's way through Redis pub/sub to the gateway; after a bus outage the gateway reads
 /// missed revocations before it replays missed events, so the bound holds across faults.
@@ -644,7 +644,7 @@ pub fn revoked_tokens_get_nothing_new(trace: &Trace, expect: &Expectations) -> V
         return vec![Violation::new(
             NAME,
             at,
-            "the revocation was never seen stored on auth:revocations",
+            "the revocation never appeared on auth:revocations",
         )];
     }
     let published_at: BTreeMap<(&str, &str, u64), Duration> = trace

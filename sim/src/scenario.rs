@@ -551,7 +551,7 @@ impl Scenario {
 
     /// The revoker is the last subscriber number: it subscribes to `user:u-1` with its own token,
     /// asks Auth (through the control plane) to revoke that token at `revoke_at`, then records
-    /// [`Observation::Revoked`] once it sees the revocation stored on `auth:revocations`.
+    /// [`Observation::Revoked`] once it sees the revocation on `auth:revocations` (live, or in history).
     fn spawn_revoker(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) {
         let Some(revoke_at) = self.revoke_at else {
             return;
@@ -578,32 +578,53 @@ impl Scenario {
             let wait = revoke_at.saturating_sub(turmoil::sim_elapsed().unwrap_or_default());
             tokio::time::sleep(wait).await;
             let mut control = crate::client::control("auth:9000")?;
+            // The revocation is seen live (as the gateways see it) or in history (if it was
+            // published while this client's subscription was down); Redis may also lose it in a
+            // crash after delivering it, so history alone is not enough.
             let revocations = RedisBus::new(TurmoilNet, redis_bus_config(seed ^ 0x7e0))?;
+            let mut live = events::EventBus::subscribe(&revocations, &ChannelName::revocations());
             let mut revoked = false;
-            while turmoil::sim_elapsed().unwrap_or_default() < end {
+            let mut seen = false;
+            while !seen && turmoil::sim_elapsed().unwrap_or_default() < end {
                 if !revoked {
                     let request = RevokeTokenRequest {
                         token_id: token_id.clone(),
                     };
                     revoked = control.revoke_token(request).await.is_ok();
-                } else if let Ok(history) =
-                    events::EventBus::history(&revocations, &ChannelName::revocations(), 0).await
-                    && history
-                        .events
-                        .iter()
-                        .any(|event| event.data.get().contains(&token_id))
-                {
-                    record(
-                        &trace,
-                        "revoker",
-                        Observation::Revoked {
-                            subscriber,
-                            token_id,
-                        },
-                    );
-                    break;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let poll = tokio::time::sleep(Duration::from_millis(100));
+                tokio::select! {
+                    biased;
+                    message = live.next() => {
+                        seen = matches!(message, Some(events::BusMessage::Event { event, .. })
+                            if event.data.get().contains(&token_id));
+                    }
+                    () = poll => {
+                        if revoked
+                            && let Ok(history) = events::EventBus::history(
+                                &revocations,
+                                &ChannelName::revocations(),
+                                0,
+                            )
+                            .await
+                        {
+                            seen = history
+                                .events
+                                .iter()
+                                .any(|event| event.data.get().contains(&token_id));
+                        }
+                    }
+                }
+            }
+            if seen {
+                record(
+                    &trace,
+                    "revoker",
+                    Observation::Revoked {
+                        subscriber,
+                        token_id,
+                    },
+                );
             }
             let _ = subscription.await;
             Ok(())

@@ -71,7 +71,7 @@ pub enum Observation {
         /// The `event_bus` dependency's `healthy`.
         bus_healthy: bool,
     },
-    /// A subscriber's token was revoked, and the revocation was seen stored on
+    /// A subscriber's token was revoked, and the revocation was seen (live or in history) on
     /// `auth:revocations` at this observation's time.
     Revoked {
         /// The logical subscriber whose token it was.
