@@ -159,7 +159,7 @@ impl App {
                 });
             }
         }
-        let backends = Backends::from_config(&seams.net, &config)?;
+        let backends = Backends::from_config(&seams.net, &config, seams.seed)?;
         let auth_backend = backends
             .by_name(&config.auth.backend)
             .cloned()

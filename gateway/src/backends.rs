@@ -1,5 +1,6 @@
 //! Backend connections: one lazily connected HTTP/2 channel per configured backend, dialled
-//! through the [`Net`] seam, and the generic unary call every route uses.
+//! through the [`Net`] seam, and the generic unary call every route uses, behind the backend's
+//! circuit breaker and with retries of safe calls within its retry budget.
 
 use std::{
     collections::BTreeMap,
@@ -20,6 +21,10 @@ use tonic::{
 use crate::{
     codec::DynamicCodec,
     config::{BackendConfig, Config, millis},
+    resilience::{
+        Breaker, BreakerState, RetryBudget, breaker::Refused, is_backend_failure,
+        retry::is_retryable,
+    },
 };
 
 /// HTTP/2 flow-control windows on backend connections: large enough that one connection carries
@@ -39,6 +44,26 @@ struct BackendInner {
     connect: Box<dyn Fn() -> Channel + Send + Sync>,
     channel: RwLock<Channel>,
     last_reconnect: Mutex<Option<Instant>>,
+    breaker: Breaker,
+    retry: RetryBudget,
+}
+
+/// Why a call through [`Backend::call`] got no answer from the backend.
+#[derive(Debug)]
+pub enum CallError {
+    /// The circuit breaker is open: the call was not made.
+    Refused(Refused),
+    /// The backend answered with an error, or none came in time.
+    Status(Status),
+}
+
+/// How a call went, for metrics: its attempts and whether a wanted retry was refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallReport {
+    /// Retries made (attempts after the first).
+    pub retries: u32,
+    /// A retry was wanted but the budget was spent.
+    pub budget_exhausted: bool,
 }
 
 impl std::fmt::Debug for Backend {
@@ -65,6 +90,7 @@ impl Backend {
         net: &N,
         name: &str,
         config: &BackendConfig,
+        seed: u64,
     ) -> Result<Self, BackendSetupError> {
         let endpoint = Endpoint::from_shared(format!("http://{}", config.address))
             .map_err(|_| BackendSetupError {
@@ -89,7 +115,14 @@ impl Backend {
             connect,
             channel: RwLock::new(channel),
             last_reconnect: Mutex::new(None),
+            breaker: Breaker::new(config.breaker),
+            retry: RetryBudget::new(config.retry, seed),
         })))
+    }
+
+    /// The circuit breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.0.breaker.state()
     }
 
     /// The backend's name in config.
@@ -133,8 +166,69 @@ impl Backend {
         *self.0.channel.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }
 
-    /// Calls a unary method with a dynamic request. The deadline is sent as `grpc-timeout` and
-    /// also enforced here, so a backend that never answers cannot hold the request past it.
+    /// Calls a unary method through the circuit breaker, retrying a `retryable` (safe) call on
+    /// UNAVAILABLE while the retry budget allows, with jittered backoff. `deadline` bounds the
+    /// whole call, retries and backoff included; each attempt sends what is left of it.
+    pub async fn call(
+        &self,
+        path: PathAndQuery,
+        request: DynamicMessage,
+        response_type: MessageDescriptor,
+        metadata: MetadataMap,
+        deadline: Duration,
+        retryable: bool,
+    ) -> (Result<DynamicMessage, CallError>, CallReport) {
+        let give_up_at = Instant::now() + deadline;
+        let max_attempts = self.0.retry.config().max_attempts.max(1);
+        let mut report = CallReport::default();
+        self.0.retry.record_call();
+        loop {
+            let permit = match self.0.breaker.try_acquire() {
+                Ok(permit) => permit,
+                Err(refused) => return (Err(CallError::Refused(refused)), report),
+            };
+            let remaining = give_up_at.saturating_duration_since(Instant::now());
+            let result = self
+                .unary(
+                    path.clone(),
+                    request.clone(),
+                    response_type.clone(),
+                    metadata.clone(),
+                    remaining,
+                )
+                .await;
+            let status = match result {
+                Ok(response) => {
+                    permit.succeeded();
+                    return (Ok(response), report);
+                }
+                Err(status) => status,
+            };
+            if is_backend_failure(status.code()) {
+                permit.failed();
+            } else {
+                permit.succeeded();
+            }
+            let attempts = report.retries + 1;
+            if !retryable || !is_retryable(status.code()) || attempts >= max_attempts {
+                return (Err(CallError::Status(status)), report);
+            }
+            if !self.0.retry.try_withdraw() {
+                report.budget_exhausted = true;
+                return (Err(CallError::Status(status)), report);
+            }
+            let wait = self.0.retry.backoff(attempts);
+            if Instant::now() + wait >= give_up_at {
+                return (Err(CallError::Status(status)), report);
+            }
+            tokio::time::sleep(wait).await;
+            report.retries += 1;
+        }
+    }
+
+    /// Calls a unary method with a dynamic request, once, without the breaker. The deadline is
+    /// sent as `grpc-timeout` and also enforced here, so a backend that never answers cannot hold
+    /// the request past it.
     pub async fn unary(
         &self,
         path: PathAndQuery,
@@ -206,12 +300,18 @@ pub struct Backends {
 
 impl Backends {
     /// Builds a lazily connected channel for each configured backend.
-    pub fn from_config<N: Net>(net: &N, config: &Config) -> Result<Self, BackendSetupError> {
+    /// Each backend's retry backoff draws from `seed` mixed with its position.
+    pub fn from_config<N: Net>(
+        net: &N,
+        config: &Config,
+        seed: u64,
+    ) -> Result<Self, BackendSetupError> {
         let mut backends = Self::default();
-        for (name, backend_config) in &config.backends {
+        for (index, (name, backend_config)) in config.backends.iter().enumerate() {
+            let backend_seed = seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             backends.by_name.insert(
                 name.clone(),
-                Backend::connect_lazy(net, name, backend_config)?,
+                Backend::connect_lazy(net, name, backend_config, backend_seed)?,
             );
             for service in &backend_config.services {
                 backends.by_service.insert(service.clone(), name.clone());

@@ -13,6 +13,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::resilience::{BreakerConfig, RetryConfig};
+
 /// The root configuration; each section belongs to one module.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -77,6 +79,12 @@ pub struct BackendConfig {
     /// deadline (a silently dead connection). Default 1,000 ms.
     #[serde(default = "defaults::reconnect_interval_ms")]
     pub reconnect_interval_ms: u64,
+    /// The circuit breaker in front of it (`docs/resilience.md`).
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Retries of safe calls and their budget (`docs/resilience.md`).
+    #[serde(default)]
+    pub retry: RetryConfig,
 }
 
 /// Client authentication.
@@ -280,6 +288,8 @@ impl Default for Config {
             keepalive_interval_ms: defaults::keepalive_interval_ms(),
             keepalive_timeout_ms: defaults::keepalive_timeout_ms(),
             reconnect_interval_ms: defaults::reconnect_interval_ms(),
+            breaker: BreakerConfig::default(),
+            retry: RetryConfig::default(),
         };
         Self {
             listen: ListenConfig::default(),
@@ -457,6 +467,36 @@ impl Config {
                 &field("reconnect_interval_ms"),
                 backend.reconnect_interval_ms,
             )?;
+            let share = |leaf: &str, value: f64| {
+                if (0.0..=1.0).contains(&value) {
+                    Ok(())
+                } else {
+                    Err(invalid(&field(leaf), "must be between 0.0 and 1.0"))
+                }
+            };
+            let breaker = &backend.breaker;
+            share("breaker.failure_ratio", breaker.failure_ratio)?;
+            positive(
+                &field("breaker.consecutive_failures"),
+                breaker.consecutive_failures.into(),
+            )?;
+            positive(&field("breaker.window_ms"), breaker.window_ms)?;
+            positive(&field("breaker.open_ms"), breaker.open_ms)?;
+            positive(&field("breaker.open_max_ms"), breaker.open_max_ms)?;
+            positive(
+                &field("breaker.half_open_probes"),
+                breaker.half_open_probes.into(),
+            )?;
+            let retry = &backend.retry;
+            positive(&field("retry.max_attempts"), retry.max_attempts.into())?;
+            share("retry.budget_ratio", retry.budget_ratio)?;
+            positive(&field("retry.budget_window_ms"), retry.budget_window_ms)?;
+            if retry.backoff_initial_ms > retry.backoff_max_ms {
+                return Err(invalid(
+                    &field("retry.backoff_initial_ms"),
+                    "must not exceed retry.backoff_max_ms",
+                ));
+            }
         }
         if !self.backends.contains_key(&self.auth.backend) {
             return Err(invalid("auth.backend", "must name a configured backend"));

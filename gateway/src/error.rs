@@ -91,6 +91,20 @@ impl ApiError {
         }
     }
 
+    /// 503 `circuit_open`: the backend's circuit breaker is open, so the call was not made.
+    /// `Retry-After` says when the breaker lets a probe through (whole seconds, at least 1).
+    pub fn circuit_open(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_millis().div_ceil(1_000).max(1) as u64;
+        Self {
+            retry_after_seconds: Some(seconds),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "circuit_open",
+                "the backend service is failing; the gateway is not calling it for now",
+            )
+        }
+    }
+
     /// Maps a backend's gRPC status to the client's answer, per the table in `docs/errors.md`.
     /// Messages of client-error statuses are the backend's own (they describe the client's input);
     /// messages of server-side statuses are replaced, so internals never leak.

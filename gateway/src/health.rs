@@ -30,6 +30,7 @@ use crate::{
     backends::{Backend, Backends},
     config::HealthConfig,
     metrics::Metrics,
+    resilience::BreakerState,
 };
 
 /// The name of the event bus in the health report.
@@ -53,6 +54,7 @@ pub async fn watch_bus(
                     "delivery broken"
                 }
                 .to_owned(),
+                breaker: None,
             },
         );
         tokio::select! {
@@ -70,6 +72,9 @@ pub struct DependencyStatus {
     pub healthy: bool,
     /// What the check saw: `SERVING`, or why not.
     pub detail: String,
+    /// A backend's circuit breaker (`closed`, `open`, `half_open`); absent for the event bus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerState>,
 }
 
 /// Shared health state: dependency results and the draining flag.
@@ -99,6 +104,7 @@ impl Health {
                     DependencyStatus {
                         healthy: false,
                         detail: "not checked yet".to_owned(),
+                        breaker: None,
                     },
                 )
             })
@@ -160,11 +166,15 @@ pub async fn run_checks(
             _ = interval.tick() => {}
         }
         let checks = backends.iter().map(|(backend, services)| async move {
-            let status = check_backend(backend, &services, timeout).await;
+            let mut status = check_backend(backend, &services, timeout).await;
+            status.breaker = Some(backend.breaker_state());
             (backend.name().to_owned(), status)
         });
         for (name, status) in futures::future::join_all(checks).await {
             metrics.set_backend_up(&name, status.healthy);
+            if let Some(breaker) = status.breaker {
+                metrics.set_breaker_state(&name, breaker);
+            }
             health.record(&name, status);
         }
     }
@@ -196,11 +206,13 @@ async fn check_backend(
         return DependencyStatus {
             healthy: false,
             detail,
+            breaker: None,
         };
     }
     DependencyStatus {
         healthy: true,
         detail: "SERVING".to_owned(),
+        breaker: None,
     }
 }
 

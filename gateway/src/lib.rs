@@ -18,6 +18,7 @@
 //! - [`hub`]: fan-out of bus events to connections: queues, recovery, the frame protocol.
 //! - [`permissions`]: `CheckPermission` with a short cache.
 //! - [`revocations`]: applies Auth's revocation events to caches and connections.
+//! - [`resilience`]: circuit breakers and retry budgets for backend calls.
 //! - [`config`]: the configuration and its validation.
 //! - [`app`]: builds the state and assembles the routers.
 //! - [`server`]: runs the listeners and drains on shutdown.
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod permissions;
 pub mod proxy;
 pub mod request_id;
+pub mod resilience;
 pub mod revocations;
 pub mod routing;
 pub mod server;

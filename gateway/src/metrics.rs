@@ -52,6 +52,15 @@ pub struct BackendNameLabels {
     pub backend: String,
 }
 
+/// The label set of retry counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// The backend's name in config.
+    pub backend: String,
+    /// `retried`: a retry was sent; `budget_exhausted`: one was wanted but the budget was spent.
+    pub outcome: &'static str,
+}
+
 /// The route label of a response, set by the routing layer as a response extension.
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub String);
@@ -64,6 +73,9 @@ pub struct Metrics {
     http_duration: Family<HttpLabels, Histogram>,
     backend_duration: Family<BackendLabels, Histogram>,
     backend_up: Family<BackendNameLabels, Gauge>,
+    breaker_state: Family<BackendNameLabels, Gauge>,
+    breaker_refusals: Family<BackendNameLabels, Counter>,
+    retries: Family<RetryLabels, Counter>,
     event_handoff: Histogram,
 }
 
@@ -82,6 +94,9 @@ impl Default for Metrics {
             latency_histogram as fn() -> _,
         );
         let backend_up = Family::<BackendNameLabels, Gauge>::default();
+        let breaker_state = Family::<BackendNameLabels, Gauge>::default();
+        let breaker_refusals = Family::<BackendNameLabels, Counter>::default();
+        let retries = Family::<RetryLabels, Counter>::default();
         // 50 µs to ~1.6 s in steps of √2: fine enough to state a p99 against a few-ms target.
         let event_handoff = Histogram::new(exponential_buckets(0.000_05, 2f64.sqrt(), 31));
         registry.register(
@@ -110,12 +125,30 @@ impl Default for Metrics {
             "Whether the latest health check of a backend succeeded",
             backend_up.clone(),
         );
+        registry.register(
+            "gateway_backend_breaker_state",
+            "Circuit breaker of a backend: 0 closed, 1 open, 2 half-open (as of the latest health check)",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "gateway_backend_breaker_refusals",
+            "Calls answered 503 circuit_open without calling the backend",
+            breaker_refusals.clone(),
+        );
+        registry.register(
+            "gateway_backend_retries",
+            "Retries of safe backend calls, and retries refused by the retry budget",
+            retries.clone(),
+        );
         Self {
             registry,
             http_requests,
             http_duration,
             backend_duration,
             backend_up,
+            breaker_state,
+            breaker_refusals,
+            retries,
             event_handoff,
         }
     }
@@ -144,6 +177,40 @@ impl Metrics {
                 backend: backend.to_owned(),
             })
             .set(i64::from(up));
+    }
+
+    /// Records a backend's circuit breaker state.
+    pub fn set_breaker_state(&self, backend: &str, state: crate::resilience::BreakerState) {
+        self.breaker_state
+            .get_or_create(&BackendNameLabels {
+                backend: backend.to_owned(),
+            })
+            .set(state.as_gauge());
+    }
+
+    /// Records a call refused by an open breaker.
+    pub fn count_breaker_refusal(&self, backend: &str) {
+        self.breaker_refusals
+            .get_or_create(&BackendNameLabels {
+                backend: backend.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records what a call's retries were.
+    pub fn count_retries(&self, backend: &str, report: crate::backends::CallReport) {
+        let count = |outcome, n: u64| {
+            if n > 0 {
+                self.retries
+                    .get_or_create(&RetryLabels {
+                        backend: backend.to_owned(),
+                        outcome,
+                    })
+                    .inc_by(n);
+            }
+        };
+        count("retried", report.retries.into());
+        count("budget_exhausted", report.budget_exhausted.into());
     }
 
     /// The text exposition of every metric.

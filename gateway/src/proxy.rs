@@ -15,7 +15,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::{
     auth::{RequiresAuth, UserContext},
-    backends::Backends,
+    backends::{Backends, CallError},
     error::ApiError,
     limits::payload_too_large,
     metrics::{Metrics, RouteLabel},
@@ -138,25 +138,38 @@ async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> 
         parts.extensions.get::<Arc<UserContext>>(),
     );
     let started = tokio::time::Instant::now();
-    let result = backend
-        .unary(
+    let (result, report) = backend
+        .call(
             route.grpc_path.clone(),
             message,
             route.grpc_method.output(),
             metadata,
             backend.deadline(),
+            route.retryable,
         )
         .await;
-    let code = result
-        .as_ref()
-        .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-    proxy
-        .metrics
-        .observe_backend_call(route.service_name(), code, started.elapsed());
-    let response = result.map_err(|status| {
-        tracing::debug!(code = ?status.code(), message = status.message(), "backend error");
-        ApiError::from_grpc_status(&status)
-    })?;
+    proxy.metrics.count_retries(backend.name(), report);
+    let response = match result {
+        Ok(response) => {
+            let elapsed = started.elapsed();
+            proxy
+                .metrics
+                .observe_backend_call(route.service_name(), tonic::Code::Ok, elapsed);
+            response
+        }
+        Err(CallError::Refused(refused)) => {
+            proxy.metrics.count_breaker_refusal(backend.name());
+            return Err(ApiError::circuit_open(refused.retry_after));
+        }
+        Err(CallError::Status(status)) => {
+            let elapsed = started.elapsed();
+            proxy
+                .metrics
+                .observe_backend_call(route.service_name(), status.code(), elapsed);
+            tracing::debug!(code = ?status.code(), message = status.message(), "backend error");
+            return Err(ApiError::from_grpc_status(&status));
+        }
+    };
     let json = transcode::response_to_json(route, &response).map_err(|error| {
         tracing::error!(%error, "response transcoding failed");
         ApiError::new(

@@ -41,7 +41,9 @@ async fn every_grpc_status_maps_to_its_documented_http_status() {
         ))
     });
     let address = dynamic::serve(&pool, "failing.v1.FailingService", "Fail", fail).await;
-    let config = dynamic::config_with_backend("failing.v1.FailingService", address, &["Fail"]);
+    let mut config = dynamic::config_with_backend("failing.v1.FailingService", address, &["Fail"]);
+    // Every call here fails on purpose: the breaker would soon answer for the backend.
+    config.backends.get_mut("extra").unwrap().breaker.enabled = false;
     let seams = Seams {
         net: TokioNet,
         clock: Arc::new(SystemClock),

@@ -44,6 +44,9 @@ pub struct Route {
     pub public: bool,
     /// A low-cardinality label for logs and metrics: `GET /api/projects/{id}`.
     pub label: String,
+    /// Whether a failed call may be sent again: the HTTP method is GET, or the proto marks the
+    /// gRPC method `NO_SIDE_EFFECTS` or `IDEMPOTENT`.
+    pub retryable: bool,
 }
 
 impl Route {
@@ -296,6 +299,7 @@ fn build_route(
         .map_err(|_| binding_error("the method name is not a valid gRPC path".into()))?;
     Ok(Route {
         label: format!("{http_method} {}", template.as_str()),
+        retryable: http_method == Method::GET || is_idempotent(method),
         method: http_method,
         template,
         grpc_method: method.clone(),
@@ -304,6 +308,16 @@ fn build_route(
         response_body,
         public,
     })
+}
+
+/// Whether the proto marks a method safe to repeat (`option idempotency_level`).
+fn is_idempotent(method: &MethodDescriptor) -> bool {
+    // google.protobuf.MethodOptions.IdempotencyLevel: 1 NO_SIDE_EFFECTS, 2 IDEMPOTENT.
+    method
+        .options()
+        .get_field_by_name("idempotency_level")
+        .and_then(|value| value.as_enum_number())
+        .is_some_and(|level| level == 1 || level == 2)
 }
 
 /// Walks a dotted field path (`project.id`) through nested singular message fields.

@@ -1,0 +1,196 @@
+//! The resilience mechanisms against the mock backends' fault knobs: retries of safe calls only,
+//! within the retry budget; the circuit breaker opening, refusing at once with `Retry-After`,
+//! showing in `/health` and metrics, and closing again after the backend recovers.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use http::Request;
+use mock_backends::ServiceKind;
+use support::{Stack, json_request, send};
+
+/// How many calls with this request ID the backend received.
+fn attempts(stack: &Stack, kind: ServiceKind, request_id: &str) -> usize {
+    stack
+        .backends
+        .recent_request_ids(kind)
+        .iter()
+        .filter(|id| *id == request_id)
+        .count()
+}
+
+async fn send_with_id(
+    stack: &Stack,
+    method: &str,
+    path: &str,
+    token: &str,
+    id: &str,
+) -> support::Answer {
+    let body = if method == "POST" {
+        r#"{"name":"n"}"#
+    } else {
+        ""
+    };
+    let mut request = json_request(method, path, Some(token), body);
+    request
+        .headers_mut()
+        .insert("x-request-id", id.parse().unwrap());
+    stack.send(request).await
+}
+
+#[tokio::test]
+async fn safe_calls_are_retried_within_the_budget_and_unsafe_ones_never() {
+    let stack = Stack::start_with(
+        |_| {},
+        |config| {
+            let project = config.backends.get_mut("project").unwrap();
+            project.breaker.enabled = false;
+            project.retry.max_attempts = 3;
+            // Room for exactly two retries in the window, whatever the traffic.
+            project.retry.budget_ratio = 0.0;
+            project.retry.budget_min_per_second = 1;
+            project.retry.budget_window_ms = 2_000;
+        },
+    )
+    .await;
+    let token = stack.login("alice").await;
+    stack
+        .backends
+        .faults(ServiceKind::Project)
+        .set_error_rate(1.0)
+        .unwrap();
+
+    // GET: three attempts, then the backend's 503.
+    let answer = send_with_id(&stack, "GET", "/api/projects", &token, "get-1").await;
+    answer.assert_error(503, "unavailable");
+    assert_eq!(attempts(&stack, ServiceKind::Project, "get-1"), 3);
+
+    // POST /api/projects (CreateProject: neither GET nor marked idempotent): one attempt.
+    let answer = send_with_id(&stack, "POST", "/api/projects", &token, "post-1").await;
+    answer.assert_error(503, "unavailable");
+    assert_eq!(attempts(&stack, ServiceKind::Project, "post-1"), 1);
+
+    // The budget is spent: the next GET is not retried, and the metrics say why.
+    let answer = send_with_id(&stack, "GET", "/api/projects", &token, "get-2").await;
+    answer.assert_error(503, "unavailable");
+    assert_eq!(attempts(&stack, ServiceKind::Project, "get-2"), 1);
+    let metrics = stack.app.metrics().render();
+    assert!(
+        metrics.contains(r#"gateway_backend_retries_total{backend="project",outcome="retried"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"gateway_backend_retries_total{backend="project",outcome="budget_exhausted"} 1"#
+        ),
+        "{metrics}"
+    );
+
+    // A retry that succeeds is invisible to the client.
+    stack
+        .backends
+        .faults(ServiceKind::Project)
+        .set_error_rate(0.0)
+        .unwrap();
+    let answer = send_with_id(&stack, "GET", "/api/projects", &token, "get-3").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+}
+
+#[tokio::test]
+async fn an_open_breaker_refuses_at_once_shows_in_health_and_metrics_and_closes_after_recovery() {
+    let stack = Stack::start_with(
+        |_| {},
+        |config| {
+            config.health.check_interval_ms = 50;
+            let simulation = config.backends.get_mut("simulation").unwrap();
+            simulation.retry.max_attempts = 1;
+            simulation.breaker.consecutive_failures = 3;
+            simulation.breaker.open_ms = 400;
+            simulation.breaker.half_open_probes = 1;
+        },
+    )
+    .await;
+    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
+    let _checks = stack.app.spawn_health_checks(stop_signal);
+    let token = stack.login("alice").await;
+    let faults = stack.backends.faults(ServiceKind::Simulation);
+
+    faults.set_error_rate(1.0).unwrap();
+    for n in 0..3 {
+        let id = format!("failing-{n}");
+        send_with_id(&stack, "GET", "/api/simulations", &token, &id)
+            .await
+            .assert_error(503, "unavailable");
+    }
+    // Open: refused without a call, with the breaker's own code and a Retry-After.
+    let answer = send_with_id(&stack, "GET", "/api/simulations", &token, "refused").await;
+    answer.assert_error(503, "circuit_open");
+    assert_eq!(answer.headers["retry-after"], "1");
+    assert_eq!(attempts(&stack, ServiceKind::Simulation, "refused"), 0);
+    // Other backends are not affected.
+    assert_eq!(stack.get("/api/projects", &token).await.status, 200);
+
+    let report = until_health(&stack, |report| {
+        report["dependencies"]["simulation"]["breaker"] == "open"
+    })
+    .await;
+    assert_eq!(report["dependencies"]["project"]["breaker"], "closed");
+    let metrics = stack.app.metrics().render();
+    assert!(
+        metrics.contains(r#"gateway_backend_breaker_state{backend="simulation"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"gateway_backend_breaker_refusals_total{backend="simulation"} 1"#),
+        "{metrics}"
+    );
+
+    // The backend recovers; after the open period one probe succeeds and the breaker closes.
+    faults.set_error_rate(0.0).unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let answer = send_with_id(&stack, "GET", "/api/simulations", &token, "probe").await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    until_health(&stack, |report| {
+        report["dependencies"]["simulation"]["breaker"] == "closed"
+    })
+    .await;
+}
+
+/// The `/health` report once `ready` holds of it (within two seconds).
+async fn until_health(
+    stack: &Stack,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..40 {
+        let request = Request::get("/health").body(Body::empty()).unwrap();
+        last = send(stack.app.health_router(), request).await.json;
+        if ready(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("health never showed the expected state: {last}");
+}
+
+#[test]
+fn routes_are_retryable_when_get_or_marked_idempotent_in_the_proto() {
+    use gateway::{app::builtin_descriptors, routing::RouteTable};
+    let table = RouteTable::from_pool(&builtin_descriptors(), &[]).unwrap();
+    let retryable = |label: &str| {
+        table
+            .routes()
+            .iter()
+            .find(|route| route.label == label)
+            .unwrap_or_else(|| panic!("no route {label}"))
+            .retryable
+    };
+    assert!(retryable("GET /api/projects"));
+    assert!(retryable("DELETE /api/projects/{id}"), "IDEMPOTENT");
+    assert!(retryable("POST /api/simulations/{id}:stop"), "IDEMPOTENT");
+    assert!(!retryable("POST /api/projects"));
+    assert!(!retryable("PATCH /api/projects/{id}"));
+    assert!(!retryable("POST /api/simulations"));
+}
