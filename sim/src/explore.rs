@@ -41,10 +41,12 @@ pub fn fault_schedule(seed: u64, gateways: usize, duration: Duration) -> Vec<(Du
     let mut schedule = Vec::new();
     for index in 0..count {
         let slot_start = start + slot * index;
-        let length =
-            Duration::from_millis(rng.random_range(500..=slot.as_millis().max(501) as u64 * 3 / 4));
-        let at = slot_start
-            + Duration::from_millis(rng.random_range(0..=(slot - length).as_millis() as u64 / 2));
+        // Each fault lasts from half a second to three quarters of its slot (half a second when
+        // the slot is shorter than that allows).
+        let longest = (slot.as_millis() as u64 * 3 / 4).max(500);
+        let length = Duration::from_millis(rng.random_range(500..=longest));
+        let slack = slot.saturating_sub(length).as_millis() as u64 / 2;
+        let at = slot_start + Duration::from_millis(rng.random_range(0..=slack));
         let until = at + length;
         let gateway = format!("gateway-{}", rng.random_range(1..=gateways.max(1)));
         let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());

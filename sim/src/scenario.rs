@@ -57,9 +57,10 @@ pub enum Fault {
     Hold(String, String),
     /// Deliver what was held.
     Release(String, String),
-    /// Stop a host; its state is lost.
+    /// Stop a host; its state is lost. It is cut from every host until it restarts, so its
+    /// peers get no FIN or RST: they notice by silence and timeouts.
     Crash(String),
-    /// Start a crashed host again, empty.
+    /// Start a crashed host again, empty, and heal its links (any partition involving it too).
     Restart(String),
     /// Set a mock backend's fault knobs (latency, error rate, hang, down); all zero turns them off.
     Backend {
@@ -303,7 +304,11 @@ impl Scenario {
                 clock,
             );
         }
-        self.spawn_clients(&mut sim, &trace);
+        let mut hosts: Vec<String> = ["redis", "auth", "project", "simulation"]
+            .map(str::to_owned)
+            .into();
+        hosts.extend(self.gateway_names());
+        hosts.extend(self.spawn_clients(&mut sim, &trace));
 
         let mut pending: std::collections::VecDeque<(Duration, Fault)> =
             self.faults.iter().cloned().collect();
@@ -319,7 +324,7 @@ impl Scenario {
                     "runner",
                     Observation::Fault(format!("{fault:?}")),
                 );
-                apply(&mut sim, &clocks, &knobs, &fault);
+                apply(&mut sim, &hosts, &clocks, &knobs, &fault);
             }
             match sim.step() {
                 Ok(true) => break,
@@ -361,7 +366,9 @@ impl Scenario {
         }
     }
 
-    fn spawn_clients(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) {
+    /// Starts the client hosts; returns their names.
+    fn spawn_clients(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) -> Vec<String> {
+        let mut names: Vec<String> = ["publisher", "http", "prober"].map(str::to_owned).into();
         let gateways = self.gateway_names();
         let end = self.duration;
         let seed = self.seed;
@@ -476,6 +483,7 @@ impl Scenario {
             let first = host_index * self.subscribers_per_host;
             let last = (first + self.subscribers_per_host).min(self.subscribers);
             let host = format!("subscribers-{}", host_index + 1);
+            names.push(host.clone());
             let host_trace = trace.clone();
             let host_gateways = gateways.clone();
             let sabotage = self.sabotage;
@@ -512,14 +520,19 @@ impl Scenario {
                 Ok(())
             });
         }
-        self.spawn_collaborators(sim, trace);
-        self.spawn_revoker(sim, trace);
+        names.extend(self.spawn_collaborators(sim, trace));
+        names.extend(self.spawn_revoker(sim, trace));
+        names
     }
 
     /// Collaborators get the subscriber numbers after the subscribers'.
-    fn spawn_collaborators(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) {
+    fn spawn_collaborators(
+        &self,
+        sim: &mut turmoil::Sim<'_>,
+        trace: &SharedTrace,
+    ) -> Option<String> {
         if self.collaborators == 0 {
-            return;
+            return None;
         }
         let (first, count) = (self.subscribers, self.collaborators);
         let gateways = self.gateway_names();
@@ -547,15 +560,14 @@ impl Scenario {
             }
             Ok(())
         });
+        Some("collaborators".to_owned())
     }
 
     /// The revoker is the last subscriber number: it subscribes to `user:u-1` with its own token,
     /// asks Auth (through the control plane) to revoke that token at `revoke_at`, then records
     /// [`Observation::Revoked`] once it sees the revocation on `auth:revocations` (live, or in history).
-    fn spawn_revoker(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) {
-        let Some(revoke_at) = self.revoke_at else {
-            return;
-        };
+    fn spawn_revoker(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) -> Option<String> {
+        let revoke_at = self.revoke_at?;
         let subscriber = self.subscribers + self.collaborators;
         let gateways = self.gateway_names();
         let (end, seed, trace) = (self.duration, self.seed, trace.clone());
@@ -629,6 +641,7 @@ impl Scenario {
             let _ = subscription.await;
             Ok(())
         });
+        Some("revoker".to_owned())
     }
 }
 
@@ -808,6 +821,7 @@ fn essentials(mut frame: Value) -> Value {
 
 fn apply(
     sim: &mut turmoil::Sim<'_>,
+    hosts: &[String],
     clocks: &[(String, SimClock)],
     knobs: &FaultKnobs,
     fault: &Fault,
@@ -820,8 +834,23 @@ fn apply(
         }
         Fault::Hold(a, b) => sim.hold(a.as_str(), b.as_str()),
         Fault::Release(a, b) => sim.release(a.as_str(), b.as_str()),
-        Fault::Crash(host) => sim.crash(host.as_str()),
-        Fault::Restart(host) => sim.bounce(host.as_str()),
+        // A crashed host vanishes: it is cut from every other host before its runtime is dropped,
+        // so the connections it held send nothing (no FIN, no RST; peers notice by silence and
+        // timeouts, as after a power loss). This also keeps runs deterministic: tokio drops a
+        // runtime's tasks in an order that depends on process-wide task IDs, and every segment
+        // those drops sent would draw latency from the seeded RNG in that order.
+        Fault::Crash(host) => {
+            for other in hosts.iter().filter(|other| *other != host) {
+                sim.partition(host.as_str(), other.as_str());
+            }
+            sim.crash(host.as_str());
+        }
+        Fault::Restart(host) => {
+            sim.bounce(host.as_str());
+            for other in hosts.iter().filter(|other| *other != host) {
+                sim.repair(host.as_str(), other.as_str());
+            }
+        }
         Fault::Backend { host, faults } => {
             let knobs = knobs.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(knob) = knobs.get(host)

@@ -25,6 +25,7 @@ fn a_quiet_run_keeps_every_invariant() {
     report.assert_holds();
 }
 
+/// Seed 2's generated schedule crashes and restarts `gateway-1`: a crash must replay too.
 #[test]
 fn the_same_seed_gives_the_same_trace() {
     let seed = seed::seed_or(2);
