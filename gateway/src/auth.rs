@@ -223,12 +223,13 @@ impl TokenValidator {
         if let Some(id) = request_id::current().and_then(|id| id.parse().ok()) {
             request.metadata_mut().insert(request_id::HEADER, id);
         }
-        let mut client = AuthServiceClient::new(self.auth.channel());
+        let lease = self.auth.lease();
+        let mut client = AuthServiceClient::new(lease.channel());
         let started = Instant::now();
         let answer = tokio::time::timeout(deadline, client.validate_token(request))
             .await
             .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer")));
-        let answer = self.auth.settle(answer, started, deadline);
+        let answer = crate::backends::settle(&lease, answer, started, deadline);
         let now = Instant::now();
         let negative_until = now + Duration::from_millis(self.config.negative_cache_ttl_ms);
         match answer {

@@ -13,7 +13,10 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use crate::resilience::{BreakerConfig, RetryConfig};
+pub use crate::{
+    backends::PoolConfig,
+    resilience::{BreakerConfig, RetryConfig},
+};
 
 /// The root configuration; each section belongs to one module.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,8 +60,14 @@ pub struct ListenConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
-    /// `host:port` of the gRPC server.
+    /// `host:port` of the gRPC server (its first instance).
     pub address: String,
+    /// `host:port` of further instances of the same service; calls go round robin over all.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// The channel pool of each instance.
+    #[serde(default)]
+    pub pool: PoolConfig,
     /// Fully qualified gRPC services it serves (`project.v1.ProjectService`). An empty list
     /// switches the backend off when loading (the way to drop a default backend).
     pub services: Vec<String>,
@@ -282,6 +291,8 @@ impl Default for Config {
     fn default() -> Self {
         let backend = |address: &str, service: &str| BackendConfig {
             address: address.to_owned(),
+            replicas: Vec::new(),
+            pool: PoolConfig::default(),
             services: vec![service.to_owned()],
             connect_timeout_ms: defaults::connect_timeout_ms(),
             deadline_ms: defaults::deadline_ms(),
@@ -438,9 +449,27 @@ impl Config {
         let mut seen_services = BTreeMap::new();
         for (name, backend) in &self.backends {
             let field = |leaf: &str| format!("backends.{name}.{leaf}");
-            match backend.address.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-                _ => return Err(invalid(&field("address"), "must be host:port")),
+            for (leaf, address) in std::iter::once(("address", &backend.address))
+                .chain(backend.replicas.iter().map(|a| ("replicas", a)))
+            {
+                match address.rsplit_once(':') {
+                    Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                    _ => return Err(invalid(&field(leaf), "must be host:port")),
+                }
+            }
+            positive(
+                &field("pool.min_channels"),
+                backend.pool.min_channels as u64,
+            )?;
+            positive(
+                &field("pool.streams_per_channel"),
+                backend.pool.streams_per_channel as u64,
+            )?;
+            if backend.pool.max_channels < backend.pool.min_channels {
+                return Err(invalid(
+                    &field("pool.max_channels"),
+                    "must not be below pool.min_channels",
+                ));
             }
             if backend.services.is_empty() {
                 return Err(invalid(

@@ -1,9 +1,11 @@
 //! Health: liveness, readiness and per-dependency detail.
 //!
-//! A background task asks every backend's `grpc.health.v1.Health/Check` for each service it
-//! serves, every `health.check_interval_ms`. Probes read the latest results, so a flood of probe
-//! requests never becomes a flood of backend calls. The gateway is ready when every backend answered
-//! SERVING for every service at the latest check and it is not draining for shutdown.
+//! A background task asks every instance of every backend `grpc.health.v1.Health/Check` for each
+//! service it serves, every `health.check_interval_ms`. An instance that fails leaves the call
+//! rotation until it passes again. Probes read the latest results, so a flood of probe requests
+//! never becomes a flood of backend calls. The gateway is ready when every backend has an instance
+//! that answered SERVING for every service at the latest check, its event bus delivers, and it is
+//! not draining for shutdown.
 
 use std::{
     collections::BTreeMap,
@@ -27,7 +29,7 @@ use tonic_health::pb::{
 };
 
 use crate::{
-    backends::{Backend, Backends},
+    backends::{Backend, Backends, Instance},
     config::HealthConfig,
     metrics::Metrics,
     resilience::BreakerState,
@@ -54,7 +56,7 @@ pub async fn watch_bus(
                     "delivery broken"
                 }
                 .to_owned(),
-                breaker: None,
+                instances: Vec::new(),
             },
         );
         tokio::select! {
@@ -72,9 +74,24 @@ pub struct DependencyStatus {
     pub healthy: bool,
     /// What the check saw: `SERVING`, or why not.
     pub detail: String,
-    /// A backend's circuit breaker (`closed`, `open`, `half_open`); absent for the event bus.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub breaker: Option<BreakerState>,
+    /// A backend's instances (absent for the event bus).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// The latest known state of one backend instance.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// Its address.
+    pub address: String,
+    /// Whether its latest check succeeded; an unhealthy instance is out of the rotation.
+    pub healthy: bool,
+    /// What the check saw.
+    pub detail: String,
+    /// Its circuit breaker.
+    pub breaker: BreakerState,
+    /// Channels in its pool.
+    pub channels: usize,
 }
 
 /// Shared health state: dependency results and the draining flag.
@@ -104,7 +121,7 @@ impl Health {
                     DependencyStatus {
                         healthy: false,
                         detail: "not checked yet".to_owned(),
-                        breaker: None,
+                        instances: Vec::new(),
                     },
                 )
             })
@@ -166,26 +183,61 @@ pub async fn run_checks(
             _ = interval.tick() => {}
         }
         let checks = backends.iter().map(|(backend, services)| async move {
-            let mut status = check_backend(backend, &services, timeout).await;
-            status.breaker = Some(backend.breaker_state());
+            let status = check_backend(backend, &services, timeout).await;
             (backend.name().to_owned(), status)
         });
         for (name, status) in futures::future::join_all(checks).await {
             metrics.set_backend_up(&name, status.healthy);
-            if let Some(breaker) = status.breaker {
-                metrics.set_breaker_state(&name, breaker);
+            for instance in &status.instances {
+                metrics.set_breaker_state(&name, &instance.address, instance.breaker);
             }
             health.record(&name, status);
         }
     }
 }
 
+/// Checks every instance; the backend is healthy when one is.
 async fn check_backend(
     backend: &Backend,
     services: &[&str],
     timeout: Duration,
 ) -> DependencyStatus {
-    let mut client = HealthClient::new(backend.channel());
+    let checks = backend.instances().iter().map(|instance| async move {
+        let (healthy, detail) = check_instance(instance, services, timeout).await;
+        instance.set_healthy(healthy);
+        InstanceStatus {
+            address: instance.address().to_owned(),
+            healthy,
+            detail,
+            breaker: instance.breaker_state(),
+            channels: instance.channel_count(),
+        }
+    });
+    let instances = futures::future::join_all(checks).await;
+    let serving = instances.iter().filter(|i| i.healthy).count();
+    let detail = match serving {
+        n if n == instances.len() => "SERVING".to_owned(),
+        0 => instances
+            .iter()
+            .map(|i| format!("{}: {}", i.address, i.detail))
+            .collect::<Vec<_>>()
+            .join("; "),
+        n => format!("{n} of {} instances SERVING", instances.len()),
+    };
+    DependencyStatus {
+        healthy: serving > 0,
+        detail,
+        instances,
+    }
+}
+
+async fn check_instance(
+    instance: &Arc<Instance>,
+    services: &[&str],
+    timeout: Duration,
+) -> (bool, String) {
+    let lease = instance.lease();
+    let mut client = HealthClient::new(lease.channel());
     for service in services {
         let mut request = tonic::Request::new(HealthCheckRequest {
             service: (*service).to_owned(),
@@ -199,21 +251,13 @@ async fn check_backend(
             Ok(Ok(response)) => format!("{service}: {:?}", response.get_ref().status()),
             Ok(Err(status)) => format!("{service}: {:?}: {}", status.code(), status.message()),
             Err(_) => {
-                backend.note_no_answer();
+                lease.note_no_answer();
                 format!("{service}: no answer within {} ms", timeout.as_millis())
             }
         };
-        return DependencyStatus {
-            healthy: false,
-            detail,
-            breaker: None,
-        };
+        return (false, detail);
     }
-    DependencyStatus {
-        healthy: true,
-        detail: "SERVING".to_owned(),
-        breaker: None,
-    }
+    (true, "SERVING".to_owned())
 }
 
 /// `GET /health/live`: the process is up and serving HTTP.

@@ -98,7 +98,7 @@ impl LocalVerifier {
         let deadline = Duration::from_millis(self.config.validation_deadline_ms);
         let mut request = tonic::Request::new(GetJwksRequest {});
         request.set_timeout(deadline);
-        let mut client = AuthServiceClient::new(self.auth.channel());
+        let mut client = AuthServiceClient::new(self.auth.lease().channel());
         let answer = match tokio::time::timeout(deadline, client.get_jwks(request)).await {
             Ok(Ok(answer)) => answer.into_inner(),
             Ok(Err(status)) => {

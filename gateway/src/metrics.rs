@@ -52,6 +52,15 @@ pub struct BackendNameLabels {
     pub backend: String,
 }
 
+/// The label set of per-instance gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    /// The backend's name in config.
+    pub backend: String,
+    /// The instance's address.
+    pub instance: String,
+}
+
 /// The label set of retry counts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RetryLabels {
@@ -73,7 +82,7 @@ pub struct Metrics {
     http_duration: Family<HttpLabels, Histogram>,
     backend_duration: Family<BackendLabels, Histogram>,
     backend_up: Family<BackendNameLabels, Gauge>,
-    breaker_state: Family<BackendNameLabels, Gauge>,
+    breaker_state: Family<InstanceLabels, Gauge>,
     breaker_refusals: Family<BackendNameLabels, Counter>,
     retries: Family<RetryLabels, Counter>,
     event_handoff: Histogram,
@@ -94,7 +103,7 @@ impl Default for Metrics {
             latency_histogram as fn() -> _,
         );
         let backend_up = Family::<BackendNameLabels, Gauge>::default();
-        let breaker_state = Family::<BackendNameLabels, Gauge>::default();
+        let breaker_state = Family::<InstanceLabels, Gauge>::default();
         let breaker_refusals = Family::<BackendNameLabels, Counter>::default();
         let retries = Family::<RetryLabels, Counter>::default();
         // 50 µs to ~1.6 s in steps of √2: fine enough to state a p99 against a few-ms target.
@@ -127,7 +136,7 @@ impl Default for Metrics {
         );
         registry.register(
             "gateway_backend_breaker_state",
-            "Circuit breaker of a backend: 0 closed, 1 open, 2 half-open (as of the latest health check)",
+            "Circuit breaker of a backend instance: 0 closed, 1 open, 2 half-open (as of the latest health check)",
             breaker_state.clone(),
         );
         registry.register(
@@ -179,11 +188,17 @@ impl Metrics {
             .set(i64::from(up));
     }
 
-    /// Records a backend's circuit breaker state.
-    pub fn set_breaker_state(&self, backend: &str, state: crate::resilience::BreakerState) {
+    /// Records a backend instance's circuit breaker state.
+    pub fn set_breaker_state(
+        &self,
+        backend: &str,
+        instance: &str,
+        state: crate::resilience::BreakerState,
+    ) {
         self.breaker_state
-            .get_or_create(&BackendNameLabels {
+            .get_or_create(&InstanceLabels {
                 backend: backend.to_owned(),
+                instance: instance.to_owned(),
             })
             .set(state.as_gauge());
     }

@@ -68,14 +68,13 @@ impl PermissionCache {
         if let Some(id) = request_id::current().and_then(|id| id.parse().ok()) {
             request.metadata_mut().insert(request_id::HEADER, id);
         }
-        let mut client = AuthServiceClient::new(self.auth.channel());
+        let lease = self.auth.lease();
+        let mut client = AuthServiceClient::new(lease.channel());
         let started = Instant::now();
         let answer = tokio::time::timeout(self.config.deadline, client.check_permission(request))
             .await
             .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer")));
-        let allowed = self
-            .auth
-            .settle(answer, started, self.config.deadline)
+        let allowed = crate::backends::settle(&lease, answer, started, self.config.deadline)
             .map_err(|status| PermissionUnavailable(status.message().to_owned()))?
             .into_inner()
             .allowed;

@@ -7,8 +7,10 @@ mod support;
 use std::time::Duration;
 
 use axum::body::Body;
+use gateway::{App, Seams};
 use http::Request;
-use mock_backends::ServiceKind;
+use mock_backends::{MockBackends, MockConfig, ServiceKind};
+use seams::{SystemClock, TokioNet};
 use support::{Stack, json_request, send};
 
 /// How many calls with this request ID the backend received.
@@ -132,16 +134,16 @@ async fn an_open_breaker_refuses_at_once_shows_in_health_and_metrics_and_closes_
     // Other backends are not affected.
     assert_eq!(stack.get("/api/projects", &token).await.status, 200);
 
-    let report = until_health(&stack, |report| {
-        report["dependencies"]["simulation"]["breaker"] == "open"
-    })
-    .await;
-    assert_eq!(report["dependencies"]["project"]["breaker"], "closed");
+    let breaker = |report: &serde_json::Value, backend: &str| {
+        report["dependencies"][backend]["instances"][0]["breaker"].clone()
+    };
+    let report = until_health(&stack.app, |report| breaker(report, "simulation") == "open").await;
+    assert_eq!(breaker(&report, "project"), "closed");
     let metrics = stack.app.metrics().render();
-    assert!(
-        metrics.contains(r#"gateway_backend_breaker_state{backend="simulation"} 1"#),
-        "{metrics}"
-    );
+    let address = stack.backends.addr(ServiceKind::Simulation);
+    let state =
+        format!(r#"gateway_backend_breaker_state{{backend="simulation",instance="{address}"}} 1"#);
+    assert!(metrics.contains(&state), "{metrics}");
     assert!(
         metrics.contains(r#"gateway_backend_breaker_refusals_total{backend="simulation"} 1"#),
         "{metrics}"
@@ -152,21 +154,18 @@ async fn an_open_breaker_refuses_at_once_shows_in_health_and_metrics_and_closes_
     tokio::time::sleep(Duration::from_millis(450)).await;
     let answer = send_with_id(&stack, "GET", "/api/simulations", &token, "probe").await;
     assert_eq!(answer.status, 200, "{}", answer.json);
-    until_health(&stack, |report| {
-        report["dependencies"]["simulation"]["breaker"] == "closed"
+    until_health(&stack.app, |report| {
+        breaker(report, "simulation") == "closed"
     })
     .await;
 }
 
 /// The `/health` report once `ready` holds of it (within two seconds).
-async fn until_health(
-    stack: &Stack,
-    ready: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
+async fn until_health(app: &App, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     for _ in 0..40 {
         let request = Request::get("/health").body(Body::empty()).unwrap();
-        last = send(stack.app.health_router(), request).await.json;
+        last = send(app.health_router(), request).await.json;
         if ready(&last) {
             return last;
         }
@@ -193,4 +192,92 @@ fn routes_are_retryable_when_get_or_marked_idempotent_in_the_proto() {
     assert!(!retryable("POST /api/projects"));
     assert!(!retryable("PATCH /api/projects/{id}"));
     assert!(!retryable("POST /api/simulations"));
+}
+
+#[tokio::test]
+async fn calls_go_round_robin_over_instances_and_an_unhealthy_one_leaves_the_rotation() {
+    let stack = Stack::start().await;
+    let token = stack.login("alice").await;
+    // A second Project instance, calling the same Auth.
+    let mut mock = MockConfig::for_tests();
+    mock.upstream.auth_addr = Some(stack.backends.addr(ServiceKind::Auth).to_string());
+    let clock = std::sync::Arc::new(SystemClock);
+    let second = MockBackends::start_service(TokioNet, clock.clone(), mock, ServiceKind::Project)
+        .await
+        .unwrap();
+    let mut config = stack.app.config().clone();
+    config.health.check_interval_ms = 50;
+    let project = config.backends.get_mut("project").unwrap();
+    project.replicas = vec![second.addr().to_string()];
+    project.retry.max_attempts = 1;
+    let seams = Seams {
+        net: TokioNet,
+        clock,
+        seed: 7,
+    };
+    let app = App::from_config(config, &seams, std::sync::Arc::new(stack.bus.clone())).unwrap();
+    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
+    let _checks = app.spawn_health_checks(stop_signal);
+    let get = |id: String| {
+        let mut request = json_request("GET", "/api/projects", Some(&token), "");
+        request
+            .headers_mut()
+            .insert("x-request-id", id.parse().unwrap());
+        send(app.api_router(), request)
+    };
+    let served_by = |id: &str| {
+        let id = id.to_owned();
+        let first = stack
+            .backends
+            .recent_request_ids(ServiceKind::Project)
+            .contains(&id);
+        let other = second.recent_request_ids().contains(&id);
+        (first, other)
+    };
+    let first_healthy = |healthy: bool| {
+        move |report: &serde_json::Value| {
+            report["dependencies"]["project"]["instances"][0]["healthy"] == healthy
+        }
+    };
+
+    let mut first_count = 0;
+    for n in 0..6 {
+        let id = format!("spread-{n}");
+        assert_eq!(get(id.clone()).await.status, 200);
+        let (first, other) = served_by(&id);
+        assert!(first != other, "one instance serves each call");
+        first_count += usize::from(first);
+    }
+    assert_eq!(first_count, 3, "round robin: half each");
+
+    // The first instance fails its health checks: it leaves the rotation, no call fails, and the
+    // gateway stays ready (the backend still has a healthy instance).
+    stack.backends.faults(ServiceKind::Project).set_down(true);
+    let report = until_health(&app, first_healthy(false)).await;
+    assert_eq!(
+        report["dependencies"]["project"]["healthy"], true,
+        "{report}"
+    );
+    assert_eq!(
+        report["dependencies"]["project"]["instances"][1]["healthy"],
+        true
+    );
+    assert_eq!(report["status"], "ready");
+    for n in 0..4 {
+        let id = format!("failover-{n}");
+        let answer = get(id.clone()).await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        assert_eq!(served_by(&id), (false, true));
+    }
+
+    // Back in rotation once healthy.
+    stack.backends.faults(ServiceKind::Project).set_down(false);
+    until_health(&app, first_healthy(true)).await;
+    let mut back = 0;
+    for n in 0..4 {
+        let id = format!("back-{n}");
+        assert_eq!(get(id.clone()).await.status, 200);
+        back += usize::from(served_by(&id).0);
+    }
+    assert_eq!(back, 2);
 }

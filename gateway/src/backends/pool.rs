@@ -1,0 +1,294 @@
+//! One backend instance: its address, a pool of HTTP/2 channels sized by in-flight load, its
+//! circuit breaker, and whether its latest health check passed.
+//!
+//! The pool keeps between `pool.min_channels` and `pool.max_channels` lazily connected channels
+//! (one HTTP/2 connection each) and hands them out round robin. It grows by one channel when the
+//! calls in flight exceed `pool.streams_per_channel` per channel, and shrinks by one, at most
+//! every [`SHRINK_INTERVAL`], when a channel fewer would still be at most half full. Channels are
+//! dialled through the [`Net`](seams::Net) seam, which resolves the address's name on every
+//! (re)connection, so a restarted or moved backend is found again.
+
+use std::{
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::resilience::{Breaker, BreakerConfig, BreakerState};
+
+/// Least time between two shrinks of a pool: load that dips for a moment keeps its channels.
+pub const SHRINK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The channel pool's settings (`backends.<name>.pool`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Channels kept per instance even when idle. Default 5.
+    pub min_channels: usize,
+    /// Most channels per instance. Default 20.
+    pub max_channels: usize,
+    /// Calls in flight per channel above which the pool grows. Default 100 (HTTP/2 servers
+    /// commonly allow 100 to 250 concurrent streams per connection).
+    pub streams_per_channel: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            min_channels: 5,
+            max_channels: 20,
+            streams_per_channel: 100,
+        }
+    }
+}
+
+/// One instance of a backend service.
+pub struct Instance {
+    address: String,
+    connect: Box<dyn Fn() -> Channel + Send + Sync>,
+    config: PoolConfig,
+    reconnect_interval: Duration,
+    channels: RwLock<Vec<Channel>>,
+    next: AtomicUsize,
+    /// When a call that got no answer last forced a reconnection.
+    last_reconnect: Mutex<Option<Instant>>,
+    in_flight: Arc<AtomicUsize>,
+    last_shrink: Mutex<Instant>,
+    breaker: Breaker,
+    healthy: AtomicBool,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("address", &self.address)
+            .field("channels", &self.channel_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A channel lent for one call; the call counts as in flight until it is dropped.
+pub struct Lease {
+    channel: Channel,
+    instance: Arc<Instance>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("instance", &self.instance.address)
+            .finish()
+    }
+}
+
+impl Lease {
+    /// The channel, for a typed client or a dynamic call.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The instance it belongs to.
+    pub fn instance(&self) -> &Arc<Instance> {
+        &self.instance
+    }
+
+    /// The call got no answer within its deadline: the instance's connections may be dead without
+    /// either side having noticed (a partition drops packets silently), so fresh connections
+    /// replace them, at most once per `reconnect_interval_ms`. Calls in flight keep the old ones
+    /// until they end.
+    pub fn note_no_answer(&self) {
+        self.instance.reconnect();
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Instance {
+    /// An instance at `address`, whose channels `connect` makes (lazily connected).
+    pub fn new(
+        address: String,
+        connect: Box<dyn Fn() -> Channel + Send + Sync>,
+        config: PoolConfig,
+        breaker: BreakerConfig,
+        reconnect_interval: Duration,
+    ) -> Self {
+        let channels = (0..config.min_channels.max(1)).map(|_| connect()).collect();
+        Self {
+            address,
+            connect,
+            config,
+            reconnect_interval,
+            channels: RwLock::new(channels),
+            next: AtomicUsize::new(0),
+            last_reconnect: Mutex::new(None),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            last_shrink: Mutex::new(Instant::now()),
+            breaker: Breaker::new(breaker),
+            // Until the first health check says otherwise, an instance takes traffic.
+            healthy: AtomicBool::new(true),
+        }
+    }
+
+    /// Its address (`host:port`).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Its circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Its breaker's state.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Whether its latest health check passed (true before the first).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records a health check's verdict: an unhealthy instance leaves the rotation.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// How many channels the pool holds now.
+    pub fn channel_count(&self) -> usize {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Calls in flight on this instance.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Lends the next channel round robin, resizing the pool to the load first.
+    pub fn lease(self: &Arc<Self>) -> Lease {
+        let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.resize(in_flight);
+        let channels = self.channels.read().unwrap_or_else(|p| p.into_inner());
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % channels.len();
+        Lease {
+            channel: channels[index].clone(),
+            instance: self.clone(),
+            in_flight: self.in_flight.clone(),
+        }
+    }
+
+    fn resize(&self, in_flight: usize) {
+        let per_channel = self.config.streams_per_channel.max(1);
+        let len = self.channel_count();
+        if in_flight > len * per_channel && len < self.config.max_channels {
+            let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
+            if channels.len() < self.config.max_channels {
+                channels.push((self.connect)());
+                tracing::debug!(address = %self.address, channels = channels.len(), in_flight, "pool grew");
+            }
+        } else if len > self.config.min_channels.max(1) && in_flight * 2 <= (len - 1) * per_channel
+        {
+            let now = Instant::now();
+            let mut last = self.last_shrink.lock().unwrap_or_else(|p| p.into_inner());
+            if now.duration_since(*last) >= SHRINK_INTERVAL {
+                *last = now;
+                let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
+                if channels.len() > self.config.min_channels.max(1) {
+                    // Calls on the dropped channel keep their clone until they end.
+                    channels.pop();
+                    tracing::debug!(address = %self.address, channels = channels.len(), in_flight, "pool shrank");
+                }
+            }
+        }
+    }
+
+    fn reconnect(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self
+                .last_reconnect
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| now.duration_since(at) < self.reconnect_interval) {
+                return;
+            }
+            *last = Some(now);
+        }
+        tracing::info!(address = %self.address, "no answer within the deadline; reconnecting");
+        let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
+        for channel in channels.iter_mut() {
+            *channel = (self.connect)();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use seams::{TokioNet, adapters::NetConnector};
+    use tonic::transport::Endpoint;
+
+    use super::*;
+
+    /// An instance whose channels point nowhere (lazily connected: nothing is dialled).
+    fn instance(min_channels: usize, max_channels: usize) -> Arc<Instance> {
+        let endpoint = Endpoint::from_static("http://127.0.0.1:9");
+        let connect =
+            Box::new(move || endpoint.connect_with_connector_lazy(NetConnector(TokioNet)));
+        let config = PoolConfig {
+            min_channels,
+            max_channels,
+            streams_per_channel: 10,
+        };
+        Arc::new(Instance::new(
+            "127.0.0.1:9".into(),
+            connect,
+            config,
+            BreakerConfig::default(),
+            Duration::from_secs(1),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pool_grows_with_calls_in_flight_up_to_its_maximum_and_shrinks_when_idle() {
+        let instance = instance(2, 4);
+        assert_eq!(instance.channel_count(), 2);
+        let mut leases: Vec<Lease> = (0..20).map(|_| instance.lease()).collect();
+        assert_eq!(instance.channel_count(), 2, "20 in flight fit 2 × 10");
+        leases.push(instance.lease());
+        assert_eq!(instance.channel_count(), 3, "the 21st call adds a channel");
+        leases.extend((0..100).map(|_| instance.lease()));
+        assert_eq!(instance.channel_count(), 4, "never past the maximum");
+        assert_eq!(instance.in_flight(), 121);
+
+        leases.clear();
+        assert_eq!(instance.in_flight(), 0);
+        drop(instance.lease());
+        assert_eq!(instance.channel_count(), 4, "no shrink within the interval");
+        tokio::time::advance(SHRINK_INTERVAL).await;
+        drop(instance.lease());
+        assert_eq!(
+            instance.channel_count(),
+            3,
+            "one channel fewer per interval"
+        );
+        tokio::time::advance(SHRINK_INTERVAL).await;
+        drop(instance.lease());
+        tokio::time::advance(SHRINK_INTERVAL).await;
+        drop(instance.lease());
+        assert_eq!(instance.channel_count(), 2, "never below the minimum");
+    }
+}
