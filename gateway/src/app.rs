@@ -1,7 +1,7 @@
 //! Assembly: builds every module's state from the config and wires the four routers. The HTTP
 //! stack is assembled here, top to bottom, in the order of `docs/request-lifecycle.md`.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -53,6 +53,13 @@ pub enum StartError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A route-group deadline names no routed service or method (a typo would silently apply
+    /// the default deadline otherwise).
+    #[error("routes.deadlines_ms.{group}: no route calls this service or method")]
+    UnknownRouteGroup {
+        /// The configured group.
+        group: String,
+    },
     /// A route's service has no backend in config.
     #[error("route {route} calls {service}, which no configured backend serves")]
     UnservedRoute {
@@ -86,6 +93,8 @@ pub struct App {
     request_ids: Arc<RequestIdGenerator>,
     bus: Arc<dyn EventBus>,
     hub: Arc<Hub>,
+    /// Deadlines of the routes in a configured group, by route label.
+    deadlines: Arc<BTreeMap<String, Duration>>,
     revocations: Arc<RevocationLog>,
     websocket: Arc<WebSocketState>,
     stop: Arc<watch::Sender<bool>>,
@@ -98,6 +107,37 @@ impl std::fmt::Debug for App {
             .field("hub", &self.hub)
             .finish_non_exhaustive()
     }
+}
+
+/// Each route's deadline from `routes.deadlines_ms`, by route label: its method's entry, else its
+/// service's. Every configured group must match some route.
+fn route_deadlines(
+    routes: &RouteTable,
+    groups: &BTreeMap<String, u64>,
+) -> Result<BTreeMap<String, Duration>, StartError> {
+    let mut deadlines = BTreeMap::new();
+    for route in routes.routes() {
+        let method = format!("{}/{}", route.service_name(), route.grpc_method.name());
+        let configured = groups
+            .get(&method)
+            .or_else(|| groups.get(route.service_name()));
+        if let Some(ms) = configured {
+            deadlines.insert(route.label.clone(), Duration::from_millis(*ms));
+        }
+    }
+    for group in groups.keys() {
+        let (service, method) = group.split_once('/').unwrap_or((group, ""));
+        let known = routes.routes().iter().any(|route| {
+            route.service_name() == service
+                && (method.is_empty() || route.grpc_method.name() == method)
+        });
+        if !known {
+            return Err(StartError::UnknownRouteGroup {
+                group: group.clone(),
+            });
+        }
+    }
+    Ok(deadlines)
 }
 
 /// The embedded single-instance event bus (in memory), the default when no Redis is configured.
@@ -159,6 +199,7 @@ impl App {
                 });
             }
         }
+        let deadlines = route_deadlines(&routes, &config.routes.deadlines_ms)?;
         let backends = Backends::from_config(&seams.net, &config, seams.seed)?;
         let auth_backend = backends
             .by_name(&config.auth.backend)
@@ -225,6 +266,7 @@ impl App {
             request_ids: Arc::new(RequestIdGenerator::new(prefix)),
             bus,
             hub,
+            deadlines: Arc::new(deadlines),
             revocations,
             websocket,
             stop: Arc::new(stop),
@@ -277,6 +319,7 @@ impl App {
             backends: self.backends.clone(),
             metrics: self.metrics.clone(),
             body_bytes_max: self.config.http.body_bytes_max,
+            deadlines: self.deadlines.clone(),
         });
         // Inner phases, top to bottom: route (404/405) → authenticate (401) → call the backend.
         // Routing comes first because whether a token is needed depends on the route.

@@ -267,6 +267,10 @@ pub struct RoutesConfig {
     /// An encoded `FileDescriptorSet` to route from instead of the built-in contracts
     /// (`protox --include-imports -o` or `protoc --include_imports -o` makes one). Default: none.
     pub descriptor_set_path: Option<std::path::PathBuf>,
+    /// Deadlines of route groups, in ms, by gRPC service (`project.v1.ProjectService`) or method
+    /// (`project.v1.ProjectService/ListProjects`); a method's entry wins over its service's.
+    /// Routes in no group use their backend's `deadline_ms`. Default: none.
+    pub deadlines_ms: BTreeMap<String, u64>,
 }
 
 mod defaults {
@@ -526,6 +530,22 @@ impl Config {
                     "must not exceed retry.backoff_max_ms",
                 ));
             }
+        }
+        for (group, deadline) in &self.routes.deadlines_ms {
+            let field = format!("routes.deadlines_ms.{group}");
+            let shaped = match group.split_once('/') {
+                Some((service, method)) => {
+                    service.contains('.') && !method.is_empty() && !method.contains('/')
+                }
+                None => group.contains('.'),
+            };
+            if !shaped {
+                return Err(invalid(
+                    &field,
+                    "must name a gRPC service (package.Service) or method (package.Service/Method)",
+                ));
+            }
+            positive(&field, *deadline)?;
         }
         if !self.backends.contains_key(&self.auth.backend) {
             return Err(invalid("auth.backend", "must name a configured backend"));

@@ -84,6 +84,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Largest accepted body.
     pub body_bytes_max: usize,
+    /// Deadlines of routes in a configured group, by route label (others use their backend's).
+    pub deadlines: Arc<std::collections::BTreeMap<String, std::time::Duration>>,
 }
 
 /// The final handler: transcode, call, transcode back.
@@ -144,7 +146,11 @@ async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> 
             message,
             route.grpc_method.output(),
             metadata,
-            backend.deadline(),
+            proxy
+                .deadlines
+                .get(&route.label)
+                .copied()
+                .unwrap_or_else(|| backend.deadline()),
             route.retryable,
         )
         .await;

@@ -281,3 +281,72 @@ async fn calls_go_round_robin_over_instances_and_an_unhealthy_one_leaves_the_rot
     }
     assert_eq!(back, 2);
 }
+
+#[tokio::test]
+async fn a_route_group_has_its_own_deadline() {
+    let stack = Stack::start_with(
+        |_| {},
+        |config| {
+            // The Simulation backend's deadline stays 2 s (the test stack's); one method gets 300 ms.
+            let group = "simulation.v1.SimulationService/ListSimulations";
+            config.routes.deadlines_ms.insert(group.to_owned(), 300);
+            config
+                .backends
+                .get_mut("simulation")
+                .unwrap()
+                .breaker
+                .enabled = false;
+        },
+    )
+    .await;
+    let token = stack.login("alice").await;
+    stack
+        .backends
+        .faults(ServiceKind::Simulation)
+        .set_hang(true);
+
+    let started = tokio::time::Instant::now();
+    stack
+        .get("/api/simulations", &token)
+        .await
+        .assert_error(504, "deadline_exceeded");
+    let grouped = started.elapsed();
+    // Generous bound: this pins which deadline applies, not a latency figure.
+    assert!(grouped < Duration::from_millis(1_500), "took {grouped:?}");
+
+    let started = tokio::time::Instant::now();
+    stack
+        .get("/api/simulations/status", &token)
+        .await
+        .assert_error(504, "deadline_exceeded");
+    let ungrouped = started.elapsed();
+    assert!(
+        ungrouped >= Duration::from_millis(2_000),
+        "the backend's 2 s: took {ungrouped:?}"
+    );
+}
+
+#[tokio::test]
+async fn route_groups_must_name_a_routed_service_or_method() {
+    let seams = Seams {
+        net: TokioNet,
+        clock: std::sync::Arc::new(SystemClock),
+        seed: 1,
+    };
+    let build = |group: &str| {
+        let mut config = gateway::Config::default();
+        config.routes.deadlines_ms.insert(group.to_owned(), 100);
+        App::from_config(config, &seams, gateway::app::embedded_bus(1)).map(|_| ())
+    };
+    assert!(build("project.v1.ProjectService").is_ok());
+    assert!(build("project.v1.ProjectService/GetProject").is_ok());
+    let typo = build("project.v1.ProjectService/GetProjetc").unwrap_err();
+    assert!(typo.to_string().contains("no route calls"), "{typo}");
+    let malformed = build("ListProjects").unwrap_err();
+    assert!(
+        malformed
+            .to_string()
+            .contains("routes.deadlines_ms.ListProjects"),
+        "{malformed}"
+    );
+}
