@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::{
-    scenario::Fault,
+    scenario::{BREAKER_OPEN_MAX, Fault},
     trace::{Observation, Trace},
 };
 
@@ -67,6 +67,9 @@ pub fn check(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
     violations.extend(readiness_follows_event_delivery(trace, expect));
     violations.extend(presence_converges_without_ghosts(trace, expect));
     violations.extend(revoked_tokens_get_nothing_new(trace, expect));
+    violations.extend(breakers_open_on_failure_and_close_after_repair(
+        trace, expect,
+    ));
     violations
 }
 
@@ -348,6 +351,7 @@ pub fn every_http_request_gets_one_timely_answer(
                 gateway,
                 sent,
                 status,
+                ..
             } => {
                 let took = o.at.saturating_sub(*sent);
                 let gateway_was_down = down.get(gateway).is_some_and(|windows| {
@@ -705,6 +709,86 @@ pub fn revoked_tokens_get_nothing_new(trace: &Trace, expect: &Expectations) -> V
     violations
 }
 
+/// When Auth's fault knobs were set (any knob), and whether the backend was `down` (every call
+/// fails at once), from the fault schedule.
+fn auth_fault_windows(expect: &Expectations) -> Vec<(Duration, Duration, bool)> {
+    let mut windows = Vec::new();
+    let mut open: Option<(Duration, bool)> = None;
+    for (at, fault) in &expect.faults {
+        if let Fault::Backend { host, faults } = fault
+            && host == "auth"
+        {
+            if let Some((from, down)) = open.take() {
+                windows.push((from, *at, down));
+            }
+            if *faults != mock_backends::FaultSettings::default() {
+                open = Some((*at, faults.down || faults.error_rate >= 1.0));
+            }
+        }
+    }
+    if let Some((from, down)) = open {
+        windows.push((from, Duration::MAX, down));
+    }
+    windows
+}
+
+/// **A circuit breaker opens on failure and closes after repair.** Valid-token profile calls
+/// go to Auth's `GetProfile`. While Auth is down, a gateway that receives four or more of them
+/// answers at least one with 503 `circuit_open` (five failures in a row open it; each call makes
+/// up to three attempts). And no gateway answers `circuit_open` when Auth has been healthy for
+/// longer than the longest open period (plus a second for a probe): the breaker closes again.
+pub fn breakers_open_on_failure_and_close_after_repair(
+    trace: &Trace,
+    expect: &Expectations,
+) -> Vec<Violation> {
+    const NAME: &str = "breakers open on failure and close after repair";
+    let windows = auth_fault_windows(expect);
+    let valid_calls = || {
+        trace.observed.iter().filter_map(|o| match &o.what {
+            Observation::Http {
+                token: "valid",
+                gateway,
+                sent,
+                code,
+                ..
+            } => Some((o.at, gateway, *sent, code.as_deref())),
+            _ => None,
+        })
+    };
+    let mut violations = Vec::new();
+    for (at, gateway, sent, code) in valid_calls() {
+        let near_a_fault = windows.iter().any(|(from, to, _)| {
+            sent >= *from && sent < to.saturating_add(BREAKER_OPEN_MAX + Duration::from_secs(1))
+        });
+        if code == Some("circuit_open") && !near_a_fault {
+            violations.push(Violation::new(
+                NAME,
+                at,
+                format!("{gateway} refused a call (circuit_open) with Auth healthy since long"),
+            ));
+        }
+    }
+    for (from, to, _) in windows.iter().filter(|(_, _, down)| *down) {
+        for gateway in &expect.gateways {
+            let during: Vec<Option<&str>> = valid_calls()
+                .filter(|(_, g, sent, _)| *g == gateway && sent >= from && sent < to)
+                .map(|(_, _, _, code)| code)
+                .collect();
+            if during.len() >= 4 && !during.contains(&Some("circuit_open")) {
+                violations.push(Violation::new(
+                    NAME,
+                    *from,
+                    format!(
+                        "{gateway} never opened its breaker for Auth over {} calls while Auth was down",
+                        during.len()
+                    ),
+                ));
+            }
+        }
+    }
+    violations
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -849,11 +933,50 @@ mod tests {
                 gateway: "gateway-1".to_owned(),
                 sent: at(sent),
                 status: None,
+                code: None,
             };
             trace.push(at(sent + 100), "http", what);
         }
         let violations = every_http_request_gets_one_timely_answer(&trace, &expect(10, crash));
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert_eq!(violations[0].at, at(5_100));
+    }
+
+    #[test]
+    fn a_breaker_that_refuses_long_after_repair_is_caught() {
+        let down = Fault::Backend {
+            host: "auth".to_owned(),
+            faults: mock_backends::FaultSettings {
+                down: true,
+                ..Default::default()
+            },
+        };
+        let healed = Fault::Backend {
+            host: "auth".to_owned(),
+            faults: Default::default(),
+        };
+        let faults = vec![(at(1_000), down), (at(3_000), healed)];
+        let mut trace = Trace::default();
+        for (sent, code) in [
+            (1_100, "unavailable"),
+            (1_600, "circuit_open"),
+            (4_000, "circuit_open"),
+            (9_000, "circuit_open"),
+        ] {
+            let what = Observation::Http {
+                token: "valid",
+                gateway: "gateway-1".to_owned(),
+                sent: at(sent),
+                status: Some(503),
+                code: Some(code.to_owned()),
+            };
+            trace.push(at(sent + 10), "http", what);
+        }
+        let violations =
+            breakers_open_on_failure_and_close_after_repair(&trace, &expect(12, faults));
+        // Refusing at 1.6 s (Auth down) and at 4 s (within the longest open period after the
+        // repair) is right; at 9 s Auth had been healthy for six seconds.
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].at, at(9_010));
     }
 }

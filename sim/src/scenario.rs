@@ -138,6 +138,9 @@ impl Report {
     }
 }
 
+/// The longest a scenario gateway's circuit breaker stays open.
+pub const BREAKER_OPEN_MAX: Duration = Duration::from_secs(2);
+
 /// The Redis bus settings every process of a scenario uses: fast detection and reconnection.
 pub fn redis_bus_config(seed: u64) -> RedisBusConfig {
     RedisBusConfig {
@@ -176,6 +179,11 @@ pub fn gateway_config(seed: u64) -> Config {
     config.websocket.presence_heartbeat_interval_ms = 500;
     config.websocket.presence_ttl_ms = 2_000;
     config.websocket.ping_interval_ms = 1_000;
+    // Breakers that reopen for at most two seconds, so a run recovers within its settling time.
+    for backend in config.backends.values_mut() {
+        backend.breaker.open_ms = 500;
+        backend.breaker.open_max_ms = BREAKER_OPEN_MAX.as_millis() as u64;
+    }
     config.event_bus.kind = gateway::config::EventBusKind::Redis;
     config.event_bus.redis = redis_bus_config(seed);
     config
@@ -423,7 +431,7 @@ impl Scenario {
                 for (kind, token) in [("valid", token.as_deref()), ("invalid", Some(forged))] {
                     let Some(token) = token else { continue };
                     let sent = turmoil::sim_elapsed().unwrap_or_default();
-                    let status = crate::client::http(
+                    let answer = crate::client::http(
                         &format!("{gateway}:8000"),
                         Method::GET,
                         "/api/auth/profile",
@@ -431,8 +439,11 @@ impl Scenario {
                         "",
                     )
                     .await
-                    .ok()
-                    .map(|(status, _)| status.as_u16());
+                    .ok();
+                    let status = answer.as_ref().map(|(status, _)| status.as_u16());
+                    let code = answer
+                        .as_ref()
+                        .and_then(|(_, body)| body["error"]["code"].as_str().map(str::to_owned));
                     record(
                         &http_trace,
                         "http",
@@ -441,6 +452,7 @@ impl Scenario {
                             gateway: gateway.clone(),
                             sent,
                             status,
+                            code,
                         },
                     );
                 }

@@ -63,6 +63,8 @@ pub enum Observation {
         sent: Duration,
         /// The status, or `None` when no response came (the connection failed).
         status: Option<u16>,
+        /// The error body's `code`, when there was one.
+        code: Option<String>,
     },
     /// A readiness sample of one gateway: whether its event bus was reported healthy.
     Readiness {

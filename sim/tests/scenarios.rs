@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
+use mock_backends::FaultSettings;
 use sim::{
     explore,
     scenario::{Fault, Sabotage, Scenario},
     seed,
+    trace::Observation,
 };
 
 #[test]
@@ -109,4 +111,36 @@ fn a_revocation_missed_during_a_partition_is_applied_before_the_replay() {
         .run();
     eprintln!("{}", explore::summary(&report));
     report.assert_holds();
+}
+
+/// Auth goes down for five seconds under two gateways: each gateway's breaker for Auth opens
+/// (profile calls answered 503 `circuit_open` without calling Auth), forged tokens still get 401
+/// (local verification), and the breakers close once Auth is back.
+#[test]
+fn a_failing_backend_opens_the_breakers_and_they_close_after_repair() {
+    let seed = seed::seed_or(5);
+    let down = FaultSettings {
+        down: true,
+        ..FaultSettings::default()
+    };
+    let knobs = |faults| Fault::Backend {
+        host: "auth".into(),
+        faults,
+    };
+    let report = Scenario::new("auth down", seed)
+        .gateways(2)
+        .subscribers(2)
+        .fault(Duration::from_secs(3), knobs(down))
+        .fault(Duration::from_secs(8), knobs(FaultSettings::default()))
+        .duration(Duration::from_secs(16))
+        .run();
+    eprintln!("{}", explore::summary(&report));
+    report.assert_holds();
+    let refused = report
+        .trace
+        .observed
+        .iter()
+        .filter(|o| matches!(&o.what, Observation::Http { code: Some(code), .. } if code == "circuit_open"))
+        .count();
+    assert!(refused > 0, "the breakers never opened");
 }
