@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What the resilience mechanisms cost: `GET /api/auth/profile` through the dev stack with them on
-# (the defaults: channel pools, circuit breakers, retry budgets) and off (one channel per backend,
-# no breaker, no retries: the foundation's call path), alternated `rounds` times in one run so
-# both see the same machine. Prints each run, the medians and their ratio.
+# (the defaults: channel pools, circuit breakers, retry budgets), with them on but one channel per
+# backend instance ("one-channel", which separates the pool's share), and off (one channel, no
+# breaker, no retries: the foundation's call path), alternated `rounds` times in one run so all
+# see the same machine. Prints each run, the medians and their ratios to "off".
 #
 #   ci/bench-resilience.sh [duration_seconds=10] [connections=64] [rounds=3]
 #
@@ -19,13 +20,17 @@ mkdir -p "$results"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release -q -p dev-stack
 
-# Environment that turns every mechanism off, for each backend.
-off_env=()
+# Environment for each mode, for each backend.
+on_env=(RUST_LOG=warn)
+one_channel_env=(RUST_LOG=warn)
+off_env=(RUST_LOG=warn)
 for backend in AUTH PROJECT SIMULATION; do
-  off_env+=("GATEWAY_BACKENDS__${backend}__BREAKER__ENABLED=false"
-            "GATEWAY_BACKENDS__${backend}__RETRY__MAX_ATTEMPTS=1"
-            "GATEWAY_BACKENDS__${backend}__POOL__MIN_CHANNELS=1"
-            "GATEWAY_BACKENDS__${backend}__POOL__MAX_CHANNELS=1")
+  pool=("GATEWAY_BACKENDS__${backend}__POOL__MIN_CHANNELS=1"
+        "GATEWAY_BACKENDS__${backend}__POOL__MAX_CHANNELS=1")
+  one_channel_env+=("${pool[@]}")
+  off_env+=("${pool[@]}"
+            "GATEWAY_BACKENDS__${backend}__BREAKER__ENABLED=false"
+            "GATEWAY_BACKENDS__${backend}__RETRY__MAX_ATTEMPTS=1")
 done
 
 stack_pid=""
@@ -41,11 +46,11 @@ trap stop_stack EXIT
 # run MODE N: one dev stack, one wrk run; appends "MODE requests_per_second p99_ms" to summary.
 run() {
   local mode="$1" n="$2" log="$results/dev-stack-$1-$2.log"
-  if [ "$mode" = off ]; then
-    env "${off_env[@]}" RUST_LOG=warn target/release/dev-stack >"$log" 2>&1 &
-  else
-    RUST_LOG=warn target/release/dev-stack >"$log" 2>&1 &
-  fi
+  case "$mode" in
+    on) env "${on_env[@]}" target/release/dev-stack >"$log" 2>&1 & ;;
+    one-channel) env "${one_channel_env[@]}" target/release/dev-stack >"$log" 2>&1 & ;;
+    off) env "${off_env[@]}" target/release/dev-stack >"$log" 2>&1 & ;;
+  esac
   stack_pid=$!
   for _ in $(seq 1 100); do
     curl -sf http://127.0.0.1:8002/health/ready >/dev/null && break
@@ -67,13 +72,14 @@ run() {
 echo "== ${rounds} rounds of ${duration}s, ${connections} connections; mode requests/s p99_ms"
 for n in $(seq 1 "$rounds"); do
   run on "$n"
+  run one-channel "$n"
   run off "$n"
 done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-on_rps=$(awk '$1 == "on" {print $2}' "$results/summary.txt" | median)
 off_rps=$(awk '$1 == "off" {print $2}' "$results/summary.txt" | median)
-on_p99=$(awk '$1 == "on" {print $3}' "$results/summary.txt" | median)
-off_p99=$(awk '$1 == "off" {print $3}' "$results/summary.txt" | median)
-echo "== medians: on ${on_rps} req/s, p99 ${on_p99} ms; off ${off_rps} req/s, p99 ${off_p99} ms"
-echo "== throughput on/off: $(echo "scale=3; $on_rps / $off_rps" | bc)"
+for mode in on one-channel off; do
+  rps=$(awk -v m="$mode" '$1 == m {print $2}' "$results/summary.txt" | median)
+  p99=$(awk -v m="$mode" '$1 == m {print $3}' "$results/summary.txt" | median)
+  echo "== median ${mode}: ${rps} req/s, p99 ${p99} ms, throughput vs off $(echo "scale=3; $rps / $off_rps" | bc)"
+done
 echo "results in $results"

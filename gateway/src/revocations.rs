@@ -10,9 +10,14 @@
 //!   collaborator who loses write must reconnect to get read-only rights).
 
 use std::{
-    sync::{Arc, Weak},
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
+
+use futures::future::BoxFuture;
 
 use events::{BusMessage, ChannelName, Event, EventBus, History};
 use serde::Deserialize;
@@ -20,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::{
     auth::TokenValidator,
-    hub::{Hub, protocol::close_code},
+    hub::{Hub, RevocationGate, protocol::close_code},
     permissions::PermissionCache,
 };
 
@@ -87,16 +92,36 @@ const CATCH_UP_TRIES: u32 = 5;
 ///
 /// Revocations are events like any other: they have offsets and history. While the bus is
 /// interrupted this instance misses them, so before any channel replays the events its
-/// connections missed, the hub asks the log to catch up (see [`Hub::set_before_catch_up`]): a
+/// connections missed, the hub asks the log to catch up (see [`Hub::set_revocation_gate`]): a
 /// token revoked during the outage closes its connections before they are sent anything
-/// published after the revocation.
+/// published after the revocation. And while the revocation stream is interrupted, no connection
+/// joins: a cached validation could otherwise let a token revoked meanwhile in.
 pub struct RevocationLog {
+    me: Weak<RevocationLog>,
     hub: Weak<Hub>,
     validator: Arc<TokenValidator>,
     permissions: Arc<PermissionCache>,
     /// The last revocation applied, as (epoch, offset). Held across a catch-up, so the catch-ups
     /// of the listener and of every channel apply each revocation once, in order.
     applied: tokio::sync::Mutex<Option<(String, u64)>>,
+    /// False from an interruption of the revocation stream until a catch-up succeeds.
+    current: AtomicBool,
+}
+
+impl RevocationGate for RevocationLog {
+    fn catch_up(&self) -> BoxFuture<'static, ()> {
+        // The hub holds the log; the future must not borrow it.
+        let log = self.me.upgrade();
+        Box::pin(async move {
+            if let Some(log) = log {
+                log.catch_up().await;
+            }
+        })
+    }
+
+    fn is_current(&self) -> bool {
+        self.current.load(Ordering::SeqCst)
+    }
 }
 
 impl std::fmt::Debug for RevocationLog {
@@ -113,21 +138,15 @@ impl RevocationLog {
         validator: Arc<TokenValidator>,
         permissions: Arc<PermissionCache>,
     ) -> Arc<Self> {
-        let log = Arc::new(Self {
+        let log = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
             hub: Arc::downgrade(hub),
             validator,
             permissions,
             applied: tokio::sync::Mutex::new(None),
+            current: AtomicBool::new(true),
         });
-        let gate = Arc::downgrade(&log);
-        hub.set_before_catch_up(Arc::new(move || {
-            let gate = gate.clone();
-            Box::pin(async move {
-                if let Some(log) = gate.upgrade() {
-                    log.catch_up().await;
-                }
-            })
-        }));
+        hub.set_revocation_gate(log.clone());
         log
     }
 
@@ -156,6 +175,7 @@ impl RevocationLog {
             match read {
                 Ok(history) => {
                     self.apply_history(&hub, &mut applied, &history);
+                    self.current.store(true, Ordering::SeqCst);
                     return;
                 }
                 Err(error) => {
@@ -274,6 +294,7 @@ async fn apply_all(
         match message {
             Some(BusMessage::Event { event, .. }) => log.apply_live(&event).await,
             Some(BusMessage::Interrupted) => {
+                log.current.store(false, Ordering::SeqCst);
                 tracing::warn!(
                     "revocation stream interrupted; missed revocations are read from history when it is back"
                 );

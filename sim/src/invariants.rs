@@ -635,7 +635,7 @@ pub fn presence_converges_without_ghosts(trace: &Trace, expect: &Expectations) -
 
 /// **No event reaches a connection without permission, including after a revocation.** Once the
 /// revoker's token is revoked (seen on `auth:revocations`, live or in history), nothing published more than
-/// half a second later reaches it, and it opens no new connection. The half second is the
+/// half a second later reaches it, and no new connection of it is welcomed (joins a channel). The half second is the
 /// revocation's way through Redis pub/sub to the gateway; after a bus outage the gateway reads
 /// missed revocations before it replays missed events, so the bound holds across faults.
 pub fn revoked_tokens_get_nothing_new(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
@@ -690,16 +690,14 @@ pub fn revoked_tokens_get_nothing_new(trace: &Trace, expect: &Expectations) -> V
                     ));
                 }
             }
-            Observation::Connected { subscriber, .. } => {
+            Observation::Frame { subscriber, frame } if frame["type"] == "welcome" => {
                 if let Some(revoked_at) = revoked.get(subscriber)
                     && observed.at > *revoked_at + GRACE
                 {
                     violations.push(Violation::new(
                         NAME,
                         observed.at,
-                        format!(
-                            "subscriber {subscriber}, revoked at {revoked_at:?}, connected again"
-                        ),
+                        format!("subscriber {subscriber}, revoked at {revoked_at:?}, was welcomed on a new connection"),
                     ));
                 }
             }
@@ -709,70 +707,97 @@ pub fn revoked_tokens_get_nothing_new(trace: &Trace, expect: &Expectations) -> V
     violations
 }
 
-/// When Auth's fault knobs were set (any knob), and whether the backend was `down` (every call
-/// fails at once), from the fault schedule.
-fn auth_fault_windows(expect: &Expectations) -> Vec<(Duration, Duration, bool)> {
+/// When each gateway's calls to Auth were failing or at risk, from the fault schedule: Auth's
+/// fault knobs set (any knob; `down` when every call fails at once), Auth crashed, or the link
+/// between the gateway and Auth cut or held. Per gateway: (from, to, down).
+fn auth_trouble(expect: &Expectations, gateway: &str) -> Vec<(Duration, Duration, bool)> {
     let mut windows = Vec::new();
-    let mut open: Option<(Duration, bool)> = None;
+    let mut knobs: Option<(Duration, bool)> = None;
+    let mut link: Option<Duration> = None;
+    let on_link = |a: &str, b: &str| (a == gateway && b == "auth") || (a == "auth" && b == gateway);
     for (at, fault) in &expect.faults {
-        if let Fault::Backend { host, faults } = fault
-            && host == "auth"
-        {
-            if let Some((from, down)) = open.take() {
-                windows.push((from, *at, down));
+        match fault {
+            Fault::Backend { host, faults } if host == "auth" => {
+                if let Some((from, down)) = knobs.take() {
+                    windows.push((from, *at, down));
+                }
+                if *faults != mock_backends::FaultSettings::default() {
+                    knobs = Some((*at, faults.down || faults.error_rate >= 1.0));
+                }
             }
-            if *faults != mock_backends::FaultSettings::default() {
-                open = Some((*at, faults.down || faults.error_rate >= 1.0));
+            Fault::Crash(host) if host == "auth" => link = link.or(Some(*at)),
+            Fault::Partition(a, b) | Fault::PartitionOneWay(a, b) | Fault::Hold(a, b)
+                if on_link(a, b) =>
+            {
+                link = link.or(Some(*at));
             }
+            Fault::Restart(host) if host == "auth" => {
+                if let Some(from) = link.take() {
+                    windows.push((from, *at, false));
+                }
+            }
+            Fault::Repair(a, b) | Fault::Release(a, b) if on_link(a, b) => {
+                if let Some(from) = link.take() {
+                    windows.push((from, *at, false));
+                }
+            }
+            _ => {}
         }
     }
-    if let Some((from, down)) = open {
-        windows.push((from, Duration::MAX, down));
-    }
+    windows.extend(knobs.map(|(from, down)| (from, Duration::MAX, down)));
+    windows.extend(link.map(|from| (from, Duration::MAX, false)));
     windows
 }
 
 /// **A circuit breaker opens on failure and closes after repair.** Valid-token profile calls
 /// go to Auth's `GetProfile`. While Auth is down, a gateway that receives four or more of them
 /// answers at least one with 503 `circuit_open` (five failures in a row open it; each call makes
-/// up to three attempts). And no gateway answers `circuit_open` when Auth has been healthy for
-/// longer than the longest open period (plus a second for a probe): the breaker closes again.
+/// up to three attempts). And no gateway answers `circuit_open` when its calls to Auth have been
+/// untroubled (no knob, crash, partition or hold) for longer than the longest open period plus a
+/// second for a probe: the breaker closes again.
 pub fn breakers_open_on_failure_and_close_after_repair(
     trace: &Trace,
     expect: &Expectations,
 ) -> Vec<Violation> {
     const NAME: &str = "breakers open on failure and close after repair";
-    let windows = auth_fault_windows(expect);
-    let valid_calls = || {
-        trace.observed.iter().filter_map(|o| match &o.what {
-            Observation::Http {
-                token: "valid",
-                gateway,
-                sent,
-                code,
-                ..
-            } => Some((o.at, gateway, *sent, code.as_deref())),
-            _ => None,
-        })
+    let valid_calls = |gateway: &str| {
+        trace
+            .observed
+            .iter()
+            .filter_map(|o| match &o.what {
+                Observation::Http {
+                    token: "valid",
+                    gateway: asked,
+                    sent,
+                    code,
+                    ..
+                } if asked == gateway => Some((o.at, *sent, code.as_deref())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
     };
     let mut violations = Vec::new();
-    for (at, gateway, sent, code) in valid_calls() {
-        let near_a_fault = windows.iter().any(|(from, to, _)| {
-            sent >= *from && sent < to.saturating_add(BREAKER_OPEN_MAX + Duration::from_secs(1))
-        });
-        if code == Some("circuit_open") && !near_a_fault {
-            violations.push(Violation::new(
-                NAME,
-                at,
-                format!("{gateway} refused a call (circuit_open) with Auth healthy since long"),
-            ));
+    for gateway in &expect.gateways {
+        let windows = auth_trouble(expect, gateway);
+        let calls = valid_calls(gateway);
+        for (at, sent, code) in &calls {
+            let near_trouble = windows.iter().any(|(from, to, _)| {
+                *sent >= *from
+                    && *sent < to.saturating_add(BREAKER_OPEN_MAX + Duration::from_secs(1))
+            });
+            if *code == Some("circuit_open") && !near_trouble {
+                violations.push(Violation::new(
+                    NAME,
+                    *at,
+                    format!("{gateway} refused a call (circuit_open) with Auth healthy since long"),
+                ));
+            }
         }
-    }
-    for (from, to, _) in windows.iter().filter(|(_, _, down)| *down) {
-        for gateway in &expect.gateways {
-            let during: Vec<Option<&str>> = valid_calls()
-                .filter(|(_, g, sent, _)| *g == gateway && sent >= from && sent < to)
-                .map(|(_, _, _, code)| code)
+        for (from, to, _) in windows.iter().filter(|(_, _, down)| *down) {
+            let during: Vec<Option<&str>> = calls
+                .iter()
+                .filter(|(_, sent, _)| sent >= from && sent < to)
+                .map(|(_, _, code)| *code)
                 .collect();
             if during.len() >= 4 && !during.contains(&Some("circuit_open")) {
                 violations.push(Violation::new(

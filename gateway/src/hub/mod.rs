@@ -58,15 +58,22 @@ struct ChannelEntry {
     pump: JoinHandle<()>,
 }
 
-/// What must be brought up to date before a channel replays, after a bus interruption, what its
-/// connections missed (the revocation log: a token revoked meanwhile must close its connections
-/// before they are sent anything published after the revocation).
-pub type CatchUpGate = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+/// The revocations the hub must respect (the revocation log): a token revoked during a bus
+/// interruption must close its connections before they are sent anything published after the
+/// revocation, and must not open new ones before the gateway has heard of it.
+pub trait RevocationGate: Send + Sync {
+    /// Brings revocations up to date; a channel awaits it before replaying what its connections
+    /// missed.
+    fn catch_up(&self) -> BoxFuture<'static, ()>;
+    /// Whether revocations are known to be up to date (false from an interruption of their
+    /// stream until they are caught up again). Connections join only while they are.
+    fn is_current(&self) -> bool;
+}
 
 /// The hub: channels with local subscribers, and their pumps.
 pub struct Hub {
     bus: Arc<dyn EventBus>,
-    before_catch_up: OnceLock<CatchUpGate>,
+    revocations: OnceLock<Arc<dyn RevocationGate>>,
     /// Time from the bus receiving each event to its being queued for every local subscriber.
     handoff: Histogram,
     channels: Mutex<BTreeMap<ChannelName, ChannelEntry>>,
@@ -94,7 +101,7 @@ impl Hub {
     pub fn new(bus: Arc<dyn EventBus>, handoff: Histogram) -> Arc<Self> {
         Arc::new(Self {
             bus,
-            before_catch_up: OnceLock::new(),
+            revocations: OnceLock::new(),
             handoff,
             channels: Mutex::new(BTreeMap::new()),
         })
@@ -105,10 +112,10 @@ impl Hub {
         &self.bus
     }
 
-    /// Sets what every channel awaits before it catches up after an interruption (once; later
-    /// calls are ignored).
-    pub fn set_before_catch_up(&self, gate: CatchUpGate) {
-        let _ = self.before_catch_up.set(gate);
+    /// Sets the revocations every join checks and every catch-up awaits (once; later calls are
+    /// ignored).
+    pub fn set_revocation_gate(&self, gate: Arc<dyn RevocationGate>) {
+        let _ = self.revocations.set(gate);
     }
 
     /// How many channels have local subscribers.
@@ -136,6 +143,11 @@ impl Hub {
         queue: Arc<OutQueue>,
         resume: Option<ResumePoint>,
     ) -> Result<(), BusError> {
+        if self.revocations.get().is_some_and(|gate| !gate.is_current()) {
+            return Err(BusError::Unavailable(
+                "revocations are being caught up after a bus interruption".into(),
+            ));
+        }
         self.register(channel, member.clone(), queue.clone());
         let start_after = resume.as_ref().map_or(u64::MAX, |r| r.since);
         let history = match self
@@ -315,8 +327,8 @@ async fn pump(hub: Weak<Hub>, mut subscription: Subscription) {
                 },
             ),
             BusMessage::Restored => {
-                if let Some(gate) = hub.before_catch_up.get() {
-                    gate().await;
+                if let Some(gate) = hub.revocations.get() {
+                    gate.catch_up().await;
                 }
                 // Catch up from history: each queue drops what it already has, and reports what
                 // history no longer holds (or an epoch change) as a gap.
