@@ -350,3 +350,45 @@ async fn route_groups_must_name_a_routed_service_or_method() {
         "{malformed}"
     );
 }
+
+/// A client that goes away mid-request cancels its backend call: hyper drops the request's
+/// future, dropping the tonic call resets its HTTP/2 stream, and the backend drops its handler.
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_its_backend_call() {
+    use tokio::io::AsyncWriteExt;
+
+    let stack = Stack::start().await;
+    let token = stack.login("alice").await;
+    let faults = stack.backends.faults(ServiceKind::Simulation);
+    faults.set_hang(true);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = stack.app.api_router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let mut client = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /api/simulations HTTP/1.1\r\nhost: gateway\r\nauthorization: Bearer {token}\r\n\r\n"
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    until(|| faults.hung_calls() == 1, "the call to reach the backend").await;
+    drop(client);
+    until(
+        || faults.hung_calls() == 0,
+        "the backend call to be cancelled",
+    )
+    .await;
+    faults.set_hang(false);
+}
+
+/// Waits (one second at most: well before the backend's 2 s deadline would end the call anyway)
+/// for `condition`.
+async fn until(condition: impl Fn() -> bool, what: &str) {
+    for _ in 0..100 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

@@ -7,7 +7,10 @@
 
 use std::{
     convert::Infallible,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -87,6 +90,24 @@ struct FaultsInner {
     settings: watch::Sender<FaultSettings>,
     /// Draws for `error_rate`. Seeded, so a simulation replays the same failures.
     rng: Mutex<SmallRng>,
+    /// Calls held by `hang` right now.
+    hung: AtomicUsize,
+}
+
+/// Counts one call as hung for as long as it lives (a cancelled call is dropped, and leaves).
+struct Hung<'a>(&'a AtomicUsize);
+
+impl<'a> Hung<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Hung<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Faults {
@@ -96,6 +117,7 @@ impl Faults {
             inner: Arc::new(FaultsInner {
                 settings: watch::Sender::new(initial),
                 rng: Mutex::new(rng),
+                hung: AtomicUsize::new(0),
             }),
         }
     }
@@ -164,6 +186,12 @@ impl Faults {
         self.inner.settings.borrow().down
     }
 
+    /// How many calls `hang` holds right now. A call whose client gave up (its stream was reset)
+    /// is dropped by the server and no longer counts: tests use this to see cancellation arrive.
+    pub fn hung_calls(&self) -> usize {
+        self.inner.hung.load(Ordering::SeqCst)
+    }
+
     /// A receiver that sees every change, for waiting on `hang` or `down`.
     pub(crate) fn subscribe(&self) -> watch::Receiver<FaultSettings> {
         self.inner.settings.subscribe()
@@ -182,6 +210,10 @@ impl Faults {
         }
 
         let mut settings = self.subscribe();
+        let _hung = settings
+            .borrow()
+            .hang
+            .then(|| Hung::enter(&self.inner.hung));
         tokio::select! {
             // Biased so shutdown wins over a hang cleared at the same moment: the result is the
             // same either way, but a fixed order keeps simulation runs identical.

@@ -143,7 +143,11 @@ impl Hub {
         queue: Arc<OutQueue>,
         resume: Option<ResumePoint>,
     ) -> Result<(), BusError> {
-        if self.revocations.get().is_some_and(|gate| !gate.is_current()) {
+        if self
+            .revocations
+            .get()
+            .is_some_and(|gate| !gate.is_current())
+        {
             return Err(BusError::Unavailable(
                 "revocations are being caught up after a bus interruption".into(),
             ));
