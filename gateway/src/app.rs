@@ -16,6 +16,7 @@ use seams::{Net, SharedClock};
 use tokio::{sync::watch, task::JoinHandle};
 use tower::ServiceBuilder;
 
+use crate::cache::ResponseCache;
 use crate::{
     auth::{self, TokenValidator},
     backends::{BackendSetupError, Backends},
@@ -29,7 +30,7 @@ use crate::{
     proxy::{self, Proxy},
     request_id::{self, RequestIdGenerator},
     revocations::RevocationLog,
-    routing::{RouteTable, RouteTableError},
+    routing::{Route, RouteTable, RouteTableError},
     websocket::{self, WebSocketState},
 };
 
@@ -55,8 +56,10 @@ pub enum StartError {
     },
     /// A route-group deadline names no routed service or method (a typo would silently apply
     /// the default deadline otherwise).
-    #[error("routes.deadlines_ms.{group}: no route calls this service or method")]
+    #[error("{field}.{group}: no route it applies to calls this service or method")]
     UnknownRouteGroup {
+        /// The setting (`routes.deadlines_ms`, `cache.routes`).
+        field: &'static str,
         /// The configured group.
         group: String,
     },
@@ -95,6 +98,8 @@ pub struct App {
     hub: Arc<Hub>,
     /// Deadlines of the routes in a configured group, by route label.
     deadlines: Arc<BTreeMap<String, Duration>>,
+    /// The response cache of configured GET routes.
+    cache: ResponseCache,
     revocations: Arc<RevocationLog>,
     websocket: Arc<WebSocketState>,
     stop: Arc<watch::Sender<bool>>,
@@ -109,35 +114,41 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// Each route's deadline from `routes.deadlines_ms`, by route label: its method's entry, else its
-/// service's. Every configured group must match some route.
-fn route_deadlines(
+/// Resolves route groups (`package.Service` or `package.Service/Method`) to the routes they hold,
+/// by route label: a method's entry wins over its service's. Only routes `eligible` accepts
+/// count; every group must hold at least one, or `field` names the group that does not (a typo
+/// would otherwise fall back to the default silently).
+fn by_route_group<T: Copy>(
     routes: &RouteTable,
-    groups: &BTreeMap<String, u64>,
-) -> Result<BTreeMap<String, Duration>, StartError> {
-    let mut deadlines = BTreeMap::new();
-    for route in routes.routes() {
+    groups: &BTreeMap<String, T>,
+    eligible: impl Fn(&Route) -> bool,
+    field: &'static str,
+) -> Result<BTreeMap<String, T>, StartError> {
+    let mut resolved = BTreeMap::new();
+    let eligible: Vec<&Arc<Route>> = routes.routes().iter().filter(|r| eligible(r)).collect();
+    for route in &eligible {
         let method = format!("{}/{}", route.service_name(), route.grpc_method.name());
         let configured = groups
             .get(&method)
             .or_else(|| groups.get(route.service_name()));
-        if let Some(ms) = configured {
-            deadlines.insert(route.label.clone(), Duration::from_millis(*ms));
+        if let Some(value) = configured {
+            resolved.insert(route.label.clone(), *value);
         }
     }
     for group in groups.keys() {
         let (service, method) = group.split_once('/').unwrap_or((group, ""));
-        let known = routes.routes().iter().any(|route| {
+        let known = eligible.iter().any(|route| {
             route.service_name() == service
                 && (method.is_empty() || route.grpc_method.name() == method)
         });
         if !known {
             return Err(StartError::UnknownRouteGroup {
+                field,
                 group: group.clone(),
             });
         }
     }
-    Ok(deadlines)
+    Ok(resolved)
 }
 
 /// The embedded single-instance event bus (in memory), the default when no Redis is configured.
@@ -199,7 +210,28 @@ impl App {
                 });
             }
         }
-        let deadlines = route_deadlines(&routes, &config.routes.deadlines_ms)?;
+        let deadlines = by_route_group(
+            &routes,
+            &config.routes.deadlines_ms,
+            |_| true,
+            "routes.deadlines_ms",
+        )?
+        .into_iter()
+        .map(|(label, ms)| (label, Duration::from_millis(ms)))
+        .collect();
+        let cached = by_route_group(
+            &routes,
+            &config.cache.routes,
+            |route| route.method == http::Method::GET,
+            "cache.routes",
+        )?;
+        let cache = ResponseCache::new(
+            config.cache.entries_max,
+            cached
+                .into_iter()
+                .map(|(label, rule)| (label, rule.into()))
+                .collect(),
+        );
         let backends = Backends::from_config(&seams.net, &config, seams.seed)?;
         let auth_backend = backends
             .by_name(&config.auth.backend)
@@ -267,6 +299,7 @@ impl App {
             bus,
             hub,
             deadlines: Arc::new(deadlines),
+            cache,
             revocations,
             websocket,
             stop: Arc::new(stop),
@@ -320,6 +353,7 @@ impl App {
             metrics: self.metrics.clone(),
             body_bytes_max: self.config.http.body_bytes_max,
             deadlines: self.deadlines.clone(),
+            cache: self.cache.clone(),
         });
         // Inner phases, top to bottom: route (404/405) → authenticate (401) → call the backend.
         // Routing comes first because whether a token is needed depends on the route.

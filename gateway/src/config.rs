@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::{
     backends::PoolConfig,
+    cache::{CacheConfig, CacheRouteConfig},
     resilience::{BreakerConfig, RetryConfig},
 };
 
@@ -40,6 +41,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Where WebSocket events come from.
     pub event_bus: EventBusConfig,
+    /// The response cache of configured GET routes.
+    pub cache: CacheConfig,
 }
 
 /// Listener addresses.
@@ -273,6 +276,16 @@ pub struct RoutesConfig {
     pub deadlines_ms: BTreeMap<String, u64>,
 }
 
+/// Whether `group` names a gRPC service (`package.Service`) or method (`package.Service/Method`).
+fn is_route_group(group: &str) -> bool {
+    match group.split_once('/') {
+        Some((service, method)) => {
+            service.contains('.') && !method.is_empty() && !method.contains('/')
+        }
+        None => group.contains('.'),
+    }
+}
+
 mod defaults {
     pub fn connect_timeout_ms() -> u64 {
         1_000
@@ -329,6 +342,7 @@ impl Default for Config {
             routes: RoutesConfig::default(),
             websocket: WebSocketConfig::default(),
             event_bus: EventBusConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -533,19 +547,23 @@ impl Config {
         }
         for (group, deadline) in &self.routes.deadlines_ms {
             let field = format!("routes.deadlines_ms.{group}");
-            let shaped = match group.split_once('/') {
-                Some((service, method)) => {
-                    service.contains('.') && !method.is_empty() && !method.contains('/')
-                }
-                None => group.contains('.'),
-            };
-            if !shaped {
+            if !is_route_group(group) {
                 return Err(invalid(
                     &field,
                     "must name a gRPC service (package.Service) or method (package.Service/Method)",
                 ));
             }
             positive(&field, *deadline)?;
+        }
+        for (group, rule) in &self.cache.routes {
+            let field = format!("cache.routes.{group}");
+            if !is_route_group(group) {
+                return Err(invalid(
+                    &field,
+                    "must name a gRPC service (package.Service) or method (package.Service/Method)",
+                ));
+            }
+            positive(&format!("{field}.ttl_ms"), rule.ttl_ms)?;
         }
         if !self.backends.contains_key(&self.auth.backend) {
             return Err(invalid("auth.backend", "must name a configured backend"));

@@ -131,6 +131,15 @@ impl ApiError {
         }
     }
 
+    /// Whether this says the backend could not answer (UNAVAILABLE, a deadline, an open breaker),
+    /// rather than answering about the request: the case a stale cached answer may cover.
+    pub fn is_backend_outage(&self) -> bool {
+        matches!(
+            self.code,
+            "unavailable" | "deadline_exceeded" | "circuit_open"
+        )
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

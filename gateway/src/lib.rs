@@ -19,6 +19,7 @@
 //! - [`permissions`]: `CheckPermission` with a short cache.
 //! - [`revocations`]: applies Auth's revocation events to caches and connections.
 //! - [`resilience`]: circuit breakers and retry budgets for backend calls.
+//! - [`cache`]: the response cache of configured GET routes (fresh, shared misses, stale).
 //! - [`config`]: the configuration and its validation.
 //! - [`app`]: builds the state and assembles the routers.
 //! - [`server`]: runs the listeners and drains on shutdown.
@@ -29,6 +30,7 @@
 pub mod app;
 pub mod auth;
 pub mod backends;
+pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod error;

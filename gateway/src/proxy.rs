@@ -9,13 +9,17 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use prost_reflect::DynamicMessage;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::{
     auth::{RequiresAuth, UserContext},
-    backends::{Backends, CallError},
+    backends::{Backend, Backends, CallError},
+    cache::{ResponseCache, Served},
     error::ApiError,
     limits::payload_too_large,
     metrics::{Metrics, RouteLabel},
@@ -86,6 +90,8 @@ pub struct Proxy {
     pub body_bytes_max: usize,
     /// Deadlines of routes in a configured group, by route label (others use their backend's).
     pub deadlines: Arc<std::collections::BTreeMap<String, std::time::Duration>>,
+    /// The response cache of configured GET routes.
+    pub cache: ResponseCache,
 }
 
 /// The final handler: transcode, call, transcode back.
@@ -139,59 +145,137 @@ async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> 
         parts.extensions.get::<RequestId>(),
         parts.extensions.get::<Arc<UserContext>>(),
     );
-    let started = tokio::time::Instant::now();
-    let (result, report) = backend
-        .call(
-            route.grpc_path.clone(),
-            message,
-            route.grpc_method.output(),
-            metadata,
-            proxy
-                .deadlines
-                .get(&route.label)
-                .copied()
-                .unwrap_or_else(|| backend.deadline()),
-            route.retryable,
-        )
-        .await;
-    proxy.metrics.count_retries(backend.name(), report);
-    let response = match result {
-        Ok(response) => {
-            let elapsed = started.elapsed();
-            proxy
-                .metrics
-                .observe_backend_call(route.service_name(), tonic::Code::Ok, elapsed);
-            response
-        }
-        Err(CallError::Refused(refused)) => {
-            proxy.metrics.count_breaker_refusal(backend.name());
-            return Err(ApiError::circuit_open(refused.retry_after));
-        }
-        Err(CallError::Status(status)) => {
-            let elapsed = started.elapsed();
-            proxy
-                .metrics
-                .observe_backend_call(route.service_name(), status.code(), elapsed);
-            tracing::debug!(code = ?status.code(), message = status.message(), "backend error");
-            return Err(ApiError::from_grpc_status(&status));
-        }
+    let deadline = proxy
+        .deadlines
+        .get(&route.label)
+        .copied()
+        .unwrap_or_else(|| backend.deadline());
+    let call = BackendCall {
+        backend: backend.clone(),
+        route: route.clone(),
+        deadline,
+        metrics: proxy.metrics.clone(),
     };
-    let json = transcode::response_to_json(route, &response).map_err(|error| {
-        tracing::error!(%error, "response transcoding failed");
-        ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "bad_gateway",
-            "the backend's response could not be encoded",
-        )
-    })?;
-    Ok((
+    let fetch = move || -> BoxFuture<'static, Result<Bytes, ApiError>> {
+        Box::pin(call.run(message, metadata))
+    };
+    let rule = proxy
+        .cache
+        .rule(&route.label)
+        .filter(|_| parts.method == http::Method::GET);
+    let Some(rule) = rule else {
+        return Ok(json_response(fetch().await?));
+    };
+    let user = parts.extensions.get::<Arc<UserContext>>();
+    let key = cache_key(
+        &route.label,
+        &parts.uri,
+        rule.per_user.then_some(user).flatten(),
+    );
+    let no_cache = parts
+        .headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|directive| directive.trim().eq_ignore_ascii_case("no-cache"));
+    let (body, served, age) = proxy.cache.get_or_fetch(key, rule, no_cache, fetch).await?;
+    let mut response = json_response(body);
+    let headers = response.headers_mut();
+    headers.insert("x-cache", HeaderValue::from_static(served.header_value()));
+    if served != Served::Miss {
+        headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+    }
+    if served == Served::Stale {
+        headers.insert(
+            header::WARNING,
+            HeaderValue::from_static("110 - \"Response is Stale\""),
+        );
+    }
+    Ok(response)
+}
+
+/// One backend call of a route and the transcoding of its answer, owned so that a cached route's
+/// concurrent misses can share it.
+struct BackendCall {
+    backend: Backend,
+    route: Arc<Route>,
+    deadline: std::time::Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl BackendCall {
+    async fn run(self, message: DynamicMessage, metadata: MetadataMap) -> Result<Bytes, ApiError> {
+        let Self {
+            backend,
+            route,
+            deadline,
+            metrics,
+        } = self;
+        let started = tokio::time::Instant::now();
+        let (result, report) = backend
+            .call(
+                route.grpc_path.clone(),
+                message,
+                route.grpc_method.output(),
+                metadata,
+                deadline,
+                route.retryable,
+            )
+            .await;
+        metrics.count_retries(backend.name(), report);
+        let response = match result {
+            Ok(response) => {
+                metrics.observe_backend_call(
+                    route.service_name(),
+                    tonic::Code::Ok,
+                    started.elapsed(),
+                );
+                response
+            }
+            Err(CallError::Refused(refused)) => {
+                metrics.count_breaker_refusal(backend.name());
+                return Err(ApiError::circuit_open(refused.retry_after));
+            }
+            Err(CallError::Status(status)) => {
+                metrics.observe_backend_call(
+                    route.service_name(),
+                    status.code(),
+                    started.elapsed(),
+                );
+                tracing::debug!(code = ?status.code(), message = status.message(), "backend error");
+                return Err(ApiError::from_grpc_status(&status));
+            }
+        };
+        let json = transcode::response_to_json(&route, &response).map_err(|error| {
+            tracing::error!(%error, "response transcoding failed");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the backend's response could not be encoded",
+            )
+        })?;
+        Ok(Bytes::from(json))
+    }
+}
+
+/// A cached route's key: the route, the path and query as sent, and the user when the route is
+/// cached per user. Fields are separated by a byte no URI or user ID holds.
+fn cache_key(route_label: &str, uri: &http::Uri, user: Option<&Arc<UserContext>>) -> String {
+    let path = uri.path_and_query().map_or("", |p| p.as_str());
+    let user = user.map_or("", |user| user.user_id.as_str());
+    format!("{route_label}\u{0}{path}\u{0}{user}")
+}
+
+fn json_response(body: Bytes) -> Response {
+    (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        json,
+        body,
     )
-        .into_response())
+        .into_response()
 }
 
 fn is_json(content_type: Option<&HeaderValue>) -> bool {

@@ -341,7 +341,10 @@ async fn route_groups_must_name_a_routed_service_or_method() {
     assert!(build("project.v1.ProjectService").is_ok());
     assert!(build("project.v1.ProjectService/GetProject").is_ok());
     let typo = build("project.v1.ProjectService/GetProjetc").unwrap_err();
-    assert!(typo.to_string().contains("no route calls"), "{typo}");
+    assert!(
+        typo.to_string().contains("no route it applies to calls"),
+        "{typo}"
+    );
     let malformed = build("ListProjects").unwrap_err();
     assert!(
         malformed
