@@ -181,9 +181,16 @@ impl ResponseCache {
                 }
             }
         };
-        let result = fetching.await;
+        let result = fetching.clone().await;
         let mut state = self.lock();
-        state.fetching.remove(&key);
+        // Only this fetch's entry: a later one for the same key may have taken its place.
+        if state
+            .fetching
+            .get(&key)
+            .is_some_and(|current| current.ptr_eq(&fetching))
+        {
+            state.fetching.remove(&key);
+        }
         match result {
             Ok(body) => {
                 self.store(&mut state, key, body.clone());
