@@ -97,7 +97,6 @@ const CATCH_UP_TRIES: u32 = 5;
 /// published after the revocation. And while the revocation stream is interrupted, no connection
 /// joins: a cached validation could otherwise let a token revoked meanwhile in.
 pub struct RevocationLog {
-    me: Weak<RevocationLog>,
     hub: Weak<Hub>,
     validator: Arc<TokenValidator>,
     permissions: Arc<PermissionCache>,
@@ -109,14 +108,8 @@ pub struct RevocationLog {
 }
 
 impl RevocationGate for RevocationLog {
-    fn catch_up(&self) -> BoxFuture<'static, ()> {
-        // The hub holds the log; the future must not borrow it.
-        let log = self.me.upgrade();
-        Box::pin(async move {
-            if let Some(log) = log {
-                log.catch_up().await;
-            }
-        })
+    fn catch_up(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move { self.apply_missed().await })
     }
 
     fn is_current(&self) -> bool {
@@ -138,8 +131,7 @@ impl RevocationLog {
         validator: Arc<TokenValidator>,
         permissions: Arc<PermissionCache>,
     ) -> Arc<Self> {
-        let log = Arc::new_cyclic(|me| Self {
-            me: me.clone(),
+        let log = Arc::new(Self {
             hub: Arc::downgrade(hub),
             validator,
             permissions,
@@ -153,7 +145,7 @@ impl RevocationLog {
     /// Applies the revocations history holds after the last one applied (all of it, the first
     /// time). When history no longer holds some of them, fails safe: see
     /// [`RevocationLog::assume_any_revoked`].
-    pub async fn catch_up(&self) {
+    pub async fn apply_missed(&self) {
         let mut applied = self.applied.lock().await;
         let channel = ChannelName::revocations();
         let mut delay = Duration::from_millis(100);
@@ -226,7 +218,7 @@ impl RevocationLog {
             }
             _ => {
                 drop(applied);
-                self.catch_up().await;
+                self.apply_missed().await;
             }
         }
     }
@@ -284,7 +276,7 @@ async fn apply_all(
     mut shutdown: watch::Receiver<bool>,
 ) {
     // Tokens revoked before this instance started stay revoked for local verification too.
-    log.catch_up().await;
+    log.apply_missed().await;
     loop {
         let message = tokio::select! {
             biased;
@@ -299,7 +291,7 @@ async fn apply_all(
                     "revocation stream interrupted; missed revocations are read from history when it is back"
                 );
             }
-            Some(BusMessage::Restored) => log.catch_up().await,
+            Some(BusMessage::Restored) => log.apply_missed().await,
             None => return,
         }
     }

@@ -149,38 +149,38 @@ impl Backend {
         self.0.deadline
     }
 
-    /// A channel for a typed client (token validation, permission checks), round robin over the
-    /// healthy instances (over all when none is). Typed calls do not pass the breakers: Auth's
-    /// own fallback is local verification.
-    pub fn lease(&self) -> Lease {
+    /// The instances in call order: round robin from the next one, those whose latest health
+    /// check passed first (the others follow, so calls still go somewhere when every check
+    /// failed: checks can lag, or a health endpoint break on its own).
+    fn rotation(&self) -> impl Iterator<Item = &Arc<Instance>> {
         let instances = &self.0.instances;
         let start = self.0.next.fetch_add(1, Ordering::Relaxed);
-        let chosen = (0..instances.len())
-            .map(|i| &instances[(start + i) % instances.len()])
-            .find(|instance| instance.is_healthy())
-            .unwrap_or(&instances[start % instances.len()]);
-        chosen.lease()
+        let ring =
+            move || (0..instances.len()).map(move |i| &instances[(start + i) % instances.len()]);
+        ring()
+            .filter(|instance| instance.is_healthy())
+            .chain(ring().filter(|instance| !instance.is_healthy()))
     }
 
-    /// The next instance round robin whose breaker lets a call through, preferring instances
-    /// whose health check passed; with its permit. Refused when every breaker refuses (the
-    /// soonest retry is reported).
+    /// A channel for a typed client (token validation, permission checks), from the first
+    /// instance in [`Backend::rotation`]. Typed calls do not pass the breakers: Auth's own
+    /// fallback is local verification.
+    pub fn lease(&self) -> Lease {
+        let instance = self.rotation().next();
+        // `instances` is never empty: `address` is required.
+        instance.unwrap_or(&self.0.instances[0]).lease()
+    }
+
+    /// The first instance in [`Backend::rotation`] whose breaker lets a call through, with its
+    /// permit. Refused when every breaker refuses (the soonest retry is reported).
     fn choose(&self) -> Result<(Lease, Permit), Refused> {
-        let instances = &self.0.instances;
-        let start = self.0.next.fetch_add(1, Ordering::Relaxed);
         let mut soonest: Option<Refused> = None;
-        for healthy_only in [true, false] {
-            for i in 0..instances.len() {
-                let instance = &instances[(start + i) % instances.len()];
-                if healthy_only != instance.is_healthy() {
-                    continue;
-                }
-                match instance.breaker().try_acquire() {
-                    Ok(permit) => return Ok((instance.lease(), permit)),
-                    Err(refused) => {
-                        if soonest.is_none_or(|s| refused.retry_after < s.retry_after) {
-                            soonest = Some(refused);
-                        }
+        for instance in self.rotation() {
+            match instance.breaker().try_acquire() {
+                Ok(permit) => return Ok((instance.lease(), permit)),
+                Err(refused) => {
+                    if soonest.is_none_or(|s| refused.retry_after < s.retry_after) {
+                        soonest = Some(refused);
                     }
                 }
             }

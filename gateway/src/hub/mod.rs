@@ -64,7 +64,7 @@ struct ChannelEntry {
 pub trait RevocationGate: Send + Sync {
     /// Brings revocations up to date; a channel awaits it before replaying what its connections
     /// missed.
-    fn catch_up(&self) -> BoxFuture<'static, ()>;
+    fn catch_up(self: Arc<Self>) -> BoxFuture<'static, ()>;
     /// Whether revocations are known to be up to date (false from an interruption of their
     /// stream until they are caught up again). Connections join only while they are.
     fn is_current(&self) -> bool;
@@ -332,7 +332,7 @@ async fn pump(hub: Weak<Hub>, mut subscription: Subscription) {
             ),
             BusMessage::Restored => {
                 if let Some(gate) = hub.revocations.get() {
-                    gate.catch_up().await;
+                    gate.clone().catch_up().await;
                 }
                 // Catch up from history: each queue drops what it already has, and reports what
                 // history no longer holds (or an epoch change) as a gap.

@@ -13,6 +13,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::window::Window;
+
 /// The breaker's settings (`backends.<name>.breaker`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -80,15 +82,6 @@ pub struct Refused {
     pub retry_after: Duration,
 }
 
-/// The number of buckets the window is cut into.
-const BUCKETS: usize = 10;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
-    calls: u32,
-    failures: u32,
-}
-
 #[derive(Debug)]
 enum Phase {
     Closed,
@@ -101,10 +94,8 @@ struct Inner {
     phase: Phase,
     /// Failures in a row while closed.
     consecutive: u32,
-    /// Counts per bucket, and the start of the newest bucket.
-    buckets: [Bucket; BUCKETS],
-    newest: usize,
-    newest_started: Instant,
+    /// Calls and failures while closed.
+    window: Window,
     /// How many times it opened since it last closed (the open period doubles with each).
     openings: u32,
 }
@@ -133,9 +124,7 @@ impl Breaker {
             inner: Arc::new(Mutex::new(Inner {
                 phase: Phase::Closed,
                 consecutive: 0,
-                buckets: [Bucket::default(); BUCKETS],
-                newest: 0,
-                newest_started: Instant::now(),
+                window: Window::new(Duration::from_millis(config.window_ms)),
                 openings: 0,
             })),
         }
@@ -215,27 +204,11 @@ impl Breaker {
             until: now + period,
         };
         inner.consecutive = 0;
-        inner.buckets = [Bucket::default(); BUCKETS];
+        inner.window.clear();
         tracing::warn!(
             open_for_ms = period.as_millis() as u64,
             "circuit breaker opened"
         );
-    }
-
-    /// Moves the window so its newest bucket covers `now`.
-    fn advance(&self, inner: &mut Inner, now: Instant) {
-        let width = Duration::from_millis((self.config.window_ms / BUCKETS as u64).max(1));
-        let mut steps = 0;
-        while now.duration_since(inner.newest_started) >= width && steps < BUCKETS {
-            inner.newest = (inner.newest + 1) % BUCKETS;
-            inner.buckets[inner.newest] = Bucket::default();
-            inner.newest_started += width;
-            steps += 1;
-        }
-        if now.duration_since(inner.newest_started) >= width {
-            // Idle for longer than the whole window: everything in it is stale.
-            inner.newest_started = now;
-        }
     }
 
     fn report(&self, probe: bool, failed: bool) {
@@ -260,27 +233,21 @@ impl Breaker {
                     if *succeeded >= self.config.half_open_probes {
                         inner.phase = Phase::Closed;
                         inner.openings = 0;
-                        inner.newest_started = now;
+                        inner.window.clear();
                         tracing::info!("circuit breaker closed");
                     }
                 }
             }
             (Phase::Closed, false) => {
-                self.advance(&mut inner, now);
-                let newest = inner.newest;
-                inner.buckets[newest].calls += 1;
+                inner.window.add(1, u64::from(failed));
                 if failed {
-                    inner.buckets[newest].failures += 1;
                     inner.consecutive += 1;
                 } else {
                     inner.consecutive = 0;
                 }
-                let (calls, failures) = inner
-                    .buckets
-                    .iter()
-                    .fold((0, 0), |(c, f), b| (c + b.calls, f + b.failures));
-                let ratio_tripped = calls >= self.config.min_calls
-                    && f64::from(failures) >= self.config.failure_ratio * f64::from(calls);
+                let (calls, failures) = inner.window.totals();
+                let ratio_tripped = calls >= u64::from(self.config.min_calls)
+                    && failures as f64 >= self.config.failure_ratio * calls as f64;
                 if failed
                     && (inner.consecutive >= self.config.consecutive_failures || ratio_tripped)
                 {

@@ -3,9 +3,11 @@
 //!
 //! - [`breaker`]: per backend, refuses calls at once while the backend is failing.
 //! - [`retry`]: retries of safe calls, within a budget, with jittered backoff.
+//! - [`window`]: the sliding window of counts both keep.
 
 pub mod breaker;
 pub mod retry;
+pub mod window;
 
 pub use breaker::{Breaker, BreakerConfig, BreakerState};
 pub use retry::{RetryBudget, RetryConfig};

@@ -14,7 +14,8 @@ use std::{
 
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
+
+use super::window::Window;
 
 /// The retry settings (`backends.<name>.retry`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -48,25 +49,11 @@ impl Default for RetryConfig {
     }
 }
 
-const BUCKETS: usize = 10;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
-    calls: u64,
-    retries: u64,
-}
-
-#[derive(Debug)]
-struct Window {
-    buckets: [Bucket; BUCKETS],
-    newest: usize,
-    newest_started: Instant,
-}
-
 /// One backend's retry budget and backoff source. Cheap to clone; clones share the state.
 #[derive(Debug, Clone)]
 pub struct RetryBudget {
     config: RetryConfig,
+    /// Calls and retries.
     window: Arc<Mutex<Window>>,
     rng: Arc<Mutex<SmallRng>>,
 }
@@ -76,11 +63,9 @@ impl RetryBudget {
     pub fn new(config: RetryConfig, seed: u64) -> Self {
         Self {
             config,
-            window: Arc::new(Mutex::new(Window {
-                buckets: [Bucket::default(); BUCKETS],
-                newest: 0,
-                newest_started: Instant::now(),
-            })),
+            window: Arc::new(Mutex::new(Window::new(Duration::from_millis(
+                config.budget_window_ms,
+            )))),
             rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
         }
     }
@@ -90,46 +75,28 @@ impl RetryBudget {
         &self.config
     }
 
-    fn with_window<T>(&self, f: impl FnOnce(&mut Window) -> T) -> T {
-        let now = Instant::now();
-        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        let width = Duration::from_millis((self.config.budget_window_ms / BUCKETS as u64).max(1));
-        let mut steps = 0;
-        while now.duration_since(window.newest_started) >= width && steps < BUCKETS {
-            window.newest = (window.newest + 1) % BUCKETS;
-            let newest = window.newest;
-            window.buckets[newest] = Bucket::default();
-            window.newest_started += width;
-            steps += 1;
-        }
-        if now.duration_since(window.newest_started) >= width {
-            window.newest_started = now;
-        }
-        f(&mut window)
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts one call (its first attempt).
     pub fn record_call(&self) {
-        self.with_window(|window| window.buckets[window.newest].calls += 1);
+        self.window().add(1, 0);
     }
 
     /// Takes one retry from the budget; `false` when it is spent (then do not retry).
     pub fn try_withdraw(&self) -> bool {
         let window_seconds = self.config.budget_window_ms as f64 / 1_000.0;
-        self.with_window(|window| {
-            let (calls, retries) = window
-                .buckets
-                .iter()
-                .fold((0, 0), |(c, r), b| (c + b.calls, r + b.retries));
-            let allowed = self.config.budget_ratio * calls as f64
-                + f64::from(self.config.budget_min_per_second) * window_seconds;
-            if (retries + 1) as f64 <= allowed {
-                window.buckets[window.newest].retries += 1;
-                true
-            } else {
-                false
-            }
-        })
+        let mut window = self.window();
+        let (calls, retries) = window.totals();
+        let allowed = self.config.budget_ratio * calls as f64
+            + f64::from(self.config.budget_min_per_second) * window_seconds;
+        if (retries + 1) as f64 <= allowed {
+            window.add(0, 1);
+            true
+        } else {
+            false
+        }
     }
 
     /// The wait before retry number `retry` (1 for the first), with full jitter.
