@@ -120,6 +120,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             backend.address = backends.addr(kind).to_string();
         }
     }
+    if config.routes.aggregates.is_empty() {
+        // The example aggregate of docs/resilience.md, so the dev stack shows one.
+        let parts = [
+            ("profile", "/api/auth/profile"),
+            ("projects", "/api/projects?page_size=5"),
+            ("running", "/api/simulations?state=SIMULATION_STATE_RUNNING"),
+        ];
+        config.routes.aggregates.insert(
+            "/api/dashboard".to_owned(),
+            parts
+                .into_iter()
+                .map(|(name, target)| (name.to_owned(), target.to_owned()))
+                .collect(),
+        );
+    }
     let listeners = Listeners::bind(&seams.net, &config.listen).await?;
     let api = config.listen.api;
     let health = config.listen.health;
@@ -147,6 +162,7 @@ Try:
 
   curl -s http://{api}/api/auth/profile -H \"Authorization: Bearer $TOKEN\"
   curl -s http://{api}/api/projects -H \"Authorization: Bearer $TOKEN\"
+  curl -s http://{api}/api/dashboard -H \"Authorization: Bearer $TOKEN\"
   curl -s -X POST http://{api}/api/auth/login -H 'Content-Type: application/json' \\
        -d '{{\"username\":\"bob\",\"password\":\"{DEMO_PASSWORD}\"}}'
 

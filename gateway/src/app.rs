@@ -16,10 +16,11 @@ use seams::{Net, SharedClock};
 use tokio::{sync::watch, task::JoinHandle};
 use tower::ServiceBuilder;
 
-use crate::cache::ResponseCache;
 use crate::{
+    aggregate::{self, Aggregate},
     auth::{self, TokenValidator},
     backends::{BackendSetupError, Backends},
+    cache::ResponseCache,
     config::{Config, ConfigError, millis},
     error::ApiError,
     health::{self, Health},
@@ -63,6 +64,14 @@ pub enum StartError {
         /// The configured group.
         group: String,
     },
+    /// An aggregation route does not fit the route table.
+    #[error("routes.aggregates.{path}: {reason}")]
+    Aggregate {
+        /// The aggregate's path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A route's service has no backend in config.
     #[error("route {route} calls {service}, which no configured backend serves")]
     UnservedRoute {
@@ -100,6 +109,8 @@ pub struct App {
     deadlines: Arc<BTreeMap<String, Duration>>,
     /// The response cache of configured GET routes.
     cache: ResponseCache,
+    /// Aggregation routes.
+    aggregates: Vec<Arc<Aggregate>>,
     revocations: Arc<RevocationLog>,
     websocket: Arc<WebSocketState>,
     stop: Arc<watch::Sender<bool>>,
@@ -232,6 +243,19 @@ impl App {
                 .map(|(label, rule)| (label, rule.into()))
                 .collect(),
         );
+        let aggregates = config
+            .routes
+            .aggregates
+            .iter()
+            .map(|(path, parts)| {
+                Aggregate::resolve(path, parts, &routes)
+                    .map(Arc::new)
+                    .map_err(|reason| StartError::Aggregate {
+                        path: path.clone(),
+                        reason,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         let backends = Backends::from_config(&seams.net, &config, seams.seed)?;
         let auth_backend = backends
             .by_name(&config.auth.backend)
@@ -300,6 +324,7 @@ impl App {
             hub,
             deadlines: Arc::new(deadlines),
             cache,
+            aggregates,
             revocations,
             websocket,
             stop: Arc::new(stop),
@@ -355,6 +380,7 @@ impl App {
             deadlines: self.deadlines.clone(),
             cache: self.cache.clone(),
         });
+        let aggregated = aggregate::router(&self.aggregates, &proxy, &self.validator);
         // Inner phases, top to bottom: route (404/405) → authenticate (401) → call the backend.
         // Routing comes first because whether a token is needed depends on the route.
         let routed = Router::new()
@@ -370,6 +396,7 @@ impl App {
                 "/health",
                 get(health::ready).with_state(self.health.clone()),
             )
+            .merge(aggregated)
             .fallback_service(routed);
         self.outer_layers(router)
     }

@@ -274,6 +274,10 @@ pub struct RoutesConfig {
     /// (`project.v1.ProjectService/ListProjects`); a method's entry wins over its service's.
     /// Routes in no group use their backend's `deadline_ms`. Default: none.
     pub deadlines_ms: BTreeMap<String, u64>,
+    /// Aggregation routes (`docs/resilience.md`): by the aggregate's path (`/api/dashboard`), its
+    /// parts by name, each a GET route's path and query (`/api/projects?page_size=5`), called
+    /// in parallel. Default: none.
+    pub aggregates: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Whether `group` names a gRPC service (`package.Service`) or method (`package.Service/Method`).
@@ -554,6 +558,10 @@ impl Config {
                 ));
             }
             positive(&field, *deadline)?;
+        }
+        for (path, parts) in &self.routes.aggregates {
+            crate::aggregate::check_config(path, parts)
+                .map_err(|reason| invalid(&format!("routes.aggregates.{path}"), &reason))?;
         }
         for (group, rule) in &self.cache.routes {
             let field = format!("cache.routes.{group}");

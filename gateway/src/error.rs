@@ -149,6 +149,24 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The `Retry-After` this error carries, in seconds, if any.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after_seconds
+    }
+
+    /// The same error answered after `seconds` at the earliest (`Retry-After`).
+    pub fn with_retry_after(self, seconds: Option<u64>) -> Self {
+        Self {
+            retry_after_seconds: seconds,
+            ..self
+        }
+    }
 }
 
 /// The gRPC-to-HTTP status table (`docs/errors.md`).

@@ -27,6 +27,7 @@
 //! The network, the wall clock and the RNG seed come in through [`app::Seams`], so the same code
 //! runs on real sockets and under turmoil.
 
+pub mod aggregate;
 pub mod app;
 pub mod auth;
 pub mod backends;

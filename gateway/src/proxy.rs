@@ -102,7 +102,9 @@ pub async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Respon
     }
 }
 
-async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> {
+/// Serves a request whose route is matched (its [`MatchedRoute`] in the extensions): the body
+/// read and transcoded, the backend called (through the cache for cached routes).
+pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let matched = parts
         .extensions

@@ -455,6 +455,7 @@ impl SimulationService for SimulationBackend {
             project_id,
             page_size,
             page_token,
+            state,
         } = request.into_inner();
         let size = paging::page_size(page_size)?;
         let after = paging::decode_token("simulations", &page_token)?;
@@ -471,6 +472,9 @@ impl SimulationService for SimulationBackend {
                     *seq,
                     to_wire(*seq, run, run.view(self.inner.step, now, now_wall)),
                 )
+            })
+            .filter(|(_, simulation)| {
+                state == SimulationState::Unspecified as i32 || simulation.state == state
             });
         let (simulations, next_page_token) = paging::page("simulations", visible, after, size);
         Ok(Response::new(ListSimulationsResponse {

@@ -200,6 +200,7 @@ async fn lists_filter_by_project_and_page_newest_first() {
         project_id: project_id.to_owned(),
         page_size,
         page_token,
+        ..Default::default()
     };
 
     let all = harness
@@ -226,4 +227,24 @@ async fn lists_filter_by_project_and_page_newest_first() {
         .into_inner();
     assert_eq!(second.simulations[0].id, a.id);
     assert!(second.next_page_token.is_empty());
+
+    harness
+        .simulation()
+        .stop_simulation(as_user(BOB, StopSimulationRequest { id: b.id.clone() }))
+        .await
+        .unwrap();
+    let running = harness
+        .simulation()
+        .list_simulations(as_user(
+            BOB,
+            ListSimulationsRequest {
+                state: SimulationState::Running as i32,
+                ..list("", 0, String::new())
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<_> = running.simulations.iter().map(|s| s.id.clone()).collect();
+    assert_eq!(ids, [c.id, a.id], "the stopped run is left out");
 }
