@@ -139,6 +139,15 @@ impl TokenValidator {
         if token.len() > self.config.token_bytes_max || !looks_like_jwt(token) {
             return Err(AuthError::Malformed);
         }
+        if let Some(local) = self.local.as_ref().filter(|_| self.auth_is_down()) {
+            // Every Auth instance failed its latest health check: judge locally at once rather
+            // than make each request wait out a validation deadline first.
+            match local.verify(token).await {
+                LocalVerdict::Valid(user) => return Ok(Arc::new(user)),
+                LocalVerdict::Invalid(why) => return Err(AuthError::Invalid(why)),
+                LocalVerdict::NoKeys => {} // nothing to judge with: ask Auth after all
+            }
+        }
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let slot = self.slot_for(key);
         let outcome = match &slot {
@@ -162,6 +171,15 @@ impl TokenValidator {
                 None => Err(AuthError::Unavailable(reason)),
             },
         }
+    }
+
+    /// Whether Auth is known to be unreachable: every instance failed its latest health check.
+    fn auth_is_down(&self) -> bool {
+        !self
+            .auth
+            .instances()
+            .iter()
+            .any(|instance| instance.is_healthy())
     }
 
     /// The cache slot for a key: a fresh answer, a call in flight, or a new pending cell. `None`

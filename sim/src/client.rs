@@ -31,7 +31,21 @@ pub async fn http(
     token: Option<&str>,
     body: &str,
 ) -> std::io::Result<(StatusCode, serde_json::Value)> {
-    tokio::time::timeout(HTTP_TIMEOUT, exchange(address, method, path, token, body))
+    http_with_id(address, method, path, token, body, None).await
+}
+
+/// [`http`] with an `x-request-id`, which the gateway passes on to every backend call (retries
+/// included), so a backend's request log tells how many attempts the request cost.
+pub async fn http_with_id(
+    address: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+    request_id: Option<&str>,
+) -> std::io::Result<(StatusCode, serde_json::Value)> {
+    let exchange = exchange(address, method, path, token, body, request_id);
+    tokio::time::timeout(HTTP_TIMEOUT, exchange)
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"))?
 }
@@ -42,6 +56,7 @@ async fn exchange(
     path: &str,
     token: Option<&str>,
     body: &str,
+    request_id: Option<&str>,
 ) -> std::io::Result<(StatusCode, serde_json::Value)> {
     let other = |error: &dyn std::fmt::Display| std::io::Error::other(error.to_string());
     let stream = turmoil::net::TcpStream::connect(address).await?;
@@ -57,6 +72,9 @@ async fn exchange(
         .header("content-type", "application/json");
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if let Some(id) = request_id {
+        request = request.header("x-request-id", id);
     }
     let request = request
         .body(Full::new(Bytes::from(body.to_owned())))

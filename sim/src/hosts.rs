@@ -12,7 +12,7 @@ use std::{
 
 use events::RedisBus;
 use gateway::{App, Config, Listeners, Seams};
-use mock_backends::{Faults, MockBackends, MockConfig, ServiceKind, StartOptions};
+use mock_backends::{Faults, MockBackends, MockConfig, RequestLog, ServiceKind, StartOptions};
 use seams::Net;
 
 use crate::{SimClock, TurmoilNet, redis::SimRedis, scenario::redis_bus_config};
@@ -38,9 +38,16 @@ pub fn redis(sim: &mut turmoil::Sim<'_>) {
 /// the scenario runner can turn them while the simulation runs.
 pub type FaultKnobs = Arc<Mutex<BTreeMap<String, Faults>>>;
 
+/// The request logs of the mock backends, by host, one per start (a restart begins a new one), so
+/// the runner can count every call a backend received over the whole run.
+pub type RequestLogs = Arc<Mutex<BTreeMap<String, Vec<RequestLog>>>>;
+
+/// The most request IDs a scenario backend remembers: more than any run sends.
+const REQUEST_LOG_LEN_MAX: usize = 1_000_000;
+
 /// A mock backend on its host (`auth:9000`, `project:10000`, `simulation:11000`), calling Auth at
 /// `auth:9000`; with `publisher_seed`, publishing events through its own Redis bus. Its fault
-/// knobs go into `knobs` under the host's name.
+/// knobs go into `knobs` and its request log into `logs`, under the host's name.
 pub fn mock_backend(
     sim: &mut turmoil::Sim<'_>,
     host: &str,
@@ -48,15 +55,17 @@ pub fn mock_backend(
     seed: u64,
     publisher_seed: Option<u64>,
     knobs: FaultKnobs,
+    logs: RequestLogs,
 ) {
     let name = host.to_owned();
     sim.host(host, move || {
-        let (name, knobs) = (name.clone(), knobs.clone());
+        let (name, knobs, logs) = (name.clone(), knobs.clone(), logs.clone());
         async move {
             let mut config = MockConfig {
                 seed,
                 ..MockConfig::default()
             };
+            config.server.request_log_len_max = REQUEST_LOG_LEN_MAX;
             config.auth.addr = any(9000);
             config.project.addr = any(10000);
             config.simulation.addr = any(11000);
@@ -76,6 +85,11 @@ pub fn mock_backend(
                 options,
             )
             .await?;
+            logs.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(name.clone())
+                .or_default()
+                .push(service.request_log().clone());
             knobs
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())

@@ -26,6 +26,9 @@ pub struct Expectations {
     pub http_deadline: Duration,
     /// When the workload revokes the revoker's token, if it does.
     pub revoke_at: Option<Duration>,
+    /// The gateways' retry budget: retries per call (their window outlasts the run and the
+    /// per-second floor is zero; see `scenario::fit_retry_budget_window`).
+    pub retry_budget_ratio: f64,
 }
 
 /// One broken invariant.
@@ -68,6 +71,10 @@ pub fn check(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
     violations.extend(presence_converges_without_ghosts(trace, expect));
     violations.extend(revoked_tokens_get_nothing_new(trace, expect));
     violations.extend(breakers_open_on_failure_and_close_after_repair(
+        trace, expect,
+    ));
+    violations.extend(retries_stay_within_the_budget(trace, expect));
+    violations.extend(project_traffic_flows_while_auth_cannot_answer(
         trace, expect,
     ));
     violations
@@ -348,6 +355,7 @@ pub fn every_http_request_gets_one_timely_answer(
         .filter_map(|o| match &o.what {
             Observation::Http {
                 token,
+                path,
                 gateway,
                 sent,
                 status,
@@ -363,10 +371,10 @@ pub fn every_http_request_gets_one_timely_answer(
                     return None;
                 }
                 match status {
-                    None => Some(format!("{token} token to {gateway}: no response")),
-                    Some(500) => Some(format!("{token} token to {gateway}: 500")),
+                    None => Some(format!("{path}, {token} token, to {gateway}: no response")),
+                    Some(500) => Some(format!("{path}, {token} token, to {gateway}: 500")),
                     Some(_) if took > expect.http_deadline => Some(format!(
-                        "{token} token to {gateway}: answered after {took:?}, past {:?}",
+                        "{path}, {token} token, to {gateway}: answered after {took:?}, past {:?}",
                         expect.http_deadline
                     )),
                     Some(_) => None,
@@ -707,17 +715,22 @@ pub fn revoked_tokens_get_nothing_new(trace: &Trace, expect: &Expectations) -> V
     violations
 }
 
-/// When each gateway's calls to Auth were failing or at risk, from the fault schedule: Auth's
-/// fault knobs set (any knob; `down` when every call fails at once), Auth crashed, or the link
-/// between the gateway and Auth cut or held. Per gateway: (from, to, down).
-fn auth_trouble(expect: &Expectations, gateway: &str) -> Vec<(Duration, Duration, bool)> {
+/// When a gateway's calls to a backend were failing or at risk, from the fault schedule: the
+/// backend's fault knobs set (any knob; `down` when every call fails at once), the backend
+/// crashed, or the link between the gateway and the backend cut or held. (from, to, down).
+fn backend_trouble(
+    expect: &Expectations,
+    gateway: &str,
+    backend: &str,
+) -> Vec<(Duration, Duration, bool)> {
     let mut windows = Vec::new();
     let mut knobs: Option<(Duration, bool)> = None;
     let mut link: Option<Duration> = None;
-    let on_link = |a: &str, b: &str| (a == gateway && b == "auth") || (a == "auth" && b == gateway);
+    let on_link =
+        |a: &str, b: &str| (a == gateway && b == backend) || (a == backend && b == gateway);
     for (at, fault) in &expect.faults {
         match fault {
-            Fault::Backend { host, faults } if host == "auth" => {
+            Fault::Backend { host, faults } if host == backend => {
                 if let Some((from, down)) = knobs.take() {
                     windows.push((from, *at, down));
                 }
@@ -725,13 +738,13 @@ fn auth_trouble(expect: &Expectations, gateway: &str) -> Vec<(Duration, Duration
                     knobs = Some((*at, faults.down || faults.error_rate >= 1.0));
                 }
             }
-            Fault::Crash(host) if host == "auth" => link = link.or(Some(*at)),
+            Fault::Crash(host) if host == backend => link = link.or(Some(*at)),
             Fault::Partition(a, b) | Fault::PartitionOneWay(a, b) | Fault::Hold(a, b)
                 if on_link(a, b) =>
             {
                 link = link.or(Some(*at));
             }
-            Fault::Restart(host) if host == "auth" => {
+            Fault::Restart(host) if host == backend => {
                 if let Some(from) = link.take() {
                     windows.push((from, *at, false));
                 }
@@ -767,6 +780,7 @@ pub fn breakers_open_on_failure_and_close_after_repair(
             .filter_map(|o| match &o.what {
                 Observation::Http {
                     token: "valid",
+                    path: "/api/auth/profile",
                     gateway: asked,
                     sent,
                     code,
@@ -778,7 +792,7 @@ pub fn breakers_open_on_failure_and_close_after_repair(
     };
     let mut violations = Vec::new();
     for gateway in &expect.gateways {
-        let windows = auth_trouble(expect, gateway);
+        let windows = backend_trouble(expect, gateway, "auth");
         let calls = valid_calls(gateway);
         for (at, sent, code) in &calls {
             let near_trouble = windows.iter().any(|(from, to, _)| {
@@ -814,6 +828,134 @@ pub fn breakers_open_on_failure_and_close_after_repair(
     violations
 }
 
+/// **Retries never exceed the budget.** The attempts Project received beyond the first of each
+/// of the workload's requests number at most `retry_budget_ratio` × the requests the workload
+/// sent to Project routes. In scenarios the budget's window outlasts the run and has no floor,
+/// so this is the budget's own guarantee, summed over every gateway process; it is checked at
+/// the backend, so a failing backend is never hit harder than its load times (1 + ratio).
+pub fn retries_stay_within_the_budget(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
+    let sent = trace
+        .observed
+        .iter()
+        .filter(|o| {
+            matches!(&o.what, Observation::Http { token: "valid", path, .. } if *path != "/api/auth/profile")
+        })
+        .count();
+    let mut violations = Vec::new();
+    for o in &trace.observed {
+        let Observation::BackendAttempts { backend, attempts } = &o.what else {
+            continue;
+        };
+        let retries: u64 = attempts
+            .values()
+            .map(|n| u64::from(n.saturating_sub(1)))
+            .sum();
+        let allowed = expect.retry_budget_ratio * sent as f64;
+        if retries as f64 > allowed {
+            let most = attempts.values().max().copied().unwrap_or(0);
+            violations.push(Violation::new(
+                "retries stay within the budget",
+                o.at,
+                format!(
+                    "{backend} received {retries} retries for {sent} requests (budget {allowed:.1}; up to {most} attempts for one request)"
+                ),
+            ));
+        }
+    }
+    violations
+}
+
+/// The end of the latest start of `gateway` at or before `at` (zero when it never restarted).
+fn started_before(down: &[(Duration, Duration)], at: Duration) -> Duration {
+    down.iter()
+        .filter(|(_, to)| *to <= at)
+        .map(|(_, to)| *to)
+        .max()
+        .unwrap_or_default()
+}
+
+/// When a gateway started at `start` has Auth's keys: once Auth has answered it for two seconds
+/// running (the JWKS is fetched at start and retried every half second until it is).
+fn keys_known_from(start: Duration, auth: &[(Duration, Duration, bool)]) -> Duration {
+    const CLEAN: Duration = Duration::from_secs(2);
+    let mut from = start;
+    while let Some((_, to, _)) = auth
+        .iter()
+        .find(|(begin, to, _)| *begin < from + CLEAN && *to > from)
+    {
+        from = *to;
+        if from == Duration::MAX {
+            return Duration::MAX;
+        }
+    }
+    from + CLEAN
+}
+
+/// **While Auth cannot answer, valid tokens keep working on other backends' routes.** A request
+/// with the workload's valid token to a Project route (`/api/projects`, and the cached
+/// `/api/projects/templates`) sent to a gateway while its calls to Auth are in trouble (partition,
+/// hold, crash, knobs) gets 200: the token is verified locally from Auth's keys (validations are
+/// cached for one second only in scenarios, so it really is). Excused: a gateway that has not
+/// yet fetched Auth's keys since it started, one whose clock was skewed, and requests while the
+/// gateway was down or Project itself in trouble (or within three seconds of it, while its
+/// breaker and connections recover).
+pub fn project_traffic_flows_while_auth_cannot_answer(
+    trace: &Trace,
+    expect: &Expectations,
+) -> Vec<Violation> {
+    const NAME: &str = "valid tokens keep working while Auth cannot answer";
+    const RECOVERY: Duration = Duration::from_secs(3);
+    let down = down_windows(expect);
+    let mut violations = Vec::new();
+    for gateway in &expect.gateways {
+        let skewed = expect
+            .faults
+            .iter()
+            .any(|(_, fault)| matches!(fault, Fault::ClockSkew { host, .. } if host == gateway));
+        if skewed {
+            continue;
+        }
+        let auth = backend_trouble(expect, gateway, "auth");
+        let project = backend_trouble(expect, gateway, "project");
+        let gateway_down = down.get(gateway).cloned().unwrap_or_default();
+        for o in &trace.observed {
+            let Observation::Http {
+                token: "valid",
+                path,
+                gateway: asked,
+                sent,
+                status,
+                code,
+                ..
+            } = &o.what
+            else {
+                continue;
+            };
+            if asked != gateway || *path == "/api/auth/profile" {
+                continue;
+            }
+            let auth_in_trouble = auth.iter().any(|(from, to, _)| sent >= from && sent < to);
+            let excused = gateway_down
+                .iter()
+                .any(|(from, to)| *from <= o.at && *to > *sent)
+                || project
+                    .iter()
+                    .any(|(from, to, _)| *from <= o.at && to.saturating_add(RECOVERY) > *sent)
+                || *sent < keys_known_from(started_before(&gateway_down, *sent), &auth);
+            if auth_in_trouble && !excused && *status != Some(200) {
+                violations.push(Violation::new(
+                    NAME,
+                    o.at,
+                    format!(
+                        "{gateway} answered {path} with {status:?} {code:?} while Auth could not answer"
+                    ),
+                ));
+            }
+        }
+    }
+    violations
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -827,6 +969,19 @@ mod tests {
             faults,
             http_deadline: Duration::from_secs(2),
             revoke_at: None,
+            retry_budget_ratio: 0.2,
+        }
+    }
+
+    fn http(path: &'static str, sent: u64, status: Option<u16>, code: Option<&str>) -> Observation {
+        Observation::Http {
+            token: "valid",
+            path,
+            request_id: format!("h-{sent}"),
+            gateway: "gateway-1".to_owned(),
+            sent: at(sent),
+            status,
+            code: code.map(str::to_owned),
         }
     }
 
@@ -953,14 +1108,11 @@ mod tests {
         ];
         let mut trace = Trace::default();
         for sent in [900, 5_000] {
-            let what = Observation::Http {
-                token: "valid",
-                gateway: "gateway-1".to_owned(),
-                sent: at(sent),
-                status: None,
-                code: None,
-            };
-            trace.push(at(sent + 100), "http", what);
+            trace.push(
+                at(sent + 100),
+                "http",
+                http("/api/auth/profile", sent, None, None),
+            );
         }
         let violations = every_http_request_gets_one_timely_answer(&trace, &expect(10, crash));
         assert_eq!(violations.len(), 1, "{violations:?}");
@@ -988,13 +1140,7 @@ mod tests {
             (4_000, "circuit_open"),
             (9_000, "circuit_open"),
         ] {
-            let what = Observation::Http {
-                token: "valid",
-                gateway: "gateway-1".to_owned(),
-                sent: at(sent),
-                status: Some(503),
-                code: Some(code.to_owned()),
-            };
+            let what = http("/api/auth/profile", sent, Some(503), Some(code));
             trace.push(at(sent + 10), "http", what);
         }
         let violations =
@@ -1003,5 +1149,81 @@ mod tests {
         // repair) is right; at 9 s Auth had been healthy for six seconds.
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert_eq!(violations[0].at, at(9_010));
+    }
+
+    #[test]
+    fn more_retries_than_the_budget_allows_are_caught() {
+        let mut trace = Trace::default();
+        for sent in (0..10).map(|n| 1_000 + n * 250) {
+            trace.push(
+                at(sent + 10),
+                "http",
+                http("/api/projects", sent, Some(200), None),
+            );
+        }
+        let attempts = |per_request: &[u32]| Observation::BackendAttempts {
+            backend: "project".to_owned(),
+            attempts: per_request
+                .iter()
+                .enumerate()
+                .map(|(n, attempts)| (format!("h-{n}"), *attempts))
+                .collect(),
+        };
+        // Ten requests at a ratio of 0.2: two retries are within the budget, three are not.
+        let mut within = trace.clone();
+        within.push(
+            at(20_000),
+            "runner",
+            attempts(&[2, 2, 1, 1, 1, 1, 1, 1, 1, 1]),
+        );
+        assert!(retries_stay_within_the_budget(&within, &expect(20, Vec::new())).is_empty());
+        trace.push(
+            at(20_000),
+            "runner",
+            attempts(&[3, 2, 1, 1, 1, 1, 1, 1, 1, 1]),
+        );
+        let violations = retries_stay_within_the_budget(&trace, &expect(20, Vec::new()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+    }
+
+    #[test]
+    fn a_valid_token_refused_while_auth_is_partitioned_is_caught_unless_excused() {
+        let cut = |at_ms, fault: fn(String, String) -> Fault| {
+            (at(at_ms), fault("gateway-1".to_owned(), "auth".to_owned()))
+        };
+        let mut faults = vec![cut(6_000, Fault::Partition), cut(12_000, Fault::Repair)];
+        let mut trace = Trace::default();
+        for (sent, status, code) in [
+            (5_000, 200, None),
+            (7_000, 200, None),
+            (8_000, 503, Some("auth_unavailable")),
+            (13_000, 503, Some("unavailable")),
+        ] {
+            let what = http("/api/projects/templates", sent, Some(status), code);
+            trace.push(at(sent + 1_000), "http", what);
+        }
+        // The 503 at 8 s is the one violation; the one at 13 s came after the repair.
+        let violations =
+            project_traffic_flows_while_auth_cannot_answer(&trace, &expect(20, faults.clone()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].at, at(9_000));
+        // Excused while Project was in trouble too, or before the gateway could fetch Auth's keys.
+        let mut with_project = faults.clone();
+        with_project.push((at(7_500), Fault::Crash("project".to_owned())));
+        with_project.push((at(8_500), Fault::Restart("project".to_owned())));
+        with_project.sort_by_key(|(at, _)| *at);
+        assert!(
+            project_traffic_flows_while_auth_cannot_answer(&trace, &expect(20, with_project))
+                .is_empty()
+        );
+        faults.insert(0, cut(1_000, Fault::Partition));
+        faults.insert(1, cut(2_000, Fault::Repair));
+        faults.insert(2, cut(2_500, Fault::Partition));
+        faults.insert(3, cut(3_000, Fault::Repair));
+        // Auth answered only from 3 s on: keys by 5 s, so 8 s is still judged.
+        assert_eq!(
+            project_traffic_flows_while_auth_cannot_answer(&trace, &expect(20, faults)).len(),
+            1
+        );
     }
 }

@@ -39,7 +39,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     SimClock, TurmoilNet,
-    hosts::{self, FaultKnobs, any},
+    hosts::{self, FaultKnobs, RequestLogs, any},
     invariants::{self, Violation},
     trace::{Observation, Trace},
 };
@@ -83,6 +83,10 @@ pub enum Fault {
 pub enum Sabotage {
     /// Subscriber 0 pretends it never received its `n`th event.
     DropEvent(usize),
+    /// The gateways' retry budget for Project never runs out (a floor of 1,000 retries a second).
+    NoRetryBudget,
+    /// The gateways do not verify tokens locally when Auth cannot answer.
+    NoLocalVerification,
 }
 
 /// A scenario to run. Build with [`Scenario::new`] and the builder methods; [`Scenario::run`].
@@ -184,10 +188,49 @@ pub fn gateway_config(seed: u64) -> Config {
         backend.breaker.open_ms = 500;
         backend.breaker.open_max_ms = BREAKER_OPEN_MAX.as_millis() as u64;
     }
+    // Validations cached for a second only, so while Auth cannot answer the workload's tokens
+    // really are verified locally rather than served from the cache.
+    config.auth.token_cache_ttl_ms = 1_000;
+    // Project's template list is cached, and served stale for ten seconds while Project is down.
+    config.cache.routes.insert(
+        "project.v1.ProjectService/ListTemplates".to_owned(),
+        gateway::config::CacheRouteConfig {
+            ttl_ms: 1_000,
+            stale_ms: 10_000,
+            per_user: false,
+        },
+    );
+    // No floor under Project's retry budget: with its window longer than the run (see
+    // `fit_retry_budget_window`), its retries are then bounded by the ratio alone, which a run of
+    // a few hundred requests can check. (Auth keeps the default floor, so each profile call may
+    // make three attempts and a breaker opens within a few calls.)
+    if let Some(project) = config.backends.get_mut("project") {
+        project.retry.budget_min_per_second = 0;
+    }
     config.event_bus.kind = gateway::config::EventBusKind::Redis;
     config.event_bus.redis = redis_bus_config(seed);
     config
 }
+
+/// Makes Project's retry budget window outlast a run of `duration` (plus the 30 s turmoil lets
+/// it settle), so at every retry the window holds every earlier call of the process. The budget's
+/// guarantee (retries in the window within `budget_ratio` × calls in the window) then bounds the
+/// whole run, which `retries_stay_within_the_budget` checks. The window moves in tenths, so
+/// it must be a ninth longer than what it has to cover.
+pub fn fit_retry_budget_window(config: &mut Config, duration: Duration) {
+    let covered = (duration + Duration::from_secs(30)).as_millis() as u64;
+    if let Some(project) = config.backends.get_mut("project") {
+        project.retry.budget_window_ms = covered * 10 / 9 + 1_000;
+    }
+}
+
+/// The paths the workload's HTTP client asks, each with a valid token; the first also with a
+/// forged one. Profile goes to Auth; the others to Project, templates through the cache.
+pub const HTTP_PATHS: [&str; 3] = [
+    "/api/auth/profile",
+    "/api/projects/templates",
+    "/api/projects",
+];
 
 /// Shared between the client hosts and the runner (turmoil runs every host on this thread).
 type SharedTrace = Arc<Mutex<Trace>>;
@@ -291,13 +334,15 @@ impl Scenario {
 
         hosts::redis(&mut sim);
         let knobs = FaultKnobs::default();
+        let logs = RequestLogs::default();
         // Each backend's publisher gets its own seed (epochs must differ between processes).
         for (host, kind, bus_seed) in [
             ("auth", ServiceKind::Auth, seed ^ 0xa),
             ("project", ServiceKind::Project, seed ^ 0xb),
             ("simulation", ServiceKind::Simulation, seed ^ 0xc),
         ] {
-            hosts::mock_backend(&mut sim, host, kind, seed, Some(bus_seed), knobs.clone());
+            let (knobs, logs) = (knobs.clone(), logs.clone());
+            hosts::mock_backend(&mut sim, host, kind, seed, Some(bus_seed), knobs, logs);
         }
         let mut clocks = Vec::new();
         for (index, name) in self.gateway_names().into_iter().enumerate() {
@@ -307,7 +352,7 @@ impl Scenario {
             hosts::gateway(
                 &mut sim,
                 &name,
-                gateway_config(instance_seed),
+                self.gateway_config(instance_seed),
                 instance_seed,
                 clock,
             );
@@ -345,6 +390,15 @@ impl Scenario {
         }
         let simulated = sim.elapsed();
         drop(sim);
+        let attempts = workload_attempts(&logs, "project");
+        trace.lock().unwrap_or_else(|p| p.into_inner()).push(
+            simulated,
+            "runner",
+            Observation::BackendAttempts {
+                backend: "project".to_owned(),
+                attempts,
+            },
+        );
         let trace = std::mem::take(&mut *trace.lock().unwrap_or_else(|p| p.into_inner()));
         let mut violations = invariants::check(&trace, &self.expectations());
         if let Some(failure) = failure {
@@ -363,8 +417,30 @@ impl Scenario {
         }
     }
 
+    /// A gateway's configuration in this scenario: [`gateway_config`], its retry budget's window
+    /// fitted to the run, and the sabotage if any.
+    fn gateway_config(&self, seed: u64) -> Config {
+        let mut config = gateway_config(seed);
+        fit_retry_budget_window(&mut config, self.duration);
+        match self.sabotage {
+            Some(Sabotage::NoRetryBudget) => {
+                if let Some(project) = config.backends.get_mut("project") {
+                    project.retry.budget_ratio = 1.0;
+                    project.retry.budget_min_per_second = 1_000;
+                }
+            }
+            Some(Sabotage::NoLocalVerification) => config.auth.local_verification = false,
+            Some(Sabotage::DropEvent(_)) | None => {}
+        }
+        config
+    }
+
     fn expectations(&self) -> invariants::Expectations {
         invariants::Expectations {
+            // The budget the gateways are meant to have, whatever a sabotage gave them.
+            retry_budget_ratio: gateway_config(self.seed).backends["project"]
+                .retry
+                .budget_ratio,
             duration: self.duration,
             gateways: self.gateway_names(),
             faults: self.faults.clone(),
@@ -428,15 +504,21 @@ impl Scenario {
             while turmoil::sim_elapsed().unwrap_or_default() < end {
                 let gateway = &http_gateways[round % http_gateways.len()];
                 round += 1;
-                for (kind, token) in [("valid", token.as_deref()), ("invalid", Some(forged))] {
+                let asks = HTTP_PATHS
+                    .into_iter()
+                    .map(|path| ("valid", token.as_deref(), path))
+                    .chain([("invalid", Some(forged), HTTP_PATHS[0])]);
+                for (number, (kind, token, path)) in asks.enumerate() {
                     let Some(token) = token else { continue };
                     let sent = turmoil::sim_elapsed().unwrap_or_default();
-                    let answer = crate::client::http(
+                    let request_id = format!("h-{round}-{number}");
+                    let answer = crate::client::http_with_id(
                         &format!("{gateway}:8000"),
                         Method::GET,
-                        "/api/auth/profile",
+                        path,
                         Some(token),
                         "",
+                        Some(&request_id),
                     )
                     .await
                     .ok();
@@ -449,6 +531,8 @@ impl Scenario {
                         "http",
                         Observation::Http {
                             token: kind,
+                            path,
+                            request_id,
                             gateway: gateway.clone(),
                             sent,
                             status,
@@ -877,4 +961,19 @@ fn apply(
             }
         }
     }
+}
+
+/// How many calls `backend` received with each of the HTTP workload's request IDs (`h-...`),
+/// over every start of the backend.
+fn workload_attempts(logs: &RequestLogs, backend: &str) -> std::collections::BTreeMap<String, u32> {
+    let logs = logs.lock().unwrap_or_else(|p| p.into_inner());
+    let mut attempts = std::collections::BTreeMap::new();
+    for log in logs.get(backend).into_iter().flatten() {
+        for id in log.recent() {
+            if id.starts_with("h-") {
+                *attempts.entry(id).or_insert(0) += 1;
+            }
+        }
+    }
+    attempts
 }

@@ -57,6 +57,11 @@ pub enum Observation {
     Http {
         /// `valid` (a real token) or `invalid` (a forged one).
         token: &'static str,
+        /// The path asked (`/api/auth/profile` goes to Auth; `/api/projects` and the cached
+        /// `/api/projects/templates` to Project).
+        path: &'static str,
+        /// The `x-request-id` sent.
+        request_id: String,
         /// The gateway asked.
         gateway: String,
         /// When it was sent.
@@ -83,6 +88,14 @@ pub enum Observation {
     },
     /// A fault the schedule applied.
     Fault(String),
+    /// At the end of the run: how many calls a backend received with each of the workload's
+    /// request IDs (every attempt of a retried call carries the request's ID).
+    BackendAttempts {
+        /// The backend's host.
+        backend: String,
+        /// Attempts by request ID.
+        attempts: std::collections::BTreeMap<String, u32>,
+    },
 }
 
 /// Everything observed in one run, in order.

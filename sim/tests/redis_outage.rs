@@ -62,6 +62,7 @@ fn run(seed: u64) {
         seed,
         None,
         Default::default(),
+        Default::default(),
     );
     hosts::gateway(
         &mut sim,

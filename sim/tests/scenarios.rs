@@ -144,3 +144,116 @@ fn a_failing_backend_opens_the_breakers_and_they_close_after_repair() {
         .count();
     assert!(refused > 0, "the breakers never opened");
 }
+
+/// Project fails 40 % of its calls (UNAVAILABLE) for most of the run under two gateways. The gateways retry the
+/// workload's safe Project calls, but never more than their budget allows, as counted by
+/// Project itself; a gateway without a budget is caught.
+#[test]
+fn retries_against_a_failing_backend_stay_within_the_budget() {
+    let seed = seed::seed_or(6);
+    let failing = FaultSettings {
+        error_rate: 0.4,
+        ..FaultSettings::default()
+    };
+    let knobs = |faults| Fault::Backend {
+        host: "project".into(),
+        faults,
+    };
+    let run = |sabotage: Option<Sabotage>| {
+        let mut scenario = Scenario::new("project failing", seed)
+            .gateways(2)
+            .subscribers(2)
+            .fault(Duration::from_secs(1), knobs(failing))
+            .fault(Duration::from_secs(20), knobs(FaultSettings::default()))
+            .duration(Duration::from_secs(24));
+        if let Some(sabotage) = sabotage {
+            scenario = scenario.sabotage(sabotage);
+        }
+        scenario.run()
+    };
+    let retried = |report: &sim::scenario::Report| -> u32 {
+        report
+            .trace
+            .observed
+            .iter()
+            .filter_map(|o| match &o.what {
+                Observation::BackendAttempts { attempts, .. } => {
+                    Some(attempts.values().map(|n| n - 1).sum::<u32>())
+                }
+                _ => None,
+            })
+            .sum()
+    };
+    let report = run(None);
+    eprintln!("{}", explore::summary(&report));
+    report.assert_holds();
+    assert!(retried(&report) > 0, "no call was retried at all");
+
+    let unbudgeted = run(Some(Sabotage::NoRetryBudget));
+    eprintln!(
+        "budgeted: {} retries; unbudgeted: {}",
+        retried(&report),
+        retried(&unbudgeted)
+    );
+    assert!(
+        unbudgeted
+            .violations
+            .iter()
+            .any(|v| v.invariant == "retries stay within the budget"),
+        "a gateway without a budget must be caught; got {:?}",
+        unbudgeted.violations
+    );
+}
+
+/// `gateway-1` is cut from Auth for six seconds. Valid tokens keep working there on Project's
+/// routes (verified locally from Auth's keys; the template list also comes from the cache),
+/// forged ones still get 401; a gateway that cannot verify locally is caught.
+#[test]
+fn while_auth_is_partitioned_valid_tokens_keep_working_on_other_routes() {
+    let seed = seed::seed_or(7);
+    let run = |sabotage: Option<Sabotage>| {
+        let mut scenario = Scenario::new("auth partitioned", seed)
+            .gateways(2)
+            .subscribers(2)
+            .fault(
+                Duration::from_secs(5),
+                Fault::Partition("gateway-1".into(), "auth".into()),
+            )
+            .fault(
+                Duration::from_secs(11),
+                Fault::Repair("gateway-1".into(), "auth".into()),
+            )
+            .duration(Duration::from_secs(16));
+        if let Some(sabotage) = sabotage {
+            scenario = scenario.sabotage(sabotage);
+        }
+        scenario.run()
+    };
+    let report = run(None);
+    eprintln!("{}", explore::summary(&report));
+    report.assert_holds();
+    let served = report
+        .trace
+        .observed
+        .iter()
+        .filter(|o| {
+            matches!(&o.what, Observation::Http { token: "valid", path, gateway, sent, status: Some(200), .. }
+                if *path != "/api/auth/profile" && gateway == "gateway-1"
+                    && *sent >= Duration::from_secs(5) && *sent < Duration::from_secs(11))
+        })
+        .count();
+    assert!(
+        served >= 6,
+        "only {served} Project calls served during the partition"
+    );
+
+    let strict = run(Some(Sabotage::NoLocalVerification));
+    assert!(
+        strict
+            .violations
+            .iter()
+            .any(|v| v.invariant == "valid tokens keep working while Auth cannot answer"),
+        "a gateway that cannot verify locally must be caught; got {:?}",
+        strict.violations
+    );
+}

@@ -77,6 +77,7 @@ fn run(seed: u64) {
         seed,
         None,
         Default::default(),
+        Default::default(),
     );
     hosts::gateway(&mut sim, "gateway", gateway_config(), seed, SimClock::new());
 
