@@ -205,9 +205,10 @@ fn retries_against_a_failing_backend_stay_within_the_budget() {
     );
 }
 
-/// `gateway-1` is cut from Auth for six seconds. Valid tokens keep working there on Project's
-/// routes (verified locally from Auth's keys; the template list also comes from the cache),
-/// forged ones still get 401; a gateway that cannot verify locally is caught.
+/// `gateway-1` is cut from Auth for six seconds, then Auth's messages are held for five. Valid
+/// tokens keep working there on Project's routes (verified locally from Auth's keys; the
+/// template list also comes from the cache), forged ones still get 401; a gateway that cannot
+/// verify locally is caught.
 #[test]
 fn while_auth_is_partitioned_valid_tokens_keep_working_on_other_routes() {
     let seed = seed::seed_or(7);
@@ -223,7 +224,15 @@ fn while_auth_is_partitioned_valid_tokens_keep_working_on_other_routes() {
                 Duration::from_secs(11),
                 Fault::Repair("gateway-1".into(), "auth".into()),
             )
-            .duration(Duration::from_secs(16));
+            .fault(
+                Duration::from_secs(13),
+                Fault::Hold("gateway-1".into(), "auth".into()),
+            )
+            .fault(
+                Duration::from_secs(18),
+                Fault::Release("gateway-1".into(), "auth".into()),
+            )
+            .duration(Duration::from_secs(24));
         if let Some(sabotage) = sabotage {
             scenario = scenario.sabotage(sabotage);
         }
@@ -245,6 +254,35 @@ fn while_auth_is_partitioned_valid_tokens_keep_working_on_other_routes() {
     assert!(
         served >= 6,
         "only {served} Project calls served during the partition"
+    );
+    // While Auth's messages are held (a silent partition), its health checks fail within a
+    // second; from then on tokens are judged locally at once instead of after the 1 s validation
+    // deadline each. Simulated time, so this is exact, not a noisy measurement.
+    let slowest = report
+        .trace
+        .observed
+        .iter()
+        .filter_map(|o| match &o.what {
+            Observation::Http {
+                token: "valid",
+                path,
+                gateway,
+                sent,
+                ..
+            } if *path != "/api/auth/profile"
+                && gateway == "gateway-1"
+                && *sent >= Duration::from_millis(14_500)
+                && *sent < Duration::from_secs(18) =>
+            {
+                Some(o.at - *sent)
+            }
+            _ => None,
+        })
+        .max()
+        .expect("Project calls while Auth was held");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a request waited {slowest:?} while Auth was known to be down"
     );
 
     let strict = run(Some(Sabotage::NoLocalVerification));
