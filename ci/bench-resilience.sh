@@ -82,4 +82,10 @@ for mode in on one-channel off; do
   p99=$(awk -v m="$mode" '$1 == m {print $3}' "$results/summary.txt" | median)
   echo "== median ${mode}: ${rps} req/s, p99 ${p99} ms, throughput vs off $(echo "scale=3; $rps / $off_rps" | bc)"
 done
+# Paired: each round's ratio to the "off" run of the same round, so drift between rounds cancels.
+for mode in on one-channel; do
+  paired=$(awk -v m="$mode" '$1 == m {r[++i] = $2} $1 == "off" {o[++j] = $2}
+    END {for (k = 1; k <= i; k++) printf "%.3f\n", r[k] / o[k]}' "$results/summary.txt" | median)
+  echo "== ${mode} / off, median of each round's own ratio: ${paired}"
+done
 echo "results in $results"

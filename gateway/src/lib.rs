@@ -9,6 +9,7 @@
 //! - [`auth`]: bearer-token validation through Auth, with its cache.
 //! - [`jwks`]: local verification against Auth's JWKS when Auth cannot answer.
 //! - [`proxy`]: the final handler: transcode, call the backend, transcode back.
+//! - [`aggregate`]: composite GET routes whose parts are called in parallel.
 //! - [`transcode`]: JSON ⇄ dynamic protobuf messages.
 //! - [`codec`]: the tonic codec for dynamic messages.
 //! - [`backends`]: backend channels dialled through the `Net` seam.

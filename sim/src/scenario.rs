@@ -683,14 +683,16 @@ impl Scenario {
                 drop_event: None,
                 reconnect_on_gap: false,
             }));
+            // The revocation is seen live (as the gateways see it) or in history (if it was
+            // published while this client's subscription was down); Redis may also lose it in a
+            // crash after delivering it, so history alone is not enough. The subscription starts
+            // long before the revocation: one opened with it could miss it live, and a Redis crash
+            // right after would then take it from history too (seed 500158).
+            let revocations = RedisBus::new(TurmoilNet, redis_bus_config(seed ^ 0x7e0))?;
+            let mut live = events::EventBus::subscribe(&revocations, &ChannelName::revocations());
             let wait = revoke_at.saturating_sub(turmoil::sim_elapsed().unwrap_or_default());
             tokio::time::sleep(wait).await;
             let mut control = crate::client::control("auth:9000")?;
-            // The revocation is seen live (as the gateways see it) or in history (if it was
-            // published while this client's subscription was down); Redis may also lose it in a
-            // crash after delivering it, so history alone is not enough.
-            let revocations = RedisBus::new(TurmoilNet, redis_bus_config(seed ^ 0x7e0))?;
-            let mut live = events::EventBus::subscribe(&revocations, &ChannelName::revocations());
             let mut revoked = false;
             let mut seen = false;
             while !seen && turmoil::sim_elapsed().unwrap_or_default() < end {
