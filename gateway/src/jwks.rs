@@ -98,6 +98,10 @@ impl LocalVerifier {
         let deadline = Duration::from_millis(self.config.validation_deadline_ms);
         let mut request = tonic::Request::new(GetJwksRequest {});
         request.set_timeout(deadline);
+        // A refresh for an unknown `kid` carries the request that needed it, for the logs.
+        if let Some(id) = crate::request_id::current().and_then(|id| id.parse().ok()) {
+            request.metadata_mut().insert(crate::request_id::HEADER, id);
+        }
         let mut client = AuthServiceClient::new(self.auth.lease().channel());
         let answer = match tokio::time::timeout(deadline, client.get_jwks(request)).await {
             Ok(Ok(answer)) => answer.into_inner(),

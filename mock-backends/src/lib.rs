@@ -57,7 +57,7 @@ pub mod control_proto {
     include!(concat!(env!("OUT_DIR"), "/mockcontrol.v1.rs"));
 }
 
-pub use auth::{AuthBackend, AuthError};
+pub use auth::{AuthBackend, AuthError, Claims};
 pub use auth_client::AuthClient;
 pub use config::{
     AuthConfig, ConfigError, EventsConfig, JwtAlgorithm, MockConfig, ProjectConfig, ServerConfig,

@@ -326,6 +326,49 @@ impl AuthBackend {
         self.issue_access_token(user)
     }
 
+    /// The claims Login would put in a new access token for the demo user `username`, for tests
+    /// that change one of them and sign the result with [`AuthBackend::sign_claims`].
+    pub fn claims_for(&self, username: &str) -> Result<Claims, AuthError> {
+        let user = self
+            .user_by_name(username)
+            .ok_or_else(|| AuthError::UnknownUser(username.to_owned()))?;
+        let now = self.inner.clock.now_unix_seconds();
+        let jti = {
+            let mut state = self.state();
+            let jti = random_hex(&mut state.rng, 16);
+            state.issued.insert(jti.clone(), user.id.clone());
+            jti
+        };
+        Ok(Claims {
+            sub: user.id.clone(),
+            name: user.username.clone(),
+            roles: user.roles.clone(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(self.inner.token_ttl_seconds),
+            jti,
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+        })
+    }
+
+    /// Signs `claims` with the current key, whatever they say: a validly signed token that is
+    /// otherwise wrong (expired, not yet valid, another audience...), for tests of its refusal.
+    pub fn sign_claims(&self, claims: &Claims) -> Result<String, AuthError> {
+        let (kid, key, algorithm) = {
+            let state = self.state();
+            let current = state.keys.current();
+            (
+                current.kid.clone(),
+                current.encoding.clone(),
+                state.keys.algorithm(),
+            )
+        };
+        let mut header = Header::new(algorithm);
+        header.kid = Some(kid);
+        Ok(jsonwebtoken::encode(&header, claims, &key)?)
+    }
+
     /// Checks an access token: signature by a kept key, issuer, audience, `exp` and `nbf` against
     /// the injected clock, revocation. Returns who it belongs to.
     pub fn validate_token(&self, token: &str) -> Result<UserContext, TokenRejection> {
