@@ -20,6 +20,7 @@ use crate::{
     aggregate::{self, Aggregate},
     auth::{self, TokenValidator},
     backends::{BackendSetupError, Backends},
+    browser,
     cache::ResponseCache,
     config::{Config, ConfigError, millis},
     error::ApiError,
@@ -111,6 +112,8 @@ pub struct App {
     cache: ResponseCache,
     /// Aggregation routes.
     aggregates: Vec<Arc<Aggregate>>,
+    /// The security headers every answer carries.
+    security_headers: Arc<http::HeaderMap>,
     revocations: Arc<RevocationLog>,
     websocket: Arc<WebSocketState>,
     stop: Arc<watch::Sender<bool>>,
@@ -256,6 +259,14 @@ impl App {
                     })
             })
             .collect::<Result<_, _>>()?;
+        // Validated with the config; TLS termination is not served yet, so no HSTS.
+        let security_headers =
+            Arc::new(config.security_headers.headers(false).map_err(|reason| {
+                ConfigError::Invalid {
+                    field: "security_headers".into(),
+                    reason,
+                }
+            })?);
         let backends = Backends::from_config(&seams.net, &config, seams.seed)?;
         let auth_backend = backends
             .by_name(&config.auth.backend)
@@ -325,6 +336,7 @@ impl App {
             deadlines: Arc::new(deadlines),
             cache,
             aggregates,
+            security_headers,
             revocations,
             websocket,
             stop: Arc::new(stop),
@@ -398,6 +410,7 @@ impl App {
             )
             .merge(aggregated)
             .fallback_service(routed);
+        let router = browser::with_cors(router, browser::cors_layer(&self.config.cors));
         self.outer_layers(router)
     }
 
@@ -462,7 +475,8 @@ impl App {
     }
 
     /// Layers every request on every port goes through, outermost first: request ID and access
-    /// log → metrics → limits on the request head.
+    /// log → metrics → security headers → limits on the request head. (The API port adds CORS
+    /// inside these.)
     fn outer_layers(&self, router: Router) -> Router {
         router.layer(
             ServiceBuilder::new()
@@ -471,6 +485,10 @@ impl App {
                     request_id::layer,
                 ))
                 .layer(from_fn_with_state(self.metrics.clone(), metrics::layer))
+                .layer(from_fn_with_state(
+                    self.security_headers.clone(),
+                    browser::security_headers,
+                ))
                 .layer(from_fn_with_state(
                     Arc::new(self.config.http.clone()),
                     limits::layer,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::{
     backends::PoolConfig,
+    browser::{CorsConfig, SecurityHeadersConfig},
     cache::{CacheConfig, CacheRouteConfig},
     resilience::{BreakerConfig, RetryConfig},
 };
@@ -43,6 +44,10 @@ pub struct Config {
     pub event_bus: EventBusConfig,
     /// The response cache of configured GET routes.
     pub cache: CacheConfig,
+    /// Cross-origin requests from browsers.
+    pub cors: CorsConfig,
+    /// Security headers on every answer.
+    pub security_headers: SecurityHeadersConfig,
 }
 
 /// Listener addresses.
@@ -347,6 +352,8 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             event_bus: EventBusConfig::default(),
             cache: CacheConfig::default(),
+            cors: CorsConfig::default(),
+            security_headers: SecurityHeadersConfig::default(),
         }
     }
 }
@@ -573,6 +580,12 @@ impl Config {
             }
             positive(&format!("{field}.ttl_ms"), rule.ttl_ms)?;
         }
+        self.cors
+            .check()
+            .map_err(|reason| invalid("cors.allowed_origins", &reason))?;
+        self.security_headers
+            .headers(true)
+            .map_err(|reason| invalid("security_headers", &reason))?;
         if !self.backends.contains_key(&self.auth.backend) {
             return Err(invalid("auth.backend", "must name a configured backend"));
         }

@@ -4,6 +4,7 @@
 //!
 //! - [`request_id`]: the request ID, its span and the access log.
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`browser`]: security headers, and CORS from an allowlist.
 //! - [`limits`]: limits on the request head (URI, headers, declared body size).
 //! - [`routing`]: the route table derived from `google.api.http` annotations.
 //! - [`auth`]: bearer-token validation through Auth, with its cache.
@@ -32,6 +33,7 @@ pub mod aggregate;
 pub mod app;
 pub mod auth;
 pub mod backends;
+pub mod browser;
 pub mod cache;
 pub mod codec;
 pub mod config;
