@@ -27,6 +27,7 @@ use crate::{
     error::{ApiError, ErrorCode},
     metrics::RouteLabel,
     proxy::{self, MatchedRoute, Proxy},
+    rate_limit::{self, RateLimits},
     request_id::{self, RequestId},
     routing::{RouteLookup, RouteTable},
 };
@@ -135,6 +136,7 @@ pub fn router(
     aggregates: &[Arc<Aggregate>],
     proxy: &Arc<Proxy>,
     validator: &Arc<TokenValidator>,
+    limits: &Arc<RateLimits>,
 ) -> Router {
     aggregates.iter().fold(Router::new(), |router, aggregate| {
         let served = Arc::new(Served {
@@ -142,7 +144,9 @@ pub fn router(
             proxy: proxy.clone(),
         });
         let path = served.aggregate.path.clone();
+        // Authenticated, then counted once against the caller's per-user limit.
         let method_router = get(handle)
+            .route_layer(from_fn_with_state(limits.clone(), rate_limit::user_layer))
             .route_layer(from_fn_with_state(validator.clone(), auth::layer))
             .fallback(only_get)
             .with_state(served);

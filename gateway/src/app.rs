@@ -30,6 +30,7 @@ use crate::{
     metrics::{self, Metrics},
     permissions::{PermissionCache, PermissionCacheConfig},
     proxy::{self, Proxy},
+    rate_limit::{self, RateLimits},
     request_id::{self, RequestIdGenerator},
     revocations::RevocationLog,
     routing::{Route, RouteTable, RouteTableError},
@@ -114,6 +115,8 @@ pub struct App {
     aggregates: Vec<Arc<Aggregate>>,
     /// The security headers every answer carries.
     security_headers: Arc<http::HeaderMap>,
+    /// The rate limits.
+    rate_limits: Arc<RateLimits>,
     revocations: Arc<RevocationLog>,
     websocket: Arc<WebSocketState>,
     stop: Arc<watch::Sender<bool>>,
@@ -267,6 +270,14 @@ impl App {
                     reason,
                 }
             })?);
+        let limited_groups = by_route_group(
+            &routes,
+            &config.rate_limit.groups,
+            |_| true,
+            "rate_limit.groups",
+        )?;
+        let metrics = Arc::new(Metrics::default());
+        let rate_limits = RateLimits::new(&config.rate_limit, limited_groups, metrics.clone());
         let backends = Backends::from_config(&seams.net, &config, seams.seed)?;
         let auth_backend = backends
             .by_name(&config.auth.backend)
@@ -298,7 +309,6 @@ impl App {
                 .cloned()
                 .chain([health::EVENT_BUS.to_owned()]),
         );
-        let metrics = Arc::new(Metrics::default());
         let hub = Hub::new(bus.clone(), metrics.event_handoff());
         // The request-ID prefix folds the seed into 32 bits: distinct per instance in production
         // (the binary seeds from the OS), fixed per run in simulation. It also names this
@@ -337,6 +347,7 @@ impl App {
             cache,
             aggregates,
             security_headers,
+            rate_limits,
             revocations,
             websocket,
             stop: Arc::new(stop),
@@ -392,7 +403,8 @@ impl App {
             deadlines: self.deadlines.clone(),
             cache: self.cache.clone(),
         });
-        let aggregated = aggregate::router(&self.aggregates, &proxy, &self.validator);
+        let aggregated =
+            aggregate::router(&self.aggregates, &proxy, &self.validator, &self.rate_limits);
         // Inner phases, top to bottom: route (404/405) → authenticate (401) → call the backend.
         // Routing comes first because whether a token is needed depends on the route.
         let routed = Router::new()
@@ -401,7 +413,11 @@ impl App {
             .layer(
                 ServiceBuilder::new()
                     .layer(from_fn_with_state(self.routes.clone(), proxy::route_layer))
-                    .layer(from_fn_with_state(self.validator.clone(), auth::layer)),
+                    .layer(from_fn_with_state(self.validator.clone(), auth::layer))
+                    .layer(from_fn_with_state(
+                        self.rate_limits.clone(),
+                        rate_limit::user_layer,
+                    )),
             );
         let router = Router::new()
             .route(
@@ -410,6 +426,10 @@ impl App {
             )
             .merge(aggregated)
             .fallback_service(routed);
+        let router = router.layer(from_fn_with_state(
+            self.rate_limits.clone(),
+            rate_limit::ip_layer,
+        ));
         let router = browser::with_cors(router, browser::cors_layer(&self.config.cors));
         self.outer_layers(router)
     }
@@ -419,7 +439,11 @@ impl App {
     pub fn websocket_router(&self) -> Router {
         let router = websocket::router(self.websocket.clone())
             .fallback(not_found)
-            .method_not_allowed_fallback(get_only);
+            .method_not_allowed_fallback(get_only)
+            .layer(from_fn_with_state(
+                self.rate_limits.clone(),
+                rate_limit::ip_layer,
+            ));
         self.outer_layers(router)
     }
 

@@ -17,6 +17,7 @@ pub use crate::{
     backends::PoolConfig,
     browser::{CorsConfig, SecurityHeadersConfig},
     cache::{CacheConfig, CacheRouteConfig},
+    rate_limit::RateLimitConfig,
     resilience::{BreakerConfig, RetryConfig},
 };
 
@@ -48,6 +49,8 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Security headers on every answer.
     pub security_headers: SecurityHeadersConfig,
+    /// Rate limits per client IP, per user and per endpoint group.
+    pub rate_limit: RateLimitConfig,
 }
 
 /// Listener addresses.
@@ -354,6 +357,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             cors: CorsConfig::default(),
             security_headers: SecurityHeadersConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -583,6 +587,17 @@ impl Config {
         self.cors
             .check()
             .map_err(|reason| invalid("cors.allowed_origins", &reason))?;
+        self.rate_limit
+            .check()
+            .map_err(|(field, reason)| invalid(&field, &reason))?;
+        for group in self.rate_limit.groups.keys() {
+            if !is_route_group(group) {
+                return Err(invalid(
+                    &format!("rate_limit.groups.{group}"),
+                    "must name a gRPC service (package.Service) or method (package.Service/Method)",
+                ));
+            }
+        }
         self.security_headers
             .headers(true)
             .map_err(|reason| invalid("security_headers", &reason))?;

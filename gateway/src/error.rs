@@ -105,6 +105,20 @@ impl ApiError {
         }
     }
 
+    /// 429 `rate_limited`: a rate limit refused the request; `Retry-After` says when the next one
+    /// may pass (whole seconds, at least 1).
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_millis().div_ceil(1_000).max(1) as u64;
+        Self {
+            retry_after_seconds: Some(seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests; retry after the time in Retry-After",
+            )
+        }
+    }
+
     /// Maps a backend's gRPC status to the client's answer, per the table in `docs/errors.md`.
     /// Messages of client-error statuses are the backend's own (they describe the client's input);
     /// messages of server-side statuses are replaced, so internals never leak.

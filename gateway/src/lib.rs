@@ -7,6 +7,7 @@
 //! - [`browser`]: security headers, and CORS from an allowlist.
 //! - [`limits`]: limits on the request head (URI, headers, declared body size).
 //! - [`routing`]: the route table derived from `google.api.http` annotations.
+//! - [`rate_limit`]: GCRA limits per client IP (before authentication), per user and group.
 //! - [`auth`]: bearer-token validation through Auth, with its cache.
 //! - [`jwks`]: local verification against Auth's JWKS when Auth cannot answer.
 //! - [`proxy`]: the final handler: transcode, call the backend, transcode back.
@@ -45,6 +46,7 @@ pub mod limits;
 pub mod metrics;
 pub mod permissions;
 pub mod proxy;
+pub mod rate_limit;
 pub mod request_id;
 pub mod resilience;
 pub mod revocations;

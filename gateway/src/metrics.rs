@@ -70,6 +70,13 @@ pub struct RetryLabels {
     pub outcome: &'static str,
 }
 
+/// The label set of rate-limit refusals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    /// `ip`, `user` or `group`: which limit refused.
+    pub scope: &'static str,
+}
+
 /// The route label of a response, set by the routing layer as a response extension.
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub String);
@@ -85,6 +92,7 @@ pub struct Metrics {
     breaker_state: Family<InstanceLabels, Gauge>,
     breaker_refusals: Family<BackendNameLabels, Counter>,
     retries: Family<RetryLabels, Counter>,
+    rate_limited: Family<RateLimitLabels, Counter>,
     event_handoff: Histogram,
 }
 
@@ -106,6 +114,7 @@ impl Default for Metrics {
         let breaker_state = Family::<InstanceLabels, Gauge>::default();
         let breaker_refusals = Family::<BackendNameLabels, Counter>::default();
         let retries = Family::<RetryLabels, Counter>::default();
+        let rate_limited = Family::<RateLimitLabels, Counter>::default();
         // 50 µs to ~1.6 s in steps of √2: fine enough to state a p99 against a few-ms target.
         let event_handoff = Histogram::new(exponential_buckets(0.000_05, 2f64.sqrt(), 31));
         registry.register(
@@ -149,6 +158,11 @@ impl Default for Metrics {
             "Retries of safe backend calls, and retries refused by the retry budget",
             retries.clone(),
         );
+        registry.register(
+            "gateway_rate_limited",
+            "Requests answered 429 by a rate limit, by the limit's scope",
+            rate_limited.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -158,6 +172,7 @@ impl Default for Metrics {
             breaker_state,
             breaker_refusals,
             retries,
+            rate_limited,
             event_handoff,
         }
     }
@@ -203,7 +218,14 @@ impl Metrics {
             .set(state.as_gauge());
     }
 
-    /// Records a call refused by an open breaker.
+    /// Counts a request answered 429 by the limit of `scope`.
+    pub fn count_rate_limited(&self, scope: &'static str) {
+        self.rate_limited
+            .get_or_create(&RateLimitLabels { scope })
+            .inc();
+    }
+
+    /// Counts a call answered 503 `circuit_open` without calling the backend.
     pub fn count_breaker_refusal(&self, backend: &str) {
         self.breaker_refusals
             .get_or_create(&BackendNameLabels {

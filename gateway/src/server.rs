@@ -11,6 +11,19 @@ use tokio::sync::watch;
 
 use crate::{app::App, config::ListenConfig};
 
+/// The address of a request's connection peer, in its extensions as `ConnectInfo<Peer>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl<L: NetListener>
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, AxumListener<L>>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, AxumListener<L>>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 /// The four listeners, bound by the caller (the caller owns I/O).
 #[derive(Debug)]
 pub struct Listeners<L> {
@@ -97,7 +110,9 @@ pub async fn serve<L: NetListener>(
 }
 
 async fn serve_one<L: NetListener>(listener: L, router: Router, mut stop: watch::Receiver<bool>) {
-    let result = axum::serve(AxumListener(listener), router)
+    // The peer address travels with each request (`ConnectInfo`): the per-IP rate limit reads it.
+    let service = router.into_make_service_with_connect_info::<Peer>();
+    let result = axum::serve(AxumListener(listener), service)
         .with_graceful_shutdown(async move {
             // Either a change or a dropped sender means stop.
             let _ = stop.changed().await;
