@@ -62,6 +62,18 @@ pub enum PathError {
     /// A captured value is not valid UTF-8 once percent-decoded.
     #[error("path segment is not valid UTF-8 after percent-decoding")]
     NotUtf8,
+    /// A segment is `.` or `..` (also percent-encoded). Never resolved and never passed on: a
+    /// proxy in front that resolves them would see another path than the gateway does.
+    #[error("path segments '.' and '..' are not accepted")]
+    DotSegment,
+}
+
+/// Whether `path` has a `.` or `..` segment, also percent-encoded (`%2e`, `%2E%2e`).
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 /// A variable captured from a request path: the request field it fills and its decoded value.

@@ -9,7 +9,7 @@ use prost_reflect::{
     Value,
 };
 
-use super::path_template::{Capture, PathError, PathTemplate, TemplateError};
+use super::path_template::{Capture, PathError, PathTemplate, TemplateError, has_dot_segment};
 
 /// The name of the HTTP annotation extension in the descriptor pool.
 const HTTP_EXTENSION: &str = "google.api.http";
@@ -182,6 +182,9 @@ impl RouteTable {
     /// without a verb are not considered, so `GET /api/simulations/s-1:stop` is a 405 rather than
     /// a lookup of a simulation called `s-1:stop`.
     pub fn lookup(&self, method: &Method, path: &str) -> RouteLookup {
+        if has_dot_segment(path) {
+            return RouteLookup::BadPath(PathError::DotSegment);
+        }
         let mut allowed: Vec<Method> = Vec::new();
         let mut verb_matched = false;
         // Routes are sorted with verb templates first.
