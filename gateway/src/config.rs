@@ -159,6 +159,16 @@ pub struct HttpConfig {
     pub header_bytes_max: usize,
     /// Most request headers (431 above). Default 64.
     pub header_count_max: usize,
+    /// Time a connection has to send a whole request head, from when the server starts waiting
+    /// for it: bounds slow heads (slow loris) and idle HTTP/1.1 keep-alive connections alike.
+    /// Default 10,000 ms.
+    pub header_read_timeout_ms: u64,
+    /// Open connections on the API and WebSocket ports together; past it new ones get a 503 and
+    /// are closed. 0: the process's open-file limit less 1,024 (kept for backend channels, Redis
+    /// and files), so the process refuses politely instead of failing to accept. Default 0.
+    pub connections_max: usize,
+    /// Open connections per client IP (the peer address); 0 turns the limit off. Default 0.
+    pub connections_per_ip_max: usize,
 }
 
 /// Dependency health checks (`grpc.health.v1`).
@@ -404,6 +414,9 @@ impl Default for HttpConfig {
             uri_bytes_max: 8_192,
             header_bytes_max: 16_384,
             header_count_max: 64,
+            header_read_timeout_ms: 10_000,
+            connections_max: 0,
+            connections_per_ip_max: 0,
         }
     }
 }
@@ -636,6 +649,10 @@ impl Config {
         positive("http.uri_bytes_max", self.http.uri_bytes_max as u64)?;
         positive("http.header_bytes_max", self.http.header_bytes_max as u64)?;
         positive("http.header_count_max", self.http.header_count_max as u64)?;
+        positive(
+            "http.header_read_timeout_ms",
+            self.http.header_read_timeout_ms,
+        )?;
         positive("health.check_interval_ms", self.health.check_interval_ms)?;
         positive("health.check_timeout_ms", self.health.check_timeout_ms)?;
         positive("shutdown.grace_period_ms", self.shutdown.grace_period_ms)?;

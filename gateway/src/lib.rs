@@ -26,6 +26,7 @@
 //! - [`config`]: the configuration and its validation.
 //! - [`app`]: builds the state and assembles the routers.
 //! - [`server`]: runs the listeners and drains on shutdown.
+//! - [`connections`]: connection limits and the per-connection HTTP settings.
 //!
 //! The network, the wall clock and the RNG seed come in through [`app::Seams`], so the same code
 //! runs on real sockets and under turmoil.
@@ -38,6 +39,7 @@ pub mod browser;
 pub mod cache;
 pub mod codec;
 pub mod config;
+pub mod connections;
 pub mod error;
 pub mod health;
 pub mod hub;

@@ -3,26 +3,21 @@
 //! Shutdown order: readiness turns false (`draining`), listeners stop accepting, in-flight requests
 //! finish, and everything still running when `shutdown.grace_period_ms` ends is dropped.
 
-use std::{future::Future, io, time::Duration};
+use std::{future::Future, io, sync::Arc, time::Duration};
 
 use axum::Router;
 use seams::{Net, NetListener, adapters::AxumListener};
 use tokio::sync::watch;
 
-use crate::{app::App, config::ListenConfig};
+use crate::{
+    app::App,
+    config::ListenConfig,
+    connections::{self, ConnectionLimits},
+};
 
 /// The address of a request's connection peer, in its extensions as `ConnectInfo<Peer>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub std::net::SocketAddr);
-
-impl<L: NetListener>
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, AxumListener<L>>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, AxumListener<L>>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 /// The four listeners, bound by the caller (the caller owns I/O).
 #[derive(Debug)]
@@ -80,14 +75,22 @@ pub async fn serve<L: NetListener>(
     let (stop_sender, stop) = watch::channel(false);
     let health_checks = app.spawn_health_checks(stop.clone());
     let revocations = app.spawn_revocation_listener(stop.clone());
+    let http = &app.config().http;
+    let header_read_timeout = Duration::from_millis(http.header_read_timeout_ms);
+    // One count for both public ports; the health and metrics ports are not limited (probes and
+    // scrapes must get through when clients have taken every place).
+    let public = Some(ConnectionLimits::new(http));
     let servers = [
-        (listeners.api, app.api_router()),
-        (listeners.websocket, app.websocket_router()),
-        (listeners.health, app.health_router()),
-        (listeners.metrics, app.metrics_router()),
+        (listeners.api, app.api_router(), public.clone()),
+        (listeners.websocket, app.websocket_router(), public),
+        (listeners.health, app.health_router(), None),
+        (listeners.metrics, app.metrics_router(), None),
     ]
     .into_iter()
-    .map(|(listener, router)| tokio::spawn(serve_one(listener, router, stop.clone())))
+    .map(|(listener, router, limits)| {
+        let serving = serve_one(listener, router, limits, header_read_timeout, stop.clone());
+        tokio::spawn(serving)
+    })
     .collect::<Vec<_>>();
 
     shutdown.await;
@@ -109,16 +112,48 @@ pub async fn serve<L: NetListener>(
     Ok(())
 }
 
-async fn serve_one<L: NetListener>(listener: L, router: Router, mut stop: watch::Receiver<bool>) {
-    // The peer address travels with each request (`ConnectInfo`): the per-IP rate limit reads it.
-    let service = router.into_make_service_with_connect_info::<Peer>();
-    let result = axum::serve(AxumListener(listener), service)
-        .with_graceful_shutdown(async move {
+/// Accepts connections until `stop` changes, serves each on its own task (refusing those past
+/// `limits`), then waits for the connections to finish gracefully.
+async fn serve_one<L: NetListener>(
+    listener: L,
+    router: Router,
+    limits: Option<Arc<ConnectionLimits>>,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut listener = AxumListener(listener);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        // Reap finished connections, so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            biased;
             // Either a change or a dropped sender means stop.
-            let _ = stop.changed().await;
-        })
-        .await;
-    if let Err(error) = result {
-        tracing::error!(%error, "server stopped with an error");
+            _ = stop.changed() => break,
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+        };
+        let admission = match &limits {
+            Some(limits) => match limits.admit(peer.ip()) {
+                Some(admission) => Some(admission),
+                None => {
+                    tracing::debug!(%peer, "connection refused: too many open connections");
+                    connections.spawn(connections::refuse(stream));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let serving = connections::serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            header_read_timeout,
+            stop.clone(),
+        );
+        connections.spawn(async move {
+            serving.await;
+            drop(admission);
+        });
     }
+    while connections.join_next().await.is_some() {}
 }

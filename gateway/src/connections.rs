@@ -1,0 +1,213 @@
+//! Connections on the public ports: how many may be open (per process and per client IP), the
+//! polite refusal past that, and the per-connection HTTP settings (the request-head timeout
+//! against slow loris). Each accepted connection is served by hyper with the router.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, extract::ConnectInfo};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto::Builder,
+    service::TowerToHyperService,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt as _},
+    sync::watch,
+};
+
+use crate::{config::HttpConfig, server::Peer};
+
+/// File descriptors kept for everything but client connections (backend channels, Redis, logs).
+const RESERVED_FILES: usize = 1_024;
+
+/// Limits on open connections, shared by the ports they apply to.
+#[derive(Debug)]
+pub struct ConnectionLimits {
+    total_max: usize,
+    per_ip_max: usize,
+    /// Open connections, in total and by client IP (entries removed at zero).
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// An admitted connection; it counts as open until dropped.
+#[derive(Debug)]
+pub struct Admission {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.0 = open.0.saturating_sub(1);
+        if let Some(count) = open.1.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// The limits of `config` (`connections_max = 0`: from the open-file limit).
+    pub fn new(config: &HttpConfig) -> Arc<Self> {
+        let total_max = match config.connections_max {
+            0 => open_files_limit().map_or(16_384, |limit| limit.saturating_sub(RESERVED_FILES)),
+            max => max,
+        };
+        Arc::new(Self {
+            total_max: total_max.max(1),
+            per_ip_max: config.connections_per_ip_max,
+            open: Mutex::new((0, HashMap::new())),
+        })
+    }
+
+    /// The most connections open at once.
+    pub fn total_max(&self) -> usize {
+        self.total_max
+    }
+
+    /// Admits a connection from `ip`, or `None` when a limit is reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Admission> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let from_ip = open.1.get(&ip).copied().unwrap_or(0);
+        if open.0 >= self.total_max || (self.per_ip_max > 0 && from_ip >= self.per_ip_max) {
+            return None;
+        }
+        open.0 += 1;
+        *open.1.entry(ip).or_insert(0) += 1;
+        Some(Admission {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux); `None` elsewhere.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The answer to a connection past a limit: 503 in the error shape (no request was read, so
+/// `request_id` is empty), then close.
+fn refusal() -> Vec<u8> {
+    let body = r#"{"error":{"code":"too_many_connections","message":"too many open connections; retry later","request_id":""}}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Answers a refused connection, without waiting long for a client that does not read.
+pub async fn refuse<S: AsyncWrite + Unpin>(mut stream: S) {
+    let written = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&refusal()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(written, Ok(Ok(()))) {
+        tracing::debug!("refused connection did not take the answer");
+    }
+}
+
+/// Serves one connection with `router` until it ends, or until `stop` changes (then gracefully:
+/// in-flight requests finish, no new ones start). HTTP/1.1 and cleartext HTTP/2, with upgrades
+/// (WebSocket); the peer reaches handlers as `ConnectInfo<Peer>`.
+pub async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    router: Router,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = tower::ServiceBuilder::new()
+        .map_request(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(Peer(peer)));
+            request
+        })
+        .service(router);
+    let service = TowerToHyperService::new(tower::util::MapErr::new(service, |e: Infallible| e));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    // CONNECT, for WebSockets over HTTP/2.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        // A change or a dropped sender: stop taking requests, let in-flight ones finish.
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.as_mut().await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admissions_count_until_dropped_per_ip_and_in_total() {
+        let config = HttpConfig {
+            connections_max: 3,
+            connections_per_ip_max: 2,
+            ..HttpConfig::default()
+        };
+        let limits = ConnectionLimits::new(&config);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = limits.admit(a).unwrap();
+        let _second = limits.admit(a).unwrap();
+        assert!(limits.admit(a).is_none(), "two per IP");
+        let _third = limits.admit(b).unwrap();
+        assert!(limits.admit(b).is_none(), "three in total");
+        drop(first);
+        assert!(
+            limits.admit(b).is_some(),
+            "a closed connection frees its place"
+        );
+    }
+
+    #[test]
+    fn the_refusal_is_well_formed() {
+        let refusal = refusal();
+        let text = std::str::from_utf8(&refusal).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "too_many_connections");
+    }
+
+    #[test]
+    fn zero_means_the_open_file_limit_less_a_reserve() {
+        let limits = ConnectionLimits::new(&HttpConfig::default());
+        match open_files_limit() {
+            Some(files) => assert_eq!(limits.total_max(), files - RESERVED_FILES),
+            None => assert_eq!(limits.total_max(), 16_384),
+        }
+    }
+}

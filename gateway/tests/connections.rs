@@ -1,0 +1,127 @@
+//! Connections on a served gateway: a slow request head (slow loris) and an idle keep-alive
+//! connection are closed after the head timeout; past the per-IP or total connection limit a new
+//! connection gets a 503 in the error shape and is closed, and a closed connection frees its place.
+
+mod support;
+
+use std::{net::SocketAddr, time::Duration};
+
+use gateway::{Config, Listeners};
+use seams::{Net as _, TokioNet};
+use support::Stack;
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
+
+async fn serve(
+    adjust: impl FnOnce(&mut Config),
+) -> (Stack, SocketAddr, tokio::sync::watch::Sender<bool>) {
+    let stack = Stack::start_with(|_| {}, adjust).await;
+    let bind = || TokioNet.bind(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listeners = Listeners {
+        api: bind().await.unwrap(),
+        websocket: bind().await.unwrap(),
+        health: bind().await.unwrap(),
+        metrics: bind().await.unwrap(),
+    };
+    let api = listeners.api.local_addr().unwrap();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(gateway::serve(stack.app.clone(), listeners, async move {
+        let _ = stopped.changed().await;
+    }));
+    (stack, api, stop)
+}
+
+/// Reads until the server closes; panics if it does not within `within`.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+const GET: &str = "GET /api/projects/templates HTTP/1.1\r\nHost: gw\r\n";
+
+#[tokio::test]
+async fn a_slow_head_and_an_idle_keep_alive_connection_are_closed() {
+    let (_stack, api, _stop) = serve(|config| config.http.header_read_timeout_ms = 300).await;
+
+    // Half a head, then nothing: closed without an answer.
+    let mut slow = TcpStream::connect(api).await.unwrap();
+    slow.write_all(GET.as_bytes()).await.unwrap();
+    let answer = until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(!answer.contains(" 200 "), "{answer}");
+
+    // A whole request is answered; the connection, kept alive, is closed once idle that long.
+    let mut idle = TcpStream::connect(api).await.unwrap();
+    idle.write_all(format!("{GET}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+}
+
+async fn refused(stream: &mut TcpStream) -> bool {
+    let answer = until_closed(stream, Duration::from_secs(5)).await;
+    if answer.is_empty() {
+        return false;
+    }
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(
+        answer.contains("\"code\":\"too_many_connections\""),
+        "{answer}"
+    );
+    true
+}
+
+#[tokio::test]
+async fn past_the_per_ip_limit_a_connection_is_refused_politely() {
+    let (_stack, api, _stop) = serve(|config| {
+        config.http.connections_per_ip_max = 2;
+        // Long enough that the held connections stay open during the test.
+        config.http.header_read_timeout_ms = 30_000;
+    })
+    .await;
+    let first = TcpStream::connect(api).await.unwrap();
+    let _second = TcpStream::connect(api).await.unwrap();
+    // The server counts a connection once it has accepted it: give it a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(api).await.unwrap();
+    assert!(refused(&mut third).await, "the third connection is refused");
+
+    // A closed connection frees its place.
+    drop(first);
+    let mut admitted = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut next = TcpStream::connect(api).await.unwrap();
+        next.write_all(format!("{GET}Connection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let answer = until_closed(&mut next, Duration::from_secs(5)).await;
+        if answer.starts_with("HTTP/1.1 401 ") {
+            admitted = true;
+            break;
+        }
+    }
+    assert!(
+        admitted,
+        "a place freed by a closed connection is given again"
+    );
+}
+
+#[tokio::test]
+async fn past_the_total_limit_a_connection_is_refused_politely() {
+    let (_stack, api, _stop) = serve(|config| {
+        config.http.connections_max = 1;
+        config.http.header_read_timeout_ms = 30_000;
+    })
+    .await;
+    let _held = TcpStream::connect(api).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut next = TcpStream::connect(api).await.unwrap();
+    assert!(refused(&mut next).await);
+}
