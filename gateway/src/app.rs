@@ -74,6 +74,9 @@ pub enum StartError {
         /// What is wrong.
         reason: String,
     },
+    /// TLS is configured but cannot be set up.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A route's service has no backend in config.
     #[error("route {route} calls {service}, which no configured backend serves")]
     UnservedRoute {
@@ -117,6 +120,8 @@ pub struct App {
     security_headers: Arc<http::HeaderMap>,
     /// The rate limits.
     rate_limits: Arc<RateLimits>,
+    /// TLS for the public ports, when configured.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     revocations: Arc<RevocationLog>,
     websocket: Arc<WebSocketState>,
     stop: Arc<watch::Sender<bool>>,
@@ -262,14 +267,14 @@ impl App {
                     })
             })
             .collect::<Result<_, _>>()?;
-        // Validated with the config; TLS termination is not served yet, so no HSTS.
-        let security_headers =
-            Arc::new(config.security_headers.headers(false).map_err(|reason| {
-                ConfigError::Invalid {
-                    field: "security_headers".into(),
-                    reason,
-                }
-            })?);
+        let tls = crate::tls::acceptor(&config.tls)?;
+        // Validated with the config; HSTS only over TLS.
+        let security_headers = Arc::new(config.security_headers.headers(tls.is_some()).map_err(
+            |reason| ConfigError::Invalid {
+                field: "security_headers".into(),
+                reason,
+            },
+        )?);
         let limited_groups = by_route_group(
             &routes,
             &config.rate_limit.groups,
@@ -348,6 +353,7 @@ impl App {
             aggregates,
             security_headers,
             rate_limits,
+            tls,
             revocations,
             websocket,
             stop: Arc::new(stop),
@@ -372,6 +378,11 @@ impl App {
             None => builtin_descriptors(),
         };
         Self::new(config, seams, &descriptors, bus)
+    }
+
+    /// TLS for the API and WebSocket ports, when configured.
+    pub fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor> {
+        self.tls.as_ref()
     }
 
     /// The configuration in force.

@@ -19,6 +19,7 @@ pub use crate::{
     cache::{CacheConfig, CacheRouteConfig},
     rate_limit::RateLimitConfig,
     resilience::{BreakerConfig, RetryConfig},
+    tls::TlsConfig,
 };
 
 /// The root configuration; each section belongs to one module.
@@ -51,6 +52,8 @@ pub struct Config {
     pub security_headers: SecurityHeadersConfig,
     /// Rate limits per client IP, per user and per endpoint group.
     pub rate_limit: RateLimitConfig,
+    /// TLS termination on the API and WebSocket ports.
+    pub tls: TlsConfig,
 }
 
 /// Listener addresses.
@@ -368,6 +371,7 @@ impl Default for Config {
             cors: CorsConfig::default(),
             security_headers: SecurityHeadersConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -600,6 +604,7 @@ impl Config {
         self.cors
             .check()
             .map_err(|reason| invalid("cors.allowed_origins", &reason))?;
+        self.tls.check().map_err(|reason| invalid("tls", &reason))?;
         self.rate_limit
             .check()
             .map_err(|(field, reason)| invalid(&field, &reason))?;

@@ -27,6 +27,7 @@
 //! - [`app`]: builds the state and assembles the routers.
 //! - [`server`]: runs the listeners and drains on shutdown.
 //! - [`connections`]: connection limits and the per-connection HTTP settings.
+//! - [`tls`]: TLS termination for the public ports.
 //!
 //! The network, the wall clock and the RNG seed come in through [`app::Seams`], so the same code
 //! runs on real sockets and under turmoil.
@@ -54,6 +55,7 @@ pub mod resilience;
 pub mod revocations;
 pub mod routing;
 pub mod server;
+pub mod tls;
 pub mod transcode;
 pub mod websocket;
 

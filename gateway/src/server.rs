@@ -80,16 +80,21 @@ pub async fn serve<L: NetListener>(
     // One count for both public ports; the health and metrics ports are not limited (probes and
     // scrapes must get through when clients have taken every place).
     let public = Some(ConnectionLimits::new(http));
+    let tls = app.tls().cloned();
     let servers = [
-        (listeners.api, app.api_router(), public.clone()),
-        (listeners.websocket, app.websocket_router(), public),
-        (listeners.health, app.health_router(), None),
-        (listeners.metrics, app.metrics_router(), None),
+        (listeners.api, app.api_router(), public.clone(), tls.clone()),
+        (listeners.websocket, app.websocket_router(), public, tls),
+        (listeners.health, app.health_router(), None, None),
+        (listeners.metrics, app.metrics_router(), None, None),
     ]
     .into_iter()
-    .map(|(listener, router, limits)| {
-        let serving = serve_one(listener, router, limits, header_read_timeout, stop.clone());
-        tokio::spawn(serving)
+    .map(|(listener, router, limits, tls)| {
+        let port = Port {
+            limits,
+            tls,
+            header_read_timeout,
+        };
+        tokio::spawn(serve_one(listener, router, port, stop.clone()))
     })
     .collect::<Vec<_>>();
 
@@ -112,15 +117,29 @@ pub async fn serve<L: NetListener>(
     Ok(())
 }
 
+/// How one port serves its connections.
+struct Port {
+    /// Caps on open connections (the public ports share one).
+    limits: Option<Arc<ConnectionLimits>>,
+    /// TLS termination, when configured (public ports only).
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Time for a request head (and for the TLS handshake).
+    header_read_timeout: Duration,
+}
+
 /// Accepts connections until `stop` changes, serves each on its own task (refusing those past
-/// `limits`), then waits for the connections to finish gracefully.
+/// the port's limits), then waits for the connections to finish gracefully.
 async fn serve_one<L: NetListener>(
     listener: L,
     router: Router,
-    limits: Option<Arc<ConnectionLimits>>,
-    header_read_timeout: Duration,
+    port: Port,
     mut stop: watch::Receiver<bool>,
 ) {
+    let Port {
+        limits,
+        tls,
+        header_read_timeout,
+    } = port;
     let mut listener = AxumListener(listener);
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -143,15 +162,34 @@ async fn serve_one<L: NetListener>(
             },
             None => None,
         };
-        let serving = connections::serve_connection(
-            stream,
-            peer,
-            router.clone(),
-            header_read_timeout,
-            stop.clone(),
-        );
+        let (router, stop) = (router.clone(), stop.clone());
+        let tls = tls.clone();
         connections.spawn(async move {
-            serving.await;
+            match tls {
+                None => {
+                    connections::serve_connection(stream, peer, router, header_read_timeout, stop)
+                        .await
+                }
+                Some(acceptor) => {
+                    // The handshake gets the head's time: a slow one is a slow loris too.
+                    let handshake =
+                        tokio::time::timeout(header_read_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            connections::serve_connection(
+                                stream,
+                                peer,
+                                router,
+                                header_read_timeout,
+                                stop,
+                            )
+                            .await
+                        }
+                        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(admission);
         });
     }
