@@ -128,6 +128,11 @@ impl Aggregate {
     pub fn path(&self) -> &str {
         &self.path
     }
+
+    /// Its parts' names, in order.
+    pub fn part_names(&self) -> Vec<&str> {
+        self.parts.iter().map(|part| part.name.as_str()).collect()
+    }
 }
 
 /// The router serving `aggregates`: GET only (405 otherwise, before authentication, as for

@@ -122,6 +122,8 @@ pub struct App {
     rate_limits: Arc<RateLimits>,
     /// TLS for the public ports, when configured.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The OpenAPI document, rendered once.
+    openapi: bytes::Bytes,
     revocations: Arc<RevocationLog>,
     websocket: Arc<WebSocketState>,
     stop: Arc<watch::Sender<bool>>,
@@ -254,7 +256,7 @@ impl App {
                 .map(|(label, rule)| (label, rule.into()))
                 .collect(),
         );
-        let aggregates = config
+        let aggregates: Vec<Arc<Aggregate>> = config
             .routes
             .aggregates
             .iter()
@@ -268,6 +270,9 @@ impl App {
             })
             .collect::<Result<_, _>>()?;
         let tls = crate::tls::acceptor(&config.tls)?;
+        let openapi = bytes::Bytes::from(
+            serde_json::to_vec(&crate::openapi::document(&routes, &aggregates)).unwrap_or_default(),
+        );
         // Validated with the config; HSTS only over TLS.
         let security_headers = Arc::new(config.security_headers.headers(tls.is_some()).map_err(
             |reason| ConfigError::Invalid {
@@ -354,6 +359,7 @@ impl App {
             security_headers,
             rate_limits,
             tls,
+            openapi,
             revocations,
             websocket,
             stop: Arc::new(stop),
@@ -434,6 +440,10 @@ impl App {
             .route(
                 "/health",
                 get(health::ready).with_state(self.health.clone()),
+            )
+            .route(
+                "/openapi.json",
+                get(serve_openapi).with_state(self.openapi.clone()),
             )
             .merge(aggregated)
             .fallback_service(routed);
@@ -552,6 +562,20 @@ impl App {
             bus_watch.abort();
         })
     }
+}
+
+/// `GET /openapi.json`: the API's OpenAPI document (public).
+async fn serve_openapi(
+    axum::extract::State(document): axum::extract::State<bytes::Bytes>,
+) -> axum::response::Response {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        )],
+        document,
+    )
+        .into_response()
 }
 
 async fn not_found() -> axum::response::Response {

@@ -12,6 +12,7 @@
 //! - [`jwks`]: local verification against Auth's JWKS when Auth cannot answer.
 //! - [`proxy`]: the final handler: transcode, call the backend, transcode back.
 //! - [`aggregate`]: composite GET routes whose parts are called in parallel.
+//! - [`openapi`]: the OpenAPI document, generated from the routes.
 //! - [`transcode`]: JSON ⇄ dynamic protobuf messages.
 //! - [`codec`]: the tonic codec for dynamic messages.
 //! - [`backends`]: backend channels dialled through the `Net` seam.
@@ -47,6 +48,7 @@ pub mod hub;
 pub mod jwks;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod permissions;
 pub mod proxy;
 pub mod rate_limit;
