@@ -95,16 +95,6 @@ fn token_id(token: &str) -> String {
     claims["jti"].as_str().unwrap().to_owned()
 }
 
-async fn until_local_keys(stack: &Stack) {
-    for _ in 0..100 {
-        if stack.app.validator().has_local_keys().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway never fetched Auth's JWKS");
-}
-
 #[tokio::test]
 async fn while_auth_is_unreachable_tokens_are_verified_locally() {
     let stack = Stack::start().await;
@@ -113,7 +103,7 @@ async fn while_auth_is_unreachable_tokens_are_verified_locally() {
     let alice = stack.login("alice").await;
     let revoked = stack.login("alice").await;
     let bob = stack.login("bob").await;
-    until_local_keys(&stack).await;
+    support::until_local_keys(&stack.app).await;
     // Auth revokes one of alice's tokens; every gateway hears it on auth:revocations. (Without
     // `userId`: Auth leaves it out when it no longer remembers the token.)
     stack

@@ -4,33 +4,19 @@
 
 mod support;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
-use gateway::{Config, Listeners};
-use seams::{Net as _, TokioNet};
-use support::Stack;
+use gateway::Config;
+use support::{Served, Stack, serve_on_loopback};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
 };
 
-async fn serve(
-    adjust: impl FnOnce(&mut Config),
-) -> (Stack, SocketAddr, tokio::sync::watch::Sender<bool>) {
+async fn serve(adjust: impl FnOnce(&mut Config)) -> (Stack, Served) {
     let stack = Stack::start_with(|_| {}, adjust).await;
-    let bind = || TokioNet.bind(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let listeners = Listeners {
-        api: bind().await.unwrap(),
-        websocket: bind().await.unwrap(),
-        health: bind().await.unwrap(),
-        metrics: bind().await.unwrap(),
-    };
-    let api = listeners.api.local_addr().unwrap();
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(gateway::serve(stack.app.clone(), listeners, async move {
-        let _ = stopped.changed().await;
-    }));
-    (stack, api, stop)
+    let served = serve_on_loopback(stack.app.clone()).await;
+    (stack, served)
 }
 
 /// Reads until the server closes; panics if it does not within `within`.
@@ -47,7 +33,8 @@ const GET: &str = "GET /api/projects/templates HTTP/1.1\r\nHost: gw\r\n";
 
 #[tokio::test]
 async fn a_slow_head_and_an_idle_keep_alive_connection_are_closed() {
-    let (_stack, api, _stop) = serve(|config| config.http.header_read_timeout_ms = 300).await;
+    let (_stack, served) = serve(|config| config.http.header_read_timeout_ms = 300).await;
+    let api = served.api;
 
     // Half a head, then nothing: closed without an answer.
     let mut slow = TcpStream::connect(api).await.unwrap();
@@ -79,12 +66,13 @@ async fn refused(stream: &mut TcpStream) -> bool {
 
 #[tokio::test]
 async fn past_the_per_ip_limit_a_connection_is_refused_politely() {
-    let (_stack, api, _stop) = serve(|config| {
+    let (_stack, served) = serve(|config| {
         config.http.connections_per_ip_max = 2;
         // Long enough that the held connections stay open during the test.
         config.http.header_read_timeout_ms = 30_000;
     })
     .await;
+    let api = served.api;
     let first = TcpStream::connect(api).await.unwrap();
     let _second = TcpStream::connect(api).await.unwrap();
     // The server counts a connection once it has accepted it: give it a moment.
@@ -115,11 +103,12 @@ async fn past_the_per_ip_limit_a_connection_is_refused_politely() {
 
 #[tokio::test]
 async fn past_the_total_limit_a_connection_is_refused_politely() {
-    let (_stack, api, _stop) = serve(|config| {
+    let (_stack, served) = serve(|config| {
         config.http.connections_max = 1;
         config.http.header_read_timeout_ms = 30_000;
     })
     .await;
+    let api = served.api;
     let _held = TcpStream::connect(api).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut next = TcpStream::connect(api).await.unwrap();

@@ -7,10 +7,10 @@ mod support;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{body::Body, http::Request};
-use gateway::{App, Listeners, Seams};
+use gateway::{App, Seams};
 use prost_reflect::{DynamicMessage, Value};
-use seams::{Net as _, SystemClock, TokioNet};
-use support::{Stack, dynamic};
+use seams::{SystemClock, TokioNet};
+use support::{Stack, dynamic, serve_on_loopback};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[tokio::test]
@@ -45,23 +45,6 @@ async fn the_path_policy_holds() {
     }
 }
 
-/// Serves `app` on loopback; returns the API address and a stopper.
-async fn serve(app: App) -> (SocketAddr, tokio::sync::watch::Sender<bool>) {
-    let bind = || TokioNet.bind(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let listeners = Listeners {
-        api: bind().await.unwrap(),
-        websocket: bind().await.unwrap(),
-        health: bind().await.unwrap(),
-        metrics: bind().await.unwrap(),
-    };
-    let api = listeners.api.local_addr().unwrap();
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(gateway::serve(app, listeners, async move {
-        let _ = stopped.changed().await;
-    }));
-    (api, stop)
-}
-
 /// Sends raw bytes; returns everything the server sent until it closed the connection.
 async fn raw_exchange(address: SocketAddr, request: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
@@ -88,7 +71,8 @@ fn statuses(answer: &str) -> Vec<&str> {
 #[tokio::test]
 async fn ambiguous_framing_cannot_smuggle_a_request() {
     let stack = Stack::start().await;
-    let (api, _stop) = serve(stack.app.clone()).await;
+    let served = serve_on_loopback(stack.app.clone()).await;
+    let api = served.api;
     let login = r#"{"username":"alice","password":"demo-password"}"#;
     let head = "POST /api/auth/login HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n";
     let smuggled = "GET /api/projects/templates HTTP/1.1\r\nHost: gw\r\n\r\n";

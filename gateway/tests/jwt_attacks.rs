@@ -139,16 +139,6 @@ async fn attack_stack() -> Stack {
     .await
 }
 
-async fn until_local_keys(stack: &Stack) {
-    for _ in 0..100 {
-        if stack.app.validator().has_local_keys().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the gateway never fetched Auth's JWKS");
-}
-
 fn assert_refused(stack: &Stack, name: &str, answer: &Answer, request_id: &str) {
     assert_eq!(answer.status, 401, "{name}: {}", answer.json);
     answer.assert_error(401, "unauthenticated");
@@ -177,7 +167,7 @@ async fn every_attack_gets_401_from_auth_and_reaches_no_other_backend() {
 async fn every_attack_gets_401_when_the_gateway_judges_it_while_auth_is_down() {
     let stack = attack_stack().await;
     let valid = stack.login("alice").await;
-    until_local_keys(&stack).await;
+    support::until_local_keys(&stack.app).await;
     let attacks = attacks(&stack, &valid);
     stack.backends.faults(ServiceKind::Auth).set_down(true);
     // The control: verified locally, the valid token still works.
@@ -211,7 +201,7 @@ async fn unknown_kids_refresh_the_jwks_at_most_once_per_interval() {
     )
     .await;
     let valid = stack.login("alice").await;
-    until_local_keys(&stack).await;
+    support::until_local_keys(&stack.app).await;
     // Past the interval since the start-up fetch: one refresh is due.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (_, payload, signature) = segments(&valid);

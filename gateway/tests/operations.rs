@@ -7,11 +7,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use axum::{body::Body, http::Request};
 use bytes::Bytes;
-use gateway::Listeners;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use mock_backends::ServiceKind;
-use seams::{Net, TokioNet};
 use support::{Answer, Stack};
 
 async fn probe(stack: &Stack, path: &str) -> Answer {
@@ -150,18 +148,11 @@ async fn http_get(address: SocketAddr, path: &str, token: &str) -> std::io::Resu
 async fn shutdown_finishes_in_flight_requests_then_stops_listening() {
     let stack = Stack::start_with(|_| {}, |config| config.shutdown.grace_period_ms = 5_000).await;
     let token = stack.login("alice").await;
-    let bind = || TokioNet.bind(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let listeners = Listeners {
-        api: bind().await.unwrap(),
-        websocket: bind().await.unwrap(),
-        health: bind().await.unwrap(),
-        metrics: bind().await.unwrap(),
-    };
-    let api_address = listeners.api.local_addr().unwrap();
-    let (stop, mut stop_signal) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(gateway::serve(stack.app.clone(), listeners, async move {
-        let _ = stop_signal.changed().await;
-    }));
+    let support::Served {
+        api: api_address,
+        stop,
+        server,
+    } = support::serve_on_loopback(stack.app.clone()).await;
 
     stack
         .backends

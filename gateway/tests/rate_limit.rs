@@ -10,8 +10,7 @@ use axum::{body::Body, extract::ConnectInfo};
 use gateway::{config::Config, rate_limit::Limit, server::Peer};
 use http::Request;
 use mock_backends::ServiceKind;
-use seams::{Net as _, TokioNet};
-use support::{Answer, Stack, json_request, send};
+use support::{Answer, Stack, json_request, send, serve_on_loopback};
 
 fn header<'a>(answer: &'a Answer, name: &str) -> &'a str {
     answer
@@ -164,18 +163,8 @@ async fn websocket_handshakes_are_limited_per_ip() {
 #[tokio::test]
 async fn a_served_gateway_limits_by_the_connection_peer() {
     let stack = limited_stack(|config| config.rate_limit.per_ip = limit(0.1, 2)).await;
-    let bind = || TokioNet.bind(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let listeners = gateway::Listeners {
-        api: bind().await.unwrap(),
-        websocket: bind().await.unwrap(),
-        health: bind().await.unwrap(),
-        metrics: bind().await.unwrap(),
-    };
-    let api = listeners.api.local_addr().unwrap();
-    let (stop, mut stop_signal) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(gateway::serve(stack.app.clone(), listeners, async move {
-        let _ = stop_signal.changed().await;
-    }));
+    let served = serve_on_loopback(stack.app.clone()).await;
+    let api = served.api;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let mut statuses = Vec::new();
@@ -187,6 +176,6 @@ async fn a_served_gateway_limits_by_the_connection_peer() {
     }
     assert_eq!(statuses[2], 429, "{statuses:?}");
     assert!(statuses[..2].iter().all(|s| *s != 429), "{statuses:?}");
-    stop.send(true).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop.send(true).unwrap();
+    served.server.await.unwrap().unwrap();
 }

@@ -3,14 +3,14 @@
 
 mod support;
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
-use gateway::{App, Config, Listeners, Seams, StartError};
+use gateway::{App, Config, Seams, StartError};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
-use seams::{Net as _, SystemClock, TokioNet};
-use support::Stack;
+use seams::{SystemClock, TokioNet};
+use support::{Served, Stack, serve_on_loopback};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// A self-signed certificate for `localhost` in PEM files under a fresh directory.
@@ -35,9 +35,7 @@ fn make_certificate(name: &str) -> Certificate {
     }
 }
 
-async fn serve_tls(
-    certificate: &Certificate,
-) -> (Stack, SocketAddr, tokio::sync::watch::Sender<bool>) {
+async fn serve_tls(certificate: &Certificate) -> (Stack, Served) {
     let (cert_path, key_path) = (certificate.cert_path.clone(), certificate.key_path.clone());
     let stack = Stack::start_with(
         |_| {},
@@ -47,25 +45,15 @@ async fn serve_tls(
         },
     )
     .await;
-    let bind = || TokioNet.bind(SocketAddr::from(([127, 0, 0, 1], 0)));
-    let listeners = Listeners {
-        api: bind().await.unwrap(),
-        websocket: bind().await.unwrap(),
-        health: bind().await.unwrap(),
-        metrics: bind().await.unwrap(),
-    };
-    let api = listeners.api.local_addr().unwrap();
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(gateway::serve(stack.app.clone(), listeners, async move {
-        let _ = stopped.changed().await;
-    }));
-    (stack, api, stop)
+    let served = serve_on_loopback(stack.app.clone()).await;
+    (stack, served)
 }
 
 #[tokio::test]
 async fn a_tls_client_is_answered_over_https_with_hsts() {
     let certificate = make_certificate("https");
-    let (_stack, api, _stop) = serve_tls(&certificate).await;
+    let (_stack, served) = serve_tls(&certificate).await;
+    let api = served.api;
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(certificate.der.clone()).unwrap();
@@ -107,7 +95,8 @@ async fn a_tls_client_is_answered_over_https_with_hsts() {
 #[tokio::test]
 async fn plain_http_on_a_tls_port_gets_no_answer() {
     let certificate = make_certificate("plain");
-    let (_stack, api, _stop) = serve_tls(&certificate).await;
+    let (_stack, served) = serve_tls(&certificate).await;
+    let api = served.api;
     let mut tcp = tokio::net::TcpStream::connect(api).await.unwrap();
     tcp.write_all(b"GET /api/projects HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await

@@ -201,3 +201,42 @@ pub fn json_request(method: &str, path: &str, token: Option<&str>, body: &str) -
         .body(Body::from(body.to_owned()))
         .expect("valid request")
 }
+
+/// A gateway served on loopback listeners (real sockets), until `stop` is sent or dropped.
+pub struct Served {
+    /// The API port's address.
+    pub api: std::net::SocketAddr,
+    /// Stops the server (graceful shutdown).
+    pub stop: tokio::sync::watch::Sender<bool>,
+    /// The server's task: ends once drained.
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Serves `app` on four fresh loopback listeners.
+pub async fn serve_on_loopback(app: App) -> Served {
+    use seams::Net as _;
+    let bind = || TokioNet.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listeners = gateway::Listeners {
+        api: bind().await.expect("bind"),
+        websocket: bind().await.expect("bind"),
+        health: bind().await.expect("bind"),
+        metrics: bind().await.expect("bind"),
+    };
+    let api = seams::NetListener::local_addr(&listeners.api).expect("bound");
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(gateway::serve(app, listeners, async move {
+        let _ = stopped.changed().await;
+    }));
+    Served { api, stop, server }
+}
+
+/// Waits until the gateway has fetched Auth's JWKS (local verification can then judge tokens).
+pub async fn until_local_keys(app: &App) {
+    for _ in 0..100 {
+        if app.validator().has_local_keys().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the gateway never fetched Auth's JWKS");
+}

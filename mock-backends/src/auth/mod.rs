@@ -461,34 +461,8 @@ impl AuthBackend {
     }
 
     fn issue_access_token(&self, user: &User) -> Result<String, AuthError> {
-        let now = self.inner.clock.now_unix_seconds();
-        // Copy what signing needs out of the lock: signing is the slow part.
-        let (jti, kid, key, algorithm) = {
-            let mut state = self.state();
-            let jti = random_hex(&mut state.rng, 16);
-            state.issued.insert(jti.clone(), user.id.clone());
-            let current = state.keys.current();
-            (
-                jti,
-                current.kid.clone(),
-                current.encoding.clone(),
-                state.keys.algorithm(),
-            )
-        };
-        let mut header = Header::new(algorithm);
-        header.kid = Some(kid);
-        let claims = Claims {
-            sub: user.id.clone(),
-            name: user.username.clone(),
-            roles: user.roles.clone(),
-            iat: now,
-            nbf: now,
-            exp: now.saturating_add(self.inner.token_ttl_seconds),
-            jti,
-            iss: ISSUER.to_owned(),
-            aud: AUDIENCE.to_owned(),
-        };
-        Ok(jsonwebtoken::encode(&header, &claims, &key)?)
+        let claims = self.claims_for(&user.username)?;
+        self.sign_claims(&claims)
     }
 
     fn issue_token_pair(&self, user: &User) -> Result<TokenPair, Status> {
