@@ -280,12 +280,16 @@ impl App {
                 reason,
             },
         )?);
-        let limited_groups = by_route_group(
-            &routes,
-            &config.rate_limit.groups,
-            |_| true,
-            "rate_limit.groups",
-        )?;
+        // Routes by the index of their rate-limit group (one budget per group).
+        let group_indexes: BTreeMap<String, usize> = config
+            .rate_limit
+            .groups
+            .keys()
+            .enumerate()
+            .map(|(index, group)| (group.clone(), index))
+            .collect();
+        let limited_groups =
+            by_route_group(&routes, &group_indexes, |_| true, "rate_limit.groups")?;
         let metrics = Arc::new(Metrics::default());
         let rate_limits = RateLimits::new(&config.rate_limit, limited_groups, metrics.clone());
         let backends = Backends::from_config(&seams.net, &config, seams.seed)?;

@@ -220,29 +220,24 @@ impl std::fmt::Debug for RateLimits {
 const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 
 impl RateLimits {
-    /// The limits of `config`; `groups` maps route labels to their group's limit (see
-    /// `app::by_route_group`). Starts the task that forgets idle keys (it ends with the limits).
+    /// The limits of `config`; `route_groups` maps route labels to the index of their group in
+    /// `config.groups` (see `app::by_route_group`). Starts the task that forgets idle keys (it
+    /// ends with the limits).
     pub fn new(
         config: &RateLimitConfig,
-        groups: BTreeMap<String, Limit>,
+        route_groups: BTreeMap<String, usize>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        // One limiter per distinct group limit would merge groups; one per group label keeps
-        // each group's budget its own.
-        let mut by_limit: Vec<(Limit, Arc<KeyedLimit<String>>)> = Vec::new();
-        let groups = groups
+        // One limiter per configured group, shared by the group's routes: each group has a
+        // budget of its own, even when two groups have equal limits.
+        let limiters: Vec<Option<Arc<KeyedLimit<String>>>> = config
+            .groups
+            .values()
+            .map(|limit| KeyedLimit::new(limit).map(Arc::new))
+            .collect();
+        let groups = route_groups
             .into_iter()
-            .filter_map(|(label, limit)| {
-                let shared = match by_limit.iter().find(|(l, _)| *l == limit) {
-                    Some((_, existing)) => existing.clone(),
-                    None => {
-                        let made = Arc::new(KeyedLimit::new(&limit)?);
-                        by_limit.push((limit, made.clone()));
-                        made
-                    }
-                };
-                Some((label, shared))
-            })
+            .filter_map(|(label, index)| Some((label, limiters.get(index)?.clone()?)))
             .collect();
         let limits = Arc::new(Self {
             trusted: config

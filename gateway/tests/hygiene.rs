@@ -7,9 +7,7 @@ mod support;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{body::Body, http::Request};
-use gateway::{App, Seams};
 use prost_reflect::{DynamicMessage, Value};
-use seams::{SystemClock, TokioNet};
 use support::{Stack, dynamic, serve_on_loopback};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -123,12 +121,7 @@ async fn no_client_header_reaches_a_backend() {
     });
     let address = dynamic::serve(&pool, "echo.v1.EchoService", "Shout", echo).await;
     let config = dynamic::config_with_backend("echo.v1.EchoService", address, &["Shout"]);
-    let seams = Seams {
-        net: TokioNet,
-        clock: Arc::new(SystemClock),
-        seed: 1,
-    };
-    let app = App::new(config, &seams, &pool, gateway::app::embedded_bus(1)).unwrap();
+    let app = dynamic::app(config, &pool);
     let answer = support::send(
         app.api_router(),
         Request::post("/api/echo/room:shout")

@@ -7,9 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use axum::{body::Body, http::Request};
-use gateway::{App, Seams};
 use prost_reflect::{DynamicMessage, Value};
-use seams::{SystemClock, TokioNet};
 use support::dynamic;
 
 #[tokio::test]
@@ -38,13 +36,7 @@ async fn a_new_annotated_method_is_routed_with_no_gateway_code() {
     });
     let address = dynamic::serve(&pool, "echo.v1.EchoService", "Shout", shout).await;
     let config = dynamic::config_with_backend("echo.v1.EchoService", address, &["Shout"]);
-    let seams = Seams {
-        net: TokioNet,
-        clock: Arc::new(SystemClock),
-        seed: 1,
-    };
-    let app = App::new(config, &seams, &pool, gateway::app::embedded_bus(1))
-        .expect("gateway builds from the test descriptors");
+    let app = dynamic::app(config, &pool);
 
     let answer = support::send(
         app.api_router(),

@@ -4,10 +4,8 @@
 
 mod support;
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::collections::BTreeSet;
 
-use gateway::{App, Seams};
-use seams::{SystemClock, TokioNet};
 use serde_json::Value;
 use support::{Stack, dynamic, json_request};
 
@@ -133,12 +131,7 @@ async fn a_route_added_by_a_proto_annotation_is_described_with_no_gateway_code()
         "127.0.0.1:9".parse().unwrap(),
         &["Shout"],
     );
-    let seams = Seams {
-        net: TokioNet,
-        clock: Arc::new(SystemClock),
-        seed: 1,
-    };
-    let app = App::new(config, &seams, &pool, gateway::app::embedded_bus(1)).unwrap();
+    let app = dynamic::app(config, &pool);
     let answer = support::send(
         app.api_router(),
         http::Request::get("/openapi.json")

@@ -99,3 +99,15 @@ pub fn config_with_backend(service: &str, address: SocketAddr, public: &[&str]) 
         .extend(public.iter().map(|m| format!("{service}/{m}")));
     config
 }
+
+/// A gateway routed from `pool` with `config` (as [`config_with_backend`] makes), on the real
+/// network, with the embedded event bus.
+pub fn app(config: gateway::Config, pool: &DescriptorPool) -> gateway::App {
+    let seams = gateway::Seams {
+        net: seams::TokioNet,
+        clock: Arc::new(seams::SystemClock),
+        seed: 1,
+    };
+    gateway::App::new(config, &seams, pool, gateway::app::embedded_bus(1))
+        .expect("gateway builds from the test descriptors")
+}
