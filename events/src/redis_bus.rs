@@ -10,7 +10,8 @@
 //! - Live events arrive on one pub/sub connection per bus. A channel is `SUBSCRIBE`d while at
 //!   least one local [`Subscription`] needs it; each message is parsed once into an
 //!   `Arc<Event>` and handed to every local subscriber's bounded queue.
-//! - Every connection is dialled through the [`Net`] seam, so the same code runs in simulation.
+//! - Every connection is dialled through the [`Net`] seam ([`RedisLink`]), so the same code runs
+//!   in simulation.
 //! - The connection task reconnects without limit (capped exponential backoff with seeded
 //!   jitter). While it is down the status is [`BusStatus::Broken`] and every subscription has
 //!   been told [`BusMessage::Interrupted`]; once every channel is subscribed again the status is
@@ -19,7 +20,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
-    future::Future,
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
@@ -30,8 +30,8 @@ use std::{
 use futures::{StreamExt, future::BoxFuture};
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 use redis::{
-    AsyncConnectionConfig, RedisConnectionInfo, Script,
-    aio::{MultiplexedConnection, PubSub, PubSubSink},
+    Script,
+    aio::{PubSub, PubSubSink},
 };
 use seams::Net;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,10 @@ use crate::{
     Subscription,
     presence::{Presence, PresenceMember, PresenceState},
 };
+
+pub mod link;
+
+pub use link::RedisLink;
 
 /// The publishing step, verbatim; `docs/events.md` documents its keys and arguments.
 pub const PUBLISH_SCRIPT: &str = include_str!("redis_bus/publish.lua");
@@ -222,17 +226,15 @@ struct Owner {
 }
 
 struct Shared<N> {
-    net: N,
+    /// Dials Redis and holds the command connection.
+    link: RedisLink<N>,
     config: RedisBusConfig,
-    connection_info: RedisConnectionInfo,
     publish_script: Script,
     history_script: Script,
     presence_script: Script,
     registry: Arc<Registry>,
     /// Epochs and jitter come from here: seeded, never a global RNG.
     rng: Mutex<SmallRng>,
-    /// The command connection, dialled on first use and again after it fails.
-    commands: tokio::sync::Mutex<Option<MultiplexedConnection>>,
 }
 
 /// The local subscribers, by channel, and the bus status. Subscriptions hold it to unregister.
@@ -499,16 +501,20 @@ impl<N: Net> RedisBus<N> {
             status,
             subscriber_queue_len_max: config.subscriber_queue_len_max,
         });
-        let shared = Arc::new(Shared {
+        let link = RedisLink::new(
             net,
+            config.address.clone(),
+            config.connect_timeout(),
+            config.command_timeout(),
+        );
+        let shared = Arc::new(Shared {
+            link,
             rng: Mutex::new(SmallRng::seed_from_u64(config.rng_seed)),
             config,
-            connection_info: RedisConnectionInfo::default().set_skip_set_lib_name(),
             publish_script: Script::new(PUBLISH_SCRIPT),
             history_script: Script::new(HISTORY_SCRIPT),
             presence_script: Script::new(PRESENCE_SCRIPT),
             registry,
-            commands: tokio::sync::Mutex::new(None),
         });
         let (stop, stopped) = watch::channel(());
         tokio::spawn(run_pubsub(shared.clone(), stopped));
@@ -546,96 +552,15 @@ impl<N: Net> Shared<N> {
         Duration::from_millis(base - base / 2 + jitter)
     }
 
-    /// Dials Redis through the `Net` seam, bounded by the connect timeout.
-    async fn dial<T, F, Fut>(&self, handshake: F) -> Result<T, String>
-    where
-        F: FnOnce(N::Stream) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>>,
-    {
-        let connect = async {
-            let stream = self
-                .net
-                .connect(&self.config.address)
-                .await
-                .map_err(|error| format!("connect to {}: {error}", self.config.address))?;
-            handshake(stream)
-                .await
-                .map_err(|error| format!("handshake with {}: {error}", self.config.address))
-        };
-        tokio::time::timeout(self.config.connect_timeout(), connect)
-            .await
-            .map_err(|_| format!("connect to {}: timed out", self.config.address))?
-    }
-
-    /// The command connection, dialled if there is none (then `true`: fresh).
-    async fn command_connection(&self) -> Result<(MultiplexedConnection, bool), String> {
-        let mut slot = self.commands.lock().await;
-        if let Some(connection) = slot.as_ref() {
-            return Ok((connection.clone(), false));
-        }
-        let info = self.connection_info.clone();
-        // Explicit rather than redis-rs's 500 ms default: one bound on commands, ours.
-        let connection_config =
-            AsyncConnectionConfig::new().set_response_timeout(Some(self.config.command_timeout()));
-        let (connection, driver) = self
-            .dial(|stream| async move {
-                // The driver is `'static`, but its opaque type names `info`'s lifetime: box it.
-                let (connection, driver) =
-                    MultiplexedConnection::new_with_config(&info, stream, connection_config)
-                        .await?;
-                let driver: BoxFuture<'static, ()> = Box::pin(driver);
-                Ok((connection, driver))
-            })
-            .await?;
-        tokio::spawn(driver);
-        *slot = Some(connection.clone());
-        Ok((connection, true))
-    }
-
-    /// Runs one script invocation on the command connection, bounded by the command timeout.
-    /// A failed connection is dropped so the next call dials again.
+    /// Runs one script invocation through the link, bounded by the command timeout.
     async fn run_script<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, BusError> {
-        let attempt = async {
-            // A cached connection may have died since its last use (Redis restarted): then
-            // dial once more within the same deadline rather than fail the caller.
-            let mut retry = true;
-            loop {
-                let (mut connection, fresh) = self.command_connection().await?;
-                match invocation.invoke_async::<T>(&mut connection).await {
-                    Ok(value) => return Ok(value),
-                    Err(error) => {
-                        let broken = error.is_io_error()
-                            || error.is_connection_dropped()
-                            || error.is_unrecoverable_error()
-                            || error.is_timeout();
-                        if broken {
-                            self.commands.lock().await.take();
-                        }
-                        if broken && !fresh && retry {
-                            retry = false;
-                            continue;
-                        }
-                        return Err(format!("redis: {error}"));
-                    }
-                }
-            }
-        };
-        match tokio::time::timeout(self.config.command_timeout(), attempt).await {
-            Ok(result) => result.map_err(BusError::Unavailable),
-            Err(_) => {
-                // The connection may be silently dead: dial afresh next time.
-                if let Ok(mut slot) = self.commands.try_lock() {
-                    slot.take();
-                }
-                Err(BusError::Unavailable(format!(
-                    "redis: no answer within {} ms",
-                    self.config.command_timeout_ms
-                )))
-            }
-        }
+        self.link
+            .run_script(invocation)
+            .await
+            .map_err(BusError::Unavailable)
     }
 }
 
@@ -882,11 +807,10 @@ enum SessionEnd {
 async fn run_pubsub<N: Net>(shared: Arc<Shared<N>>, mut stopped: watch::Receiver<()>) {
     let mut failed_attempts: u32 = 0;
     loop {
-        let info = shared.connection_info.clone();
         let connected = tokio::select! {
             biased;
             _ = stopped.changed() => break,
-            connected = shared.dial(|stream| async move { PubSub::new(&info, stream).await }) => connected,
+            connected = shared.link.dial(|stream, info| async move { PubSub::new(&info, stream).await }) => connected,
         };
         let end = match connected {
             Ok(pubsub) => {

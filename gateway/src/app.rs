@@ -30,7 +30,7 @@ use crate::{
     metrics::{self, Metrics},
     permissions::{PermissionCache, PermissionCacheConfig},
     proxy::{self, Proxy},
-    rate_limit::{self, RateLimits},
+    rate_limit::{self, RateLimits, SharedLimits},
     request_id::{self, RequestIdGenerator},
     revocations::RevocationLog,
     routing::{Route, RouteTable, RouteTableError},
@@ -291,7 +291,29 @@ impl App {
         let limited_groups =
             by_route_group(&routes, &group_indexes, |_| true, "rate_limit.groups")?;
         let metrics = Arc::new(Metrics::default());
-        let rate_limits = RateLimits::new(&config.rate_limit, limited_groups, metrics.clone());
+        let health = Arc::new(Health::new(
+            config
+                .backends
+                .keys()
+                .cloned()
+                .chain([health::EVENT_BUS.to_owned()]),
+        ));
+        let shared_limits = config.rate_limit.shared.then(|| {
+            SharedLimits::new(
+                seams.net.clone(),
+                &config.event_bus.redis,
+                Duration::from_millis(config.rate_limit.shared_timeout_ms),
+                Duration::from_millis(config.rate_limit.shared_retry_interval_ms),
+                health.clone(),
+                metrics.clone(),
+            )
+        });
+        let rate_limits = RateLimits::new(
+            &config.rate_limit,
+            limited_groups,
+            shared_limits,
+            metrics.clone(),
+        );
         let backends = Backends::from_config(&seams.net, &config, seams.seed)?;
         let auth_backend = backends
             .by_name(&config.auth.backend)
@@ -316,13 +338,6 @@ impl App {
             seams.clock.clone(),
         ));
         validator.spawn_jwks_refresh();
-        let health = Health::new(
-            config
-                .backends
-                .keys()
-                .cloned()
-                .chain([health::EVENT_BUS.to_owned()]),
-        );
         let hub = Hub::new(bus.clone(), metrics.event_handoff());
         // The request-ID prefix folds the seed into 32 bits: distinct per instance in production
         // (the binary seeds from the OS), fixed per run in simulation. It also names this
@@ -353,7 +368,7 @@ impl App {
             backends,
             validator,
             metrics,
-            health: Arc::new(health),
+            health,
             request_ids: Arc::new(RequestIdGenerator::new(prefix)),
             bus,
             hub,

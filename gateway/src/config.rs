@@ -608,6 +608,12 @@ impl Config {
         self.rate_limit
             .check()
             .map_err(|(field, reason)| invalid(&field, &reason))?;
+        if self.rate_limit.shared && self.event_bus.kind != EventBusKind::Redis {
+            return Err(invalid(
+                "rate_limit.shared",
+                "limits are shared through the event bus's Redis: needs event_bus.kind = \"redis\"",
+            ));
+        }
         for group in self.rate_limit.groups.keys() {
             if !is_route_group(group) {
                 return Err(invalid(

@@ -94,10 +94,21 @@ pub struct InstanceStatus {
     pub channels: usize,
 }
 
+/// Where rate limits are decided, when they are configured to be shared through Redis.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RateLimitStatus {
+    /// True while every instance's limits are decided together in Redis; false while this
+    /// instance falls back to its local limits.
+    pub shared: bool,
+    /// Where, or why not.
+    pub detail: String,
+}
+
 /// Shared health state: dependency results and the draining flag.
 #[derive(Debug, Default)]
 pub struct Health {
     dependencies: Mutex<BTreeMap<String, DependencyStatus>>,
+    rate_limits: Mutex<Option<RateLimitStatus>>,
     draining: AtomicBool,
 }
 
@@ -108,6 +119,10 @@ pub struct HealthReport {
     pub status: &'static str,
     /// Each backend's latest check, by name.
     pub dependencies: BTreeMap<String, DependencyStatus>,
+    /// Shared rate limits (absent when limits are local by configuration). Falling back to
+    /// local limits does not make the gateway unready: it goes on serving, less strictly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<RateLimitStatus>,
 }
 
 impl Health {
@@ -128,8 +143,15 @@ impl Health {
             .collect();
         Self {
             dependencies: Mutex::new(dependencies),
+            rate_limits: Mutex::new(None),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Records where shared rate limits are decided now.
+    pub fn set_rate_limits(&self, shared: bool, detail: String) {
+        *self.rate_limits.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(RateLimitStatus { shared, detail });
     }
 
     /// Marks the gateway as shutting down: readiness turns false so load balancers stop sending.
@@ -154,6 +176,11 @@ impl Health {
         HealthReport {
             status,
             dependencies,
+            rate_limits: self
+                .rate_limits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 

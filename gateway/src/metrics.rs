@@ -93,6 +93,8 @@ pub struct Metrics {
     breaker_refusals: Family<BackendNameLabels, Counter>,
     retries: Family<RetryLabels, Counter>,
     rate_limited: Family<RateLimitLabels, Counter>,
+    rate_limits_shared: Gauge,
+    rate_limit_local_decisions: Counter,
     event_handoff: Histogram,
 }
 
@@ -115,6 +117,8 @@ impl Default for Metrics {
         let breaker_refusals = Family::<BackendNameLabels, Counter>::default();
         let retries = Family::<RetryLabels, Counter>::default();
         let rate_limited = Family::<RateLimitLabels, Counter>::default();
+        let rate_limits_shared = Gauge::default();
+        let rate_limit_local_decisions = Counter::default();
         // 50 µs to ~1.6 s in steps of √2: fine enough to state a p99 against a few-ms target.
         let event_handoff = Histogram::new(exponential_buckets(0.000_05, 2f64.sqrt(), 31));
         registry.register(
@@ -163,6 +167,18 @@ impl Default for Metrics {
             "Requests answered 429 by a rate limit, by the limit's scope",
             rate_limited.clone(),
         );
+        registry.register(
+            "gateway_rate_limits_shared",
+            "1 while rate limits are decided in Redis, shared by every instance; 0 while they are \
+             local to this instance (by configuration, or while Redis does not answer)",
+            rate_limits_shared.clone(),
+        );
+        registry.register(
+            "gateway_rate_limit_local_decisions",
+            "Requests decided by this instance's local limits because Redis, where shared limits \
+             are decided, did not answer",
+            rate_limit_local_decisions.clone(),
+        );
         Self {
             registry,
             http_requests,
@@ -173,6 +189,8 @@ impl Default for Metrics {
             breaker_refusals,
             retries,
             rate_limited,
+            rate_limits_shared,
+            rate_limit_local_decisions,
             event_handoff,
         }
     }
@@ -223,6 +241,16 @@ impl Metrics {
         self.rate_limited
             .get_or_create(&RateLimitLabels { scope })
             .inc();
+    }
+
+    /// Records whether shared rate limits are decided in Redis (true) or locally (false).
+    pub fn set_rate_limits_shared(&self, shared: bool) {
+        self.rate_limits_shared.set(i64::from(shared));
+    }
+
+    /// Counts a request decided by local limits because Redis did not answer.
+    pub fn count_rate_limit_local_decision(&self) {
+        self.rate_limit_local_decisions.inc();
     }
 
     /// Counts a call answered 503 `circuit_open` without calling the backend.

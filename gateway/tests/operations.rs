@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use axum::{body::Body, http::Request};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use mock_backends::ServiceKind;
 use support::{Answer, Stack};
@@ -88,7 +88,7 @@ async fn metrics_count_requests_by_route_and_status_and_time_backend_calls() {
     );
     assert_eq!(stack.get("/api/nowhere", &token).await.status, 404);
 
-    let response = stack.app.metrics_router().oneshot_text("/metrics").await;
+    let response = support::metrics_text(&stack.app).await;
     assert!(
         response.contains(
             r#"gateway_http_requests_total{route="GET /api/projects/templates",method="GET",status="200"} 1"#
@@ -108,22 +108,6 @@ async fn metrics_count_requests_by_route_and_status_and_time_backend_calls() {
         "{response}"
     );
     assert!(response.contains("gateway_http_request_duration_seconds_bucket"));
-}
-
-trait OneshotText {
-    async fn oneshot_text(self, path: &str) -> String;
-}
-
-impl OneshotText for axum::Router {
-    async fn oneshot_text(self, path: &str) -> String {
-        use tower::ServiceExt;
-        let response = self
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8(bytes.to_vec()).unwrap()
-    }
 }
 
 async fn http_get(address: SocketAddr, path: &str, token: &str) -> std::io::Result<u16> {

@@ -196,32 +196,10 @@ async fn refusals_happen_before_the_upgrade_with_the_error_shape() {
 
 #[tokio::test]
 async fn handshakes_are_counted_by_endpoint() {
-    use http_body_util::BodyExt;
-    use tower::ServiceExt;
     let ws = WsStack::start().await;
     let (status, _) = ws.open("/ws/simulation/s-2", None).await.unwrap_err();
     assert_eq!(status, 401);
-    let response = ws
-        .stack
-        .app
-        .metrics_router()
-        .oneshot(
-            http::Request::get("/metrics")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = support::metrics_text(&ws.stack.app).await;
     assert!(
         text.contains(
             r#"gateway_http_requests_total{route="GET /ws/simulation/{id}",method="GET",status="401"} 1"#

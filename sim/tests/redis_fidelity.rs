@@ -21,6 +21,7 @@ use events::{
     },
 };
 use futures::StreamExt;
+use gateway::rate_limit::GCRA_SCRIPT;
 use redis::{Value, aio::MultiplexedConnection};
 use redis_harness::TestRedis;
 use seams::SystemClock;
@@ -110,6 +111,11 @@ fn script() -> Vec<Command> {
         command(&["SELECT", "0"]),
         command(&["SET", "k", "v"]),
         command(&["GET", "k"]),
+        command(&["SET", "px", "v", "PX", "600000"]),
+        command(&["GET", "px"]),
+        command(&["SET", "px", "v", "PX", "0"]),
+        command(&["SET", "px", "v", "PX", "soon"]),
+        command(&["DEL", "px"]),
         command(&["GET", "missing"]),
         command(&["INCR", "counter"]),
         command(&["INCR", "counter"]),
@@ -303,4 +309,91 @@ async fn published_events_reach_subscribers_the_same_way() {
         ));
     }
     assert_eq!(received[0], received[1]);
+}
+
+async fn gcra(connection: &mut MultiplexedConnection, keys: &[&str], args: &[&str]) -> Outcome {
+    run(connection, &eval(GCRA_SCRIPT, keys, args)).await
+}
+
+/// What the rate-limit script decided, without the times (which depend on the clock).
+fn decisions(outcome: &Outcome) -> Vec<(i64, i64)> {
+    let Outcome::Value(Value::Array(values)) = outcome else {
+        panic!("the rate-limit script answered {outcome:?}");
+    };
+    let numbers: Vec<i64> = values
+        .iter()
+        .map(|value| match value {
+            Value::Int(n) => *n,
+            other => panic!("not an integer: {other:?}"),
+        })
+        .collect();
+    numbers.chunks(3).map(|c| (c[0], c[1])).collect()
+}
+
+#[tokio::test]
+async fn the_rate_limit_script_and_key_expiry_behave_as_on_redis() {
+    let real = TestRedis::start()
+        .await
+        .unwrap_or_else(|error| panic!("this test needs a real Redis: {error}"));
+    let sim = start_sim().await;
+    let hour_us = "3600000000";
+    let mut seen = Vec::new();
+    for address in [real.address(), sim] {
+        let mut connection = connect(&address).await;
+        let connection = &mut connection;
+        // One an hour, three at once: three pass, the fourth waits about an hour.
+        let mut steps = Vec::new();
+        for _ in 0..4 {
+            steps.push(decisions(
+                &gcra(connection, &["rl:{a}:user"], &[hour_us, "3"]).await,
+            ));
+        }
+        let refused = gcra(connection, &["rl:{a}:user"], &[hour_us, "3"]).await;
+        let Outcome::Value(Value::Array(refused)) = refused else {
+            panic!("{refused:?}")
+        };
+        let Value::Int(wait_us) = refused[2] else {
+            panic!("{refused:?}")
+        };
+        assert!(
+            (3_500_000_000..=3_600_000_000).contains(&wait_us),
+            "the next request may pass in about an hour, not {wait_us} µs"
+        );
+        // All or nothing: a refusal by the first limit charges the second nothing.
+        steps.push(decisions(
+            &gcra(
+                connection,
+                &["rl:{a}:user", "rl:{a}:group"],
+                &[hour_us, "3", hour_us, "2"],
+            )
+            .await,
+        ));
+        steps.push(decisions(
+            &gcra(connection, &["rl:{a}:group"], &[hour_us, "2"]).await,
+        ));
+        // A key expires once its limit is whole again (20 ms here).
+        steps.push(decisions(
+            &gcra(connection, &["rl:{b}:ip"], &["20000", "1"]).await,
+        ));
+        let exists = command(&["EXISTS", "rl:{b}:ip"]);
+        let before = run(connection, &exists).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = run(connection, &exists).await;
+        seen.push((steps, before, after));
+    }
+    let expected = (
+        vec![
+            vec![(1, 2)],
+            vec![(1, 1)],
+            vec![(1, 0)],
+            vec![(0, 0)],
+            vec![(0, 0), (1, 1)],
+            vec![(1, 1)],
+            vec![(1, 0)],
+        ],
+        Outcome::Value(Value::Int(1)),
+        Outcome::Value(Value::Int(0)),
+    );
+    assert_eq!(seen[0], expected, "real Redis");
+    assert_eq!(seen[1], expected, "simulated Redis");
 }

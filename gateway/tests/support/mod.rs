@@ -188,6 +188,26 @@ pub async fn send(router: Router, request: Request<Body>) -> Answer {
     }
 }
 
+/// The text of `app`'s `/metrics`.
+pub async fn metrics_text(app: &App) -> String {
+    let response = app
+        .metrics_router()
+        .oneshot(
+            Request::get("/metrics")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible router");
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// A request with an optional bearer token and a JSON body.
 pub fn json_request(method: &str, path: &str, token: Option<&str>, body: &str) -> Request<Body> {
     let mut builder = Request::builder()

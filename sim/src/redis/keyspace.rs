@@ -1,11 +1,12 @@
 //! The data and the commands of the simulated Redis: strings, hashes, sorted sets, streams,
-//! pub/sub and `TIME`, with Redis's replies and error texts for what the project uses.
+//! pub/sub, `TIME` and key expiry (`SET … PX`), with Redis's replies and error texts for what
+//! the project uses.
 //!
 //! Everything is ordered (`BTreeMap`), so a run is the same for the same seed. `MAXLEN ~` trims
 //! exactly (Redis trims whole stream nodes and may keep more); the contract only ever relies on
 //! "at least the newest N", which both satisfy.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use redis_protocol::resp2::types::OwnedFrame as Frame;
 use seams::SharedClock;
@@ -42,6 +43,10 @@ pub type Inbox = mpsc::UnboundedSender<Frame>;
 #[derive(Debug)]
 pub struct Keyspace {
     data: BTreeMap<Vec<u8>, Value>,
+    /// Keys set with an expiry: key → deadline (since the epoch, on `clock`).
+    expiry_of: BTreeMap<Vec<u8>, Duration>,
+    /// The same, by deadline, so due keys are found without a scan.
+    expiring: BTreeMap<(Duration, Vec<u8>), ()>,
     /// channel → subscriber connection id → inbox.
     channels: BTreeMap<Vec<u8>, BTreeMap<u64, Inbox>>,
     clock: SharedClock,
@@ -130,6 +135,8 @@ impl Keyspace {
     pub fn new(clock: SharedClock) -> Self {
         Self {
             data: BTreeMap::new(),
+            expiry_of: BTreeMap::new(),
+            expiring: BTreeMap::new(),
             channels: BTreeMap::new(),
             clock,
         }
@@ -171,12 +178,55 @@ impl Keyspace {
             .count()
     }
 
+    /// Sets or clears `key`'s expiry.
+    fn set_expiry(&mut self, key: &[u8], deadline: Option<Duration>) {
+        if let Some(old) = self.expiry_of.remove(key) {
+            self.expiring.remove(&(old, key.to_vec()));
+        }
+        if let Some(deadline) = deadline {
+            self.expiry_of.insert(key.to_vec(), deadline);
+            self.expiring.insert((deadline, key.to_vec()), ());
+        }
+    }
+
+    /// Removes every key whose expiry has come (Redis expires lazily and in the background;
+    /// before each command is as good for what a client can observe).
+    fn expire_due(&mut self) {
+        let now = self.clock.now_since_epoch();
+        while let Some(entry) = self.expiring.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ((_, key), ()) = entry.remove_entry();
+            self.expiry_of.remove(&key);
+            self.data.remove(&key);
+        }
+    }
+
+    /// `SET key value [PX milliseconds]`.
+    fn set(&mut self, name: &str, args: &[Vec<u8>]) -> Reply {
+        let (key, value, expiry) = match args {
+            [key, value] => (key, value, None),
+            [key, value, option, ms] if option.eq_ignore_ascii_case(b"PX") => match parse_i64(ms) {
+                Some(ms) if ms > 0 => (key, value, Some(Duration::from_millis(ms as u64))),
+                _ => return error("ERR invalid expire time in 'set' command"),
+            },
+            [_, _, ..] => return error("ERR syntax error"),
+            _ => return arity(name),
+        };
+        self.data.insert(key.clone(), Value::String(value.clone()));
+        let deadline = expiry.map(|ttl| self.clock.now_since_epoch() + ttl);
+        self.set_expiry(key, deadline);
+        ok()
+    }
+
     /// Runs one data command (`args[0]` is its name). Scripting and subscription commands are
     /// handled by the caller.
     pub fn execute(&mut self, args: &[Vec<u8>]) -> Reply {
         let Some(name) = args.first() else {
             return error("ERR empty command");
         };
+        self.expire_due();
         let name = String::from_utf8_lossy(name).to_ascii_uppercase();
         let args = &args[1..];
         match name.as_str() {
@@ -197,6 +247,8 @@ impl Keyspace {
             "CLIENT" => ok(),
             "FLUSHALL" | "FLUSHDB" => {
                 self.data.clear();
+                self.expiry_of.clear();
+                self.expiring.clear();
                 ok()
             }
             "DBSIZE" => Frame::Integer(self.data.len() as i64),
@@ -208,14 +260,11 @@ impl Keyspace {
                 ])
             }
             "GET" => self.get(&name, args),
-            "SET" => match args {
-                [key, value] => {
-                    self.data.insert(key.clone(), Value::String(value.clone()));
-                    ok()
-                }
-                _ => arity(&name),
-            },
+            "SET" => self.set(&name, args),
             "DEL" if !args.is_empty() => {
+                for key in args {
+                    self.set_expiry(key, None);
+                }
                 let removed = args
                     .iter()
                     .filter(|key| self.data.remove(*key).is_some())

@@ -4,13 +4,24 @@
 //! `RateLimit-Remaining` and `RateLimit-Reset` for the tightest limit that applied.
 //!
 //! The client IP is the connection's peer, unless the peer is a configured trusted proxy: then it
-//! is the right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Time is
-//! `tokio::time`, so limits run on simulated time under turmoil.
+//! is the right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
+//!
+//! - [`local`]: each instance's own limits (`governor`, on `tokio::time`, so they run on
+//!   simulated time under turmoil).
+//! - [`shared`]: with `rate_limit.shared`, every limit is decided in Redis by one atomic script,
+//!   so all instances share each client's budget; local limits stand in while Redis does not
+//!   answer.
+
+mod local;
+pub mod shared;
+
+use local::KeyedLimit;
+pub use local::Verdict;
+pub use shared::{GCRA_SCRIPT, SharedCheck, SharedLimits};
 
 use std::{
     collections::BTreeMap,
     net::IpAddr,
-    num::NonZeroU32,
     sync::{Arc, Weak},
     time::Duration,
 };
@@ -20,10 +31,6 @@ use axum::{
     http::{HeaderMap, HeaderValue},
     middleware::Next,
     response::{IntoResponse, Response},
-};
-use governor::{
-    Quota, RateLimiter, clock::Clock, middleware::StateInformationMiddleware,
-    state::keyed::HashMapStateStore,
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -48,15 +55,6 @@ impl Limit {
         per_second: 0.0,
         burst: 1,
     };
-
-    fn quota(&self) -> Option<Quota> {
-        if self.per_second <= 0.0 {
-            return None;
-        }
-        let period = Duration::try_from_secs_f64(1.0 / self.per_second).ok()?;
-        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
-        Quota::with_period(period).map(|quota| quota.allow_burst(burst))
-    }
 }
 
 /// The rate limits (`[rate_limit]`).
@@ -73,6 +71,15 @@ pub struct RateLimitConfig {
     /// Per user and endpoint group, by gRPC service or method (as `routes.deadlines_ms`).
     /// Default: none.
     pub groups: BTreeMap<String, Limit>,
+    /// Decide every limit in Redis (the event bus's, so `event_bus.kind = "redis"`), shared by
+    /// every instance, instead of per instance. Default false.
+    pub shared: bool,
+    /// A shared decision Redis has not made within this (dialling included) is made by the
+    /// local limits. Default 50 ms.
+    pub shared_timeout_ms: u64,
+    /// After Redis failed to decide, limits stay local this long before Redis is asked again.
+    /// Default 1,000 ms.
+    pub shared_retry_interval_ms: u64,
 }
 
 impl Default for RateLimitConfig {
@@ -82,6 +89,9 @@ impl Default for RateLimitConfig {
             per_ip: Limit::OFF,
             per_user: Limit::OFF,
             groups: BTreeMap::new(),
+            shared: false,
+            shared_timeout_ms: 50,
+            shared_retry_interval_ms: 1_000,
         }
     }
 }
@@ -111,9 +121,16 @@ impl RateLimitConfig {
             if limit.burst == 0 {
                 return Err((field, "burst must be at least 1".into()));
             }
-            if limit.per_second > 0.0 && limit.quota().is_none() {
-                return Err((field, "per_second is too large".into()));
+            if limit.per_second > 1_000_000.0 || (limit.per_second > 0.0 && limit.quota().is_none())
+            {
+                return Err((field, "per_second must be at most 1,000,000".into()));
             }
+        }
+        if self.shared_timeout_ms == 0 || self.shared_retry_interval_ms == 0 {
+            return Err((
+                "rate_limit.shared_timeout_ms".into(),
+                "shared_timeout_ms and shared_retry_interval_ms must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -125,74 +142,10 @@ fn parse_net(text: &str) -> Option<IpNet> {
         .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
-/// `tokio::time` for governor: time since the limiter was made.
-#[derive(Debug, Clone)]
-struct TokioClock {
-    origin: tokio::time::Instant,
-}
-
-impl Clock for TokioClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        self.origin.elapsed()
-    }
-}
-
-type Keyed<K> = RateLimiter<K, HashMapStateStore<K>, TokioClock, StateInformationMiddleware>;
-
-/// What one limit said about a request.
-#[derive(Debug, Clone, Copy)]
-struct Verdict {
-    limit: u32,
-    remaining: u32,
-    /// Until the limit is whole again (allowed) or the next request may pass (refused).
-    reset: Duration,
-    allowed: bool,
-}
-
-/// One keyed limit.
-struct KeyedLimit<K: std::hash::Hash + Eq + Clone> {
-    limiter: Keyed<K>,
-    quota: Quota,
-}
-
-impl<K: std::hash::Hash + Eq + Clone> KeyedLimit<K> {
-    fn new(limit: &Limit) -> Option<Self> {
-        let quota = limit.quota()?;
-        let clock = TokioClock {
-            origin: tokio::time::Instant::now(),
-        };
-        let limiter = RateLimiter::hashmap_with_clock(quota, clock)
-            .with_middleware::<StateInformationMiddleware>();
-        Some(Self { limiter, quota })
-    }
-
-    fn check(&self, key: &K) -> Verdict {
-        let limit = self.quota.burst_size().get();
-        match self.limiter.check_key(key) {
-            Ok(state) => {
-                let remaining = state.remaining_burst_capacity();
-                Verdict {
-                    limit,
-                    remaining,
-                    reset: self.quota.replenish_interval() * (limit - remaining),
-                    allowed: true,
-                }
-            }
-            Err(not_until) => Verdict {
-                limit,
-                remaining: 0,
-                reset: not_until.wait_time_from(self.limiter.clock().now()),
-                allowed: false,
-            },
-        }
-    }
-
-    fn forget_idle(&self) {
-        self.limiter.retain_recent();
-        self.limiter.shrink_to_fit();
-    }
+/// A group's limit and its name (part of its Redis keys).
+struct GroupLimit {
+    name: String,
+    limit: KeyedLimit<String>,
 }
 
 /// Every configured limit, shared by the layers.
@@ -201,7 +154,9 @@ pub struct RateLimits {
     per_ip: Option<KeyedLimit<IpAddr>>,
     per_user: Option<KeyedLimit<String>>,
     /// By route label: the group's limit (groups resolved at start-up).
-    groups: BTreeMap<String, Arc<KeyedLimit<String>>>,
+    groups: BTreeMap<String, Arc<GroupLimit>>,
+    /// Where limits are decided when shared through Redis.
+    shared: Option<SharedLimits>,
     metrics: Arc<Metrics>,
 }
 
@@ -211,6 +166,7 @@ impl std::fmt::Debug for RateLimits {
             .field("per_ip", &self.per_ip.is_some())
             .field("per_user", &self.per_user.is_some())
             .field("groups", &self.groups.len())
+            .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
 }
@@ -221,19 +177,27 @@ const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 
 impl RateLimits {
     /// The limits of `config`; `route_groups` maps route labels to the index of their group in
-    /// `config.groups` (see `app::by_route_group`). Starts the task that forgets idle keys (it
-    /// ends with the limits).
+    /// `config.groups` (see `app::by_route_group`); `shared` decides them in Redis when given.
+    /// Starts the task that forgets idle keys (it ends with the limits).
     pub fn new(
         config: &RateLimitConfig,
         route_groups: BTreeMap<String, usize>,
+        shared: Option<SharedLimits>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         // One limiter per configured group, shared by the group's routes: each group has a
         // budget of its own, even when two groups have equal limits.
-        let limiters: Vec<Option<Arc<KeyedLimit<String>>>> = config
+        let limiters: Vec<Option<Arc<GroupLimit>>> = config
             .groups
-            .values()
-            .map(|limit| KeyedLimit::new(limit).map(Arc::new))
+            .iter()
+            .map(|(name, limit)| {
+                KeyedLimit::new(limit).map(|limit| {
+                    Arc::new(GroupLimit {
+                        name: name.clone(),
+                        limit,
+                    })
+                })
+            })
             .collect();
         let groups = route_groups
             .into_iter()
@@ -248,6 +212,7 @@ impl RateLimits {
             per_ip: KeyedLimit::new(&config.per_ip),
             per_user: KeyedLimit::new(&config.per_user),
             groups,
+            shared,
             metrics,
         });
         let weak: Weak<Self> = Arc::downgrade(&limits);
@@ -268,8 +233,8 @@ impl RateLimits {
         if let Some(limit) = &self.per_user {
             limit.forget_idle();
         }
-        for limit in self.groups.values() {
-            limit.forget_idle();
+        for group in self.groups.values() {
+            group.limit.forget_idle();
         }
     }
 
@@ -300,6 +265,63 @@ impl RateLimits {
             }
         }
         Some(client)
+    }
+
+    /// The per-IP verdict for `ip`: from Redis when shared and answering, else local.
+    async fn check_ip(&self, limit: &KeyedLimit<IpAddr>, ip: IpAddr) -> Verdict {
+        if let Some(shared) = &self.shared {
+            let check = [shared_check(limit, format!("ratelimit:{{{ip}}}:ip"))];
+            if let Some(verdicts) = shared.check(&check).await {
+                return verdicts[0];
+            }
+        }
+        limit.check(&ip)
+    }
+
+    /// The user's verdicts (per user, and for the route's group), decided together: from Redis
+    /// when shared and answering (charged to all or none), else local.
+    async fn check_user(
+        &self,
+        user_id: &String,
+        group: Option<&GroupLimit>,
+    ) -> Vec<(&'static str, Verdict)> {
+        let applicable: Vec<(&'static str, &KeyedLimit<String>, String)> = self
+            .per_user
+            .iter()
+            .map(|limit| ("user", limit, "user".to_owned()))
+            .chain(group.map(|g| ("group", &g.limit, format!("group:{}", g.name))))
+            .collect();
+        if applicable.is_empty() {
+            return Vec::new();
+        }
+        if let Some(shared) = &self.shared {
+            let checks: Vec<SharedCheck> = applicable
+                .iter()
+                .map(|(_, limit, name)| {
+                    shared_check(limit, format!("ratelimit:{{{user_id}}}:{name}"))
+                })
+                .collect();
+            if let Some(verdicts) = shared.check(&checks).await {
+                return applicable.iter().map(|a| a.0).zip(verdicts).collect();
+            }
+        }
+        applicable
+            .iter()
+            .map(|(scope, limit, _)| (*scope, limit.check(user_id)))
+            .collect()
+    }
+}
+
+/// `limit` as a check in Redis under `key`. Keys put the client in a hash tag, so a request's
+/// keys share a Redis Cluster slot.
+fn shared_check<K: std::hash::Hash + Eq + Clone>(
+    limit: &KeyedLimit<K>,
+    key: String,
+) -> SharedCheck {
+    SharedCheck {
+        key,
+        interval: limit.interval(),
+        burst: limit.burst(),
     }
 }
 
@@ -349,7 +371,7 @@ pub async fn ip_layer(
     let Some(ip) = limits.client_ip(peer, request.headers()) else {
         return next.run(request).await;
     };
-    let verdict = limit.check(&ip);
+    let verdict = limits.check_ip(limit, ip).await;
     if !verdict.allowed {
         return refuse(&limits, "ip", verdict);
     }
@@ -373,12 +395,9 @@ pub async fn user_layer(
     let group = request
         .extensions()
         .get::<MatchedRoute>()
-        .and_then(|matched| limits.groups.get(&matched.route.label));
-    let verdicts = limits
-        .per_user
-        .iter()
-        .map(|limit| ("user", limit.check(&user.user_id)))
-        .chain(group.map(|limit| ("group", limit.check(&user.user_id))));
+        .and_then(|matched| limits.groups.get(&matched.route.label))
+        .cloned();
+    let verdicts = limits.check_user(&user.user_id, group.as_deref()).await;
     match decide(verdicts) {
         Err((scope, verdict)) => refuse(&limits, scope, verdict),
         Ok(tightest) => {
@@ -405,7 +424,7 @@ mod tests {
             },
             ..RateLimitConfig::default()
         };
-        RateLimits::new(&config, BTreeMap::new(), Arc::new(Metrics::default()))
+        RateLimits::new(&config, BTreeMap::new(), None, Arc::new(Metrics::default()))
     }
 
     fn forwarded(value: &str) -> HeaderMap {
@@ -442,32 +461,6 @@ mod tests {
             Some(ip("10.0.0.1"))
         );
         assert_eq!(limits.client_ip(None, &chain), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn gcra_allows_the_burst_then_the_rate() {
-        let limit = KeyedLimit::new(&Limit {
-            per_second: 2.0,
-            burst: 3,
-        })
-        .unwrap();
-        let key = "u-1".to_owned();
-        let remaining: Vec<u32> = (0..3).map(|_| limit.check(&key).remaining).collect();
-        assert_eq!(remaining, [2, 1, 0]);
-        let refused = limit.check(&key);
-        assert!(!refused.allowed);
-        assert_eq!(
-            refused.reset,
-            Duration::from_millis(500),
-            "one more after 1/rate"
-        );
-        assert!(limit.check(&"u-2".to_owned()).allowed, "keys are separate");
-        tokio::time::advance(Duration::from_millis(500)).await;
-        assert!(limit.check(&key).allowed);
-        assert!(!limit.check(&key).allowed);
-        tokio::time::advance(Duration::from_secs(2)).await;
-        let whole = limit.check(&key);
-        assert_eq!((whole.allowed, whole.remaining), (true, 2));
     }
 
     #[test]
