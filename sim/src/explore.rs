@@ -3,7 +3,8 @@
 //! Environment (all optional): `SIM_SEED` (first seed, default 1000), `SIM_SEEDS` (how many,
 //! default 4), `SIM_GATEWAYS` (default 2), `SIM_SUBSCRIBERS` (default 8), `SIM_COLLABORATORS`
 //! (default 4), `SIM_DURATION_S` (simulated seconds per run, default 20). Every generated run
-//! also revokes one subscriber's token at two fifths of its duration. `cargo test -p sim` runs the defaults;
+//! also revokes one subscriber's token at two fifths of its duration, and runs the `limited`
+//! client into the limit the gateways share through Redis. `cargo test -p sim` runs the defaults;
 //! `ci/sim-campaign.sh` runs thousands.
 
 use std::time::Duration;
@@ -231,6 +232,7 @@ pub fn campaign(settings: CampaignSettings, mut progress: impl FnMut(&str)) -> V
             .subscribers(settings.subscribers)
             .collaborators(settings.collaborators)
             .revocation_at(settings.duration * 2 / 5)
+            .limited_client(Duration::from_millis(50))
             .duration(settings.duration)
             .faults(schedule)
             .run();

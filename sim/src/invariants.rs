@@ -29,6 +29,17 @@ pub struct Expectations {
     /// The gateways' retry budget: retries per call (their window outlasts the run and the
     /// per-second floor is zero; see `scenario::fit_retry_budget_window`).
     pub retry_budget_ratio: f64,
+    /// The limit shared through Redis that the `limited` client runs into, when it runs.
+    pub shared_limit: Option<SharedLimit>,
+}
+
+/// A rate limit the gateways share through Redis, as the invariants need it.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedLimit {
+    /// The limit.
+    pub limit: gateway::rate_limit::Limit,
+    /// How long a gateway decides locally after Redis failed to answer.
+    pub retry_interval: Duration,
 }
 
 /// One broken invariant.
@@ -77,6 +88,7 @@ pub fn check(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
     violations.extend(project_traffic_flows_while_auth_cannot_answer(
         trace, expect,
     ));
+    violations.extend(shared_limits_hold_across_instances(trace, expect));
     violations
 }
 
@@ -956,6 +968,118 @@ pub fn project_traffic_flows_while_auth_cannot_answer(
     violations
 }
 
+/// How far the shared limit may be exceeded: timing at the edges of the window.
+const SHARED_LIMIT_EPSILON: f64 = 0.02;
+
+/// The times a gateway could not reach Redis: (gateways affected, from, to, Redis lost its data).
+/// A Redis crash affects every gateway and empties Redis; a partition or hold between Redis and
+/// a gateway, that gateway. Unhealed faults last until the run is over.
+fn redis_cuts(expect: &Expectations) -> Vec<(usize, Duration, Duration, bool)> {
+    let mut open: BTreeMap<(String, String), (usize, Duration, bool)> = BTreeMap::new();
+    let mut cuts = Vec::new();
+    let pair = |a: &str, b: &str| {
+        let mut pair = [a.to_owned(), b.to_owned()];
+        pair.sort();
+        (pair[0].clone(), pair[1].clone())
+    };
+    for (at, fault) in &expect.faults {
+        match fault {
+            Fault::Crash(host) if host == "redis" => {
+                open.insert(pair("redis", "redis"), (expect.gateways.len(), *at, true));
+            }
+            Fault::Restart(host) if host == "redis" => {
+                if let Some((gateways, from, lost)) = open.remove(&pair("redis", "redis")) {
+                    cuts.push((gateways, from, *at, lost));
+                }
+            }
+            Fault::Partition(a, b) | Fault::PartitionOneWay(a, b) | Fault::Hold(a, b)
+                if a == "redis" || b == "redis" =>
+            {
+                open.entry(pair(a, b)).or_insert((1, *at, false));
+            }
+            Fault::Repair(a, b) | Fault::Release(a, b) => {
+                if let Some((gateways, from, lost)) = open.remove(&pair(a, b)) {
+                    cuts.push((gateways, from, *at, lost));
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = expect.duration + Duration::from_secs(30);
+    cuts.extend(
+        open.into_values()
+            .map(|(gateways, from, lost)| (gateways, from, end, lost)),
+    );
+    cuts
+}
+
+/// **Across instances, a shared limit admits at most limit × (1 + ε).** The `limited` client
+/// asks one route group, round robin over every gateway, far faster than its limit; the requests
+/// not refused with 429 number at most (burst + rate × the time from the first request sent to
+/// the last answered) × 1.02. GCRA in Redis admits exactly that many; the 2 % covers timing at
+/// the window's edges. While a gateway cannot reach Redis it decides alone, admitting up to the
+/// full limit itself: each such time adds, per gateway affected, the burst and the rate over the
+/// cut plus the retry interval and a second; a Redis that lost its data adds a burst more.
+/// Requests that got no answer are not counted (they may or may not have been admitted).
+pub fn shared_limits_hold_across_instances(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
+    const NAME: &str = "shared limits hold across instances";
+    let Some(shared) = expect.shared_limit else {
+        return Vec::new();
+    };
+    let limited: Vec<(Duration, Duration, u16)> = trace
+        .observed
+        .iter()
+        .filter_map(|o| match &o.what {
+            Observation::Http {
+                path,
+                sent,
+                status: Some(status),
+                ..
+            } if *path == crate::scenario::LIMITED_PATH => Some((*sent, o.at, *status)),
+            _ => None,
+        })
+        .collect();
+    let (Some(from), Some(to)) = (
+        limited.iter().map(|(sent, _, _)| *sent).min(),
+        limited.iter().map(|(_, answered, _)| *answered).max(),
+    ) else {
+        return Vec::new();
+    };
+    let limit = shared.limit;
+    let allowance = |span: Duration| f64::from(limit.burst) + limit.per_second * span.as_secs_f64();
+    let shared_bound = allowance(to.saturating_sub(from)) * (1.0 + SHARED_LIMIT_EPSILON);
+    let local_bound: f64 = redis_cuts(expect)
+        .into_iter()
+        .filter(|(_, cut_from, cut_to, _)| *cut_from < to && *cut_to > from)
+        .map(|(gateways, cut_from, cut_to, lost)| {
+            let span = cut_to.min(to).saturating_sub(cut_from.max(from))
+                + shared.retry_interval
+                + Duration::from_secs(1);
+            gateways as f64 * allowance(span) + if lost { f64::from(limit.burst) } else { 0.0 }
+        })
+        .sum();
+    let admitted = limited
+        .iter()
+        .filter(|(_, _, status)| *status != 429)
+        .count();
+    let bound = shared_bound + local_bound;
+    if admitted as f64 <= bound {
+        return Vec::new();
+    }
+    vec![Violation::new(
+        NAME,
+        to,
+        format!(
+            "{admitted} of {} requests admitted from {from:?} to {to:?}; the limit ({} a second, \
+             burst {}) allows {bound:.1} ({shared_bound:.1} shared, {local_bound:.1} while cut \
+             from Redis)",
+            limited.len(),
+            limit.per_second,
+            limit.burst
+        ),
+    )]
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -970,6 +1094,7 @@ mod tests {
             http_deadline: Duration::from_secs(2),
             revoke_at: None,
             retry_budget_ratio: 0.2,
+            shared_limit: None,
         }
     }
 
@@ -1225,5 +1350,57 @@ mod tests {
             project_traffic_flows_while_auth_cannot_answer(&trace, &expect(20, faults)).len(),
             1
         );
+    }
+
+    #[test]
+    fn a_shared_limit_is_judged_over_the_whole_window_with_cuts_excused() {
+        let limited = |trace: &mut Trace, sent: u64, status: u16| {
+            let mut what = http(crate::scenario::LIMITED_PATH, sent, Some(status), None);
+            if let Observation::Http { request_id, .. } = &mut what {
+                *request_id = format!("l-{sent}");
+            }
+            trace.push(at(sent + 10), "limited", what);
+        };
+        let shared = SharedLimit {
+            limit: gateway::rate_limit::Limit {
+                per_second: 2.0,
+                burst: 4,
+            },
+            retry_interval: Duration::from_secs(1),
+        };
+        // Ten seconds (0 to 10.01 s): 4 + 2 × 10.01 = 24.02, × 1.02 = 24.5 may pass.
+        let run = |admitted: u64| {
+            let mut trace = Trace::default();
+            for n in 0..=100 {
+                let status = if n < admitted { 200 } else { 429 };
+                limited(&mut trace, n * 100, status);
+            }
+            trace
+        };
+        let mut expectations = expect(20, Vec::new());
+        expectations.shared_limit = Some(shared);
+        assert!(shared_limits_hold_across_instances(&run(24), &expectations).is_empty());
+        let violations = shared_limits_hold_across_instances(&run(25), &expectations);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.starts_with("25 of 101"),
+            "{violations:?}"
+        );
+        // One gateway cut from Redis for 2 s: it may admit alone over 2 + 1 + 1 s (4 + 8 more).
+        expectations.faults = vec![
+            (
+                at(3_000),
+                Fault::Partition("gateway-1".into(), "redis".into()),
+            ),
+            (at(5_000), Fault::Repair("gateway-1".into(), "redis".into())),
+        ];
+        assert!(shared_limits_hold_across_instances(&run(36), &expectations).is_empty());
+        assert_eq!(
+            shared_limits_hold_across_instances(&run(37), &expectations).len(),
+            1
+        );
+        // Without the limited client nothing is judged.
+        expectations.shared_limit = None;
+        assert!(shared_limits_hold_across_instances(&run(100), &expectations).is_empty());
     }
 }

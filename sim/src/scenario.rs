@@ -31,7 +31,7 @@ use std::{
 
 use events::{Audience, ChannelName, Publisher, RedisBus, RedisBusConfig};
 use futures::StreamExt;
-use gateway::Config;
+use gateway::{Config, rate_limit::Limit};
 use http::Method;
 use mock_backends::{FaultSettings, ServiceKind, control_proto::RevokeTokenRequest};
 use serde_json::{Value, json};
@@ -87,6 +87,8 @@ pub enum Sabotage {
     NoRetryBudget,
     /// The gateways do not verify tokens locally when Auth cannot answer.
     NoLocalVerification,
+    /// The gateways keep their rate limits to themselves instead of sharing them through Redis.
+    LocalLimits,
 }
 
 /// A scenario to run. Build with [`Scenario::new`] and the builder methods; [`Scenario::run`].
@@ -99,6 +101,7 @@ pub struct Scenario {
     subscribers_per_host: usize,
     collaborators: usize,
     revoke_at: Option<Duration>,
+    limited_interval: Option<Duration>,
     duration: Duration,
     publish_interval: Duration,
     http_interval: Duration,
@@ -210,6 +213,14 @@ pub fn gateway_config(seed: u64) -> Config {
     config.event_bus.kind = gateway::config::EventBusKind::Redis;
     config.event_bus.redis = redis_bus_config(seed);
     config
+        .rate_limit
+        .groups
+        .insert(LIMITED_GROUP.to_owned(), LIMITED_LIMIT);
+    config.rate_limit.shared = true;
+    // Turmoil delays each message by up to 100 ms: a Redis round trip, with a dial, needs more
+    // than the default 50 ms.
+    config.rate_limit.shared_timeout_ms = 300;
+    config
 }
 
 /// Makes Project's retry budget window outlast a run of `duration` (plus the 30 s turmoil lets
@@ -231,6 +242,19 @@ pub const HTTP_PATHS: [&str; 3] = [
     "/api/projects/templates",
     "/api/projects",
 ];
+
+/// The route group every scenario gateway limits, shared through Redis: only the `limited`
+/// client calls it (GET [`LIMITED_PATH`]), so the rest of the workload is never refused.
+pub const LIMITED_GROUP: &str = "simulation.v1.SimulationService/ListSimulations";
+
+/// The path of [`LIMITED_GROUP`] the `limited` client asks.
+pub const LIMITED_PATH: &str = "/api/simulations";
+
+/// The shared limit on [`LIMITED_GROUP`], per user.
+pub const LIMITED_LIMIT: Limit = Limit {
+    per_second: 1.0,
+    burst: 3,
+};
 
 /// Shared between the client hosts and the runner (turmoil runs every host on this thread).
 type SharedTrace = Arc<Mutex<Trace>>;
@@ -254,6 +278,7 @@ impl Scenario {
             subscribers_per_host: 500,
             collaborators: 0,
             revoke_at: None,
+            limited_interval: None,
             duration: Duration::from_secs(20),
             publish_interval: Duration::from_millis(100),
             http_interval: Duration::from_millis(250),
@@ -286,6 +311,14 @@ impl Scenario {
     /// `at`. Nothing published after the revocation may reach it.
     pub fn revocation_at(mut self, at: Duration) -> Self {
         self.revoke_at = Some(at);
+        self
+    }
+
+    /// Adds the `limited` client: it asks [`LIMITED_PATH`] every `interval`, round robin over the
+    /// gateways, one request at a time (each takes a few hundred simulated milliseconds, so a
+    /// few a second: far above [`LIMITED_LIMIT`]); together the gateways must admit at most the limit.
+    pub fn limited_client(mut self, interval: Duration) -> Self {
+        self.limited_interval = Some(interval);
         self
     }
 
@@ -430,6 +463,7 @@ impl Scenario {
                 }
             }
             Some(Sabotage::NoLocalVerification) => config.auth.local_verification = false,
+            Some(Sabotage::LocalLimits) => config.rate_limit.shared = false,
             Some(Sabotage::DropEvent(_)) | None => {}
         }
         config
@@ -444,9 +478,18 @@ impl Scenario {
             duration: self.duration,
             gateways: self.gateway_names(),
             faults: self.faults.clone(),
-            // Validation (1 s) plus the backend call (1 s) plus scheduling slack.
-            http_deadline: Duration::from_millis(2_300),
+            // Validation (1 s), a shared rate-limit decision (0.3 s), the backend call (1 s),
+            // and scheduling slack.
+            http_deadline: Duration::from_millis(2_600),
             revoke_at: self.revoke_at,
+            shared_limit: self.limited_interval.map(|_| invariants::SharedLimit {
+                limit: LIMITED_LIMIT,
+                retry_interval: Duration::from_millis(
+                    gateway_config(self.seed)
+                        .rate_limit
+                        .shared_retry_interval_ms,
+                ),
+            }),
         }
     }
 
@@ -618,7 +661,56 @@ impl Scenario {
         }
         names.extend(self.spawn_collaborators(sim, trace));
         names.extend(self.spawn_revoker(sim, trace));
+        names.extend(self.spawn_limited(sim, trace));
         names
+    }
+
+    /// The `limited` client: GET [`LIMITED_PATH`] every `limited_interval`, round robin over the
+    /// gateways, recorded as [`Observation::Http`] (so it is held to every HTTP invariant too).
+    fn spawn_limited(&self, sim: &mut turmoil::Sim<'_>, trace: &SharedTrace) -> Option<String> {
+        let interval = self.limited_interval?;
+        let gateways = self.gateway_names();
+        let (end, trace) = (self.duration, trace.clone());
+        sim.client("limited", async move {
+            let Some(token) = login_retrying(&gateways[0], end).await else {
+                return Err("no login within the run".into());
+            };
+            let mut round = 0usize;
+            while turmoil::sim_elapsed().unwrap_or_default() + Duration::from_secs(1) < end {
+                let gateway = &gateways[round % gateways.len()];
+                round += 1;
+                let sent = turmoil::sim_elapsed().unwrap_or_default();
+                let request_id = format!("l-{round}");
+                let answer = crate::client::http_with_id(
+                    &format!("{gateway}:8000"),
+                    Method::GET,
+                    LIMITED_PATH,
+                    Some(&token),
+                    "",
+                    Some(&request_id),
+                )
+                .await
+                .ok();
+                record(
+                    &trace,
+                    "limited",
+                    Observation::Http {
+                        token: "valid",
+                        path: LIMITED_PATH,
+                        request_id,
+                        gateway: gateway.clone(),
+                        sent,
+                        status: answer.as_ref().map(|(status, _)| status.as_u16()),
+                        code: answer.as_ref().and_then(|(_, body)| {
+                            body["error"]["code"].as_str().map(str::to_owned)
+                        }),
+                    },
+                );
+                tokio::time::sleep(interval).await;
+            }
+            Ok(())
+        });
+        Some("limited".to_owned())
     }
 
     /// Collaborators get the subscriber numbers after the subscribers'.

@@ -295,3 +295,64 @@ fn while_auth_is_partitioned_valid_tokens_keep_working_on_other_routes() {
         strict.violations
     );
 }
+
+/// Two gateways share one limit through Redis: the `limited` client, round robin over both, gets
+/// at most the limit admitted in all, also while `gateway-2` is cut from Redis for three seconds
+/// (then deciding alone, within its own limit). Gateways that keep their limits to themselves
+/// admit about twice the limit, and are caught.
+#[test]
+fn a_limit_shared_through_redis_holds_across_gateways() {
+    let seed = seed::seed_or(8);
+    let run = |sabotage: Option<Sabotage>| {
+        let mut scenario = Scenario::new("shared limit", seed)
+            .gateways(2)
+            .subscribers(2)
+            .limited_client(Duration::from_millis(25))
+            .fault(
+                Duration::from_secs(8),
+                Fault::Partition("gateway-2".into(), "redis".into()),
+            )
+            .fault(
+                Duration::from_secs(11),
+                Fault::Repair("gateway-2".into(), "redis".into()),
+            )
+            .duration(Duration::from_secs(20));
+        if let Some(sabotage) = sabotage {
+            scenario = scenario.sabotage(sabotage);
+        }
+        scenario.run()
+    };
+    let count = |report: &sim::scenario::Report, wanted: fn(u16) -> bool| {
+        report
+            .trace
+            .observed
+            .iter()
+            .filter(|o| {
+                matches!(&o.what, Observation::Http { path, status: Some(status), .. }
+                    if *path == sim::scenario::LIMITED_PATH && wanted(*status))
+            })
+            .count()
+    };
+    let report = run(None);
+    eprintln!("{}", explore::summary(&report));
+    report.assert_holds();
+    let (admitted, refused) = (count(&report, |s| s == 200), count(&report, |s| s == 429));
+    eprintln!("shared: {admitted} admitted, {refused} refused");
+    assert!(admitted >= 15, "only {admitted} admitted: the limit allows ~20");
+    assert!(refused > 2 * admitted, "the client asks far above the limit");
+
+    let local = run(Some(Sabotage::LocalLimits));
+    eprintln!(
+        "local: {} admitted, {} refused",
+        count(&local, |s| s == 200),
+        count(&local, |s| s == 429)
+    );
+    assert!(
+        local
+            .violations
+            .iter()
+            .any(|v| v.invariant == "shared limits hold across instances"),
+        "gateways that do not share their limits must be caught; got {:?}",
+        local.violations
+    );
+}
