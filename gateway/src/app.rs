@@ -14,7 +14,7 @@ use events::EventBus;
 use prost_reflect::DescriptorPool;
 use seams::{Net, SharedClock};
 use tokio::{sync::watch, task::JoinHandle};
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, util::MapResponseLayer};
 
 use crate::{
     aggregate::{self, Aggregate},
@@ -443,18 +443,19 @@ impl App {
             aggregate::router(&self.aggregates, &proxy, &self.validator, &self.rate_limits);
         // Inner phases, top to bottom: route (404/405) → authenticate (401) → call the backend.
         // Routing comes first because whether a token is needed depends on the route.
-        let routed = Router::new()
-            .fallback(proxy::handle)
-            .with_state(proxy)
-            .layer(
-                ServiceBuilder::new()
-                    .layer(from_fn_with_state(self.routes.clone(), proxy::route_layer))
-                    .layer(from_fn_with_state(self.validator.clone(), auth::layer))
-                    .layer(from_fn_with_state(
-                        self.rate_limits.clone(),
-                        rate_limit::user_layer,
-                    )),
-            );
+        let mut routed = Router::new().fallback(proxy::handle).with_state(proxy);
+        // Limit layers only where a limit is configured: each layer costs every request.
+        if self.rate_limits.limits_users() {
+            routed = routed.layer(from_fn_with_state(
+                self.rate_limits.clone(),
+                rate_limit::user_layer,
+            ));
+        }
+        let routed = routed.layer(
+            ServiceBuilder::new()
+                .layer(from_fn_with_state(self.routes.clone(), proxy::route_layer))
+                .layer(from_fn_with_state(self.validator.clone(), auth::layer)),
+        );
         let router = Router::new()
             .route(
                 "/health",
@@ -466,11 +467,8 @@ impl App {
             )
             .merge(aggregated)
             .fallback_service(routed);
-        let router = router.layer(from_fn_with_state(
-            self.rate_limits.clone(),
-            rate_limit::ip_layer,
-        ));
-        let router = browser::with_cors(router, browser::cors_layer(&self.config.cors));
+        let router = self.limited_per_ip(router);
+        let router = browser::with_cors(router, &self.config.cors);
         self.outer_layers(router)
     }
 
@@ -479,12 +477,19 @@ impl App {
     pub fn websocket_router(&self) -> Router {
         let router = websocket::router(self.websocket.clone())
             .fallback(not_found)
-            .method_not_allowed_fallback(get_only)
-            .layer(from_fn_with_state(
-                self.rate_limits.clone(),
-                rate_limit::ip_layer,
-            ));
-        self.outer_layers(router)
+            .method_not_allowed_fallback(get_only);
+        self.outer_layers(self.limited_per_ip(router))
+    }
+
+    /// `router` behind the per-IP limit, when one is configured.
+    fn limited_per_ip(&self, router: Router) -> Router {
+        if !self.rate_limits.limits_ips() {
+            return router;
+        }
+        router.layer(from_fn_with_state(
+            self.rate_limits.clone(),
+            rate_limit::ip_layer,
+        ))
     }
 
     /// Token validation, for tests and operators.
@@ -549,10 +554,9 @@ impl App {
                     request_id::layer,
                 ))
                 .layer(from_fn_with_state(self.metrics.clone(), metrics::layer))
-                .layer(from_fn_with_state(
+                .layer(MapResponseLayer::new(browser::add_security_headers(
                     self.security_headers.clone(),
-                    browser::security_headers,
-                ))
+                )))
                 .layer(from_fn_with_state(
                     Arc::new(self.config.http.clone()),
                     limits::layer,

@@ -943,7 +943,9 @@ pub fn project_traffic_flows_while_auth_cannot_answer(
             else {
                 continue;
             };
-            if asked != gateway || *path == "/api/auth/profile" {
+            // Project's routes only (not Auth's profile, nor the limited client's Simulation
+            // route, which refuses most requests by design).
+            if asked != gateway || !path.starts_with("/api/projects") {
                 continue;
             }
             let auth_in_trouble = auth.iter().any(|(from, to, _)| sent >= from && sent < to);

@@ -338,8 +338,14 @@ fn a_limit_shared_through_redis_holds_across_gateways() {
     report.assert_holds();
     let (admitted, refused) = (count(&report, |s| s == 200), count(&report, |s| s == 429));
     eprintln!("shared: {admitted} admitted, {refused} refused");
-    assert!(admitted >= 15, "only {admitted} admitted: the limit allows ~20");
-    assert!(refused > 2 * admitted, "the client asks far above the limit");
+    assert!(
+        admitted >= 15,
+        "only {admitted} admitted: the limit allows ~20"
+    );
+    assert!(
+        refused > 2 * admitted,
+        "the client asks far above the limit"
+    );
 
     let local = run(Some(Sabotage::LocalLimits));
     eprintln!(

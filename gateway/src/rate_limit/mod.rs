@@ -226,6 +226,16 @@ impl RateLimits {
         limits
     }
 
+    /// Whether a per-IP limit is configured (else its layer need not run).
+    pub fn limits_ips(&self) -> bool {
+        self.per_ip.is_some()
+    }
+
+    /// Whether a per-user or group limit is configured (else its layer need not run).
+    pub fn limits_users(&self) -> bool {
+        self.per_user.is_some() || !self.groups.is_empty()
+    }
+
     fn forget_idle(&self) {
         if let Some(limit) = &self.per_ip {
             limit.forget_idle();
