@@ -68,6 +68,10 @@ pub struct ListenConfig {
     pub health: SocketAddr,
     /// Prometheus metrics (`/metrics`). Default `0.0.0.0:8003`.
     pub metrics: SocketAddr,
+    /// Let several processes serve the API and WebSocket ports (`SO_REUSEPORT`; the kernel
+    /// spreads connections over them). The health and metrics ports stay each process's own.
+    /// Default false.
+    pub reuse_port: bool,
 }
 
 /// One backend service.
@@ -384,6 +388,7 @@ impl Default for ListenConfig {
             websocket: any(8001),
             health: any(8002),
             metrics: any(8003),
+            reuse_port: false,
         }
     }
 }

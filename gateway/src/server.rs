@@ -33,11 +33,19 @@ pub struct Listeners<L> {
 }
 
 impl<L: NetListener> Listeners<L> {
-    /// Binds the four listeners at the configured addresses through `net`.
+    /// Binds the four listeners at the configured addresses through `net`; the API and
+    /// WebSocket ports shared with other processes when `listen.reuse_port`.
     pub async fn bind<N: Net<Listener = L>>(net: &N, listen: &ListenConfig) -> io::Result<Self> {
+        let public = |addr| async move {
+            if listen.reuse_port {
+                net.bind_shared(addr).await
+            } else {
+                net.bind(addr).await
+            }
+        };
         Ok(Self {
-            api: net.bind(listen.api).await?,
-            websocket: net.bind(listen.websocket).await?,
+            api: public(listen.api).await?,
+            websocket: public(listen.websocket).await?,
             health: net.bind(listen.health).await?,
             metrics: net.bind(listen.metrics).await?,
         })

@@ -1,6 +1,7 @@
 //! Connections on a served gateway: a slow request head (slow loris) and an idle keep-alive
 //! connection are closed after the head timeout; past the per-IP or total connection limit a new
 //! connection gets a 503 in the error shape and is closed, and a closed connection frees its place.
+//! With `listen.reuse_port`, two instances serve one port.
 
 mod support;
 
@@ -113,4 +114,56 @@ async fn past_the_total_limit_a_connection_is_refused_politely() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut next = TcpStream::connect(api).await.unwrap();
     assert!(refused(&mut next).await);
+}
+
+/// Two gateway instances bound to one API port with `listen.reuse_port`: the kernel spreads
+/// connections over both, told apart by their request-ID prefixes (one per instance seed).
+#[tokio::test]
+async fn two_instances_share_one_port_with_reuse_port() {
+    use std::{collections::BTreeSet, net::SocketAddr, sync::Arc};
+
+    let stack = Stack::start().await;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut listen = gateway::config::ListenConfig {
+        api: loopback,
+        websocket: loopback,
+        health: loopback,
+        metrics: loopback,
+        reuse_port: true,
+    };
+    let mut stops = Vec::new();
+    for seed in [1u64, 2] {
+        let seams = gateway::Seams {
+            net: seams::TokioNet,
+            clock: Arc::new(seams::SystemClock),
+            seed,
+        };
+        let bus = gateway::app::embedded_bus(seed);
+        let app = gateway::App::from_config(stack.app.config().clone(), &seams, bus).unwrap();
+        let listeners = gateway::Listeners::bind(&seams::TokioNet, &listen)
+            .await
+            .expect("a shared port binds twice");
+        // The second instance binds the first one's API port.
+        listen.api = seams::NetListener::local_addr(&listeners.api).unwrap();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(gateway::serve(app, listeners, async move {
+            let _ = stopped.changed().await;
+        }));
+        stops.push(stop);
+    }
+    let mut prefixes = BTreeSet::new();
+    for _ in 0..40 {
+        let mut stream = TcpStream::connect(listen.api).await.unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = until_closed(&mut stream, Duration::from_secs(5)).await;
+        let id = answer
+            .lines()
+            .find_map(|line| line.strip_prefix("x-request-id: "))
+            .unwrap_or_else(|| panic!("no request ID in {answer}"));
+        prefixes.insert(id.split('-').next().unwrap().to_owned());
+    }
+    assert_eq!(prefixes.len(), 2, "both instances answered: {prefixes:?}");
 }

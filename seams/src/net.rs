@@ -15,6 +15,16 @@ pub trait Net: Clone + Send + Sync + 'static {
     /// Binds a listener on `addr` (port 0 picks a free port).
     fn bind(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
 
+    /// Binds a listener on `addr` that other processes may bind too (`SO_REUSEPORT`): the
+    /// kernel spreads incoming connections over them. A network that cannot share a port binds
+    /// it alone, as [`Net::bind`].
+    fn bind_shared(
+        &self,
+        addr: SocketAddr,
+    ) -> impl Future<Output = io::Result<Self::Listener>> + Send {
+        self.bind(addr)
+    }
+
     /// Opens a connection to `addr`, written `host:port` (host names are resolved by the network).
     fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 }
@@ -40,7 +50,11 @@ impl Net for TokioNet {
     type Listener = tokio::net::TcpListener;
 
     async fn bind(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
-        tokio::net::TcpListener::bind(addr).await
+        listen(addr, false)
+    }
+
+    async fn bind_shared(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
+        listen(addr, true)
     }
 
     async fn connect(&self, addr: &str) -> io::Result<Self::Stream> {
@@ -49,6 +63,33 @@ impl Net for TokioNet {
         stream.set_nodelay(true)?;
         Ok(stream)
     }
+}
+
+/// The pending-connection queue of each listener: bursts of thousands of connections (load
+/// campaigns, a fleet of clients reconnecting) should wait in the queue, not be refused. The
+/// kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 4_096;
+
+/// A TCP listener on `addr`, with `SO_REUSEADDR` (as `TcpListener::bind`) and, when
+/// `reuse_port`, `SO_REUSEPORT`.
+fn listen(addr: SocketAddr, reuse_port: bool) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if reuse_port {
+        #[cfg(unix)]
+        socket.set_reuseport(true)?;
+        #[cfg(not(unix))]
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "sharing a port (SO_REUSEPORT) needs a Unix",
+        ));
+    }
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 impl NetListener for tokio::net::TcpListener {
@@ -62,5 +103,27 @@ impl NetListener for tokio::net::TcpListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         tokio::net::TcpListener::local_addr(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_shared_port_takes_a_second_listener_and_a_plain_one_does_not() {
+        let first = TokioNet
+            .bind_shared("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let port = first.local_addr().unwrap();
+        let second = TokioNet.bind_shared(port).await;
+        assert!(second.is_ok(), "{second:?}");
+        let plain = TokioNet.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let error = TokioNet
+            .bind(plain.local_addr().unwrap())
+            .await
+            .expect_err("a plain port is bound once");
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
     }
 }
