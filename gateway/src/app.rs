@@ -361,6 +361,7 @@ impl App {
             shutdown: stop_signal,
             seed: seams.seed,
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
+            open_connections: metrics.websocket_connections(),
         });
         Ok(Self {
             config: Arc::new(config),

@@ -95,6 +95,7 @@ pub struct Metrics {
     rate_limited: Family<RateLimitLabels, Counter>,
     rate_limits_shared: Gauge,
     rate_limit_local_decisions: Counter,
+    websocket_connections: Gauge,
     event_handoff: Histogram,
 }
 
@@ -119,6 +120,12 @@ impl Default for Metrics {
         let rate_limited = Family::<RateLimitLabels, Counter>::default();
         let rate_limits_shared = Gauge::default();
         let rate_limit_local_decisions = Counter::default();
+        let websocket_connections = Gauge::default();
+        registry.register(
+            "gateway_websocket_connections",
+            "WebSocket connections open now",
+            websocket_connections.clone(),
+        );
         // 50 µs to ~1.6 s in steps of √2: fine enough to state a p99 against a few-ms target.
         let event_handoff = Histogram::new(exponential_buckets(0.000_05, 2f64.sqrt(), 31));
         registry.register(
@@ -191,6 +198,7 @@ impl Default for Metrics {
             rate_limited,
             rate_limits_shared,
             rate_limit_local_decisions,
+            websocket_connections,
             event_handoff,
         }
     }
@@ -241,6 +249,11 @@ impl Metrics {
         self.rate_limited
             .get_or_create(&RateLimitLabels { scope })
             .inc();
+    }
+
+    /// The gauge of open WebSocket connections (shared, not copied).
+    pub fn websocket_connections(&self) -> Gauge {
+        self.websocket_connections.clone()
     }
 
     /// Records whether shared rate limits are decided in Redis (true) or locally (false).

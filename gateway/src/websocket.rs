@@ -26,6 +26,7 @@ use axum::{
     routing::get,
 };
 use events::{ChannelKind, ChannelName};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::watch;
 
 use crate::{
@@ -61,6 +62,25 @@ pub struct WebSocketState {
     pub seed: u64,
     /// Next connection ID.
     pub next_connection_id: AtomicU64,
+    /// Open connections (`gateway_websocket_connections`).
+    pub open_connections: Gauge,
+}
+
+/// One open connection, counted in `gateway_websocket_connections` while it lives (also when
+/// its task is dropped at shutdown).
+struct Counted(Gauge);
+
+impl Counted {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// The routes of port 8001.
@@ -270,6 +290,7 @@ async fn prepare(
     ));
     let reconnect_after_ms = jitter(state.seed, connection_id, config.reconnect_jitter_ms);
     let username = user.username.clone();
+    let open_connections = state.open_connections.clone();
     Ok(upgrade
         .read_buffer_size(config.read_buffer_bytes)
         .write_buffer_size(config.write_buffer_bytes)
@@ -277,6 +298,7 @@ async fn prepare(
         .max_message_size(config.inbound_message_bytes_max)
         .max_frame_size(config.inbound_message_bytes_max)
         .on_upgrade(move |socket| async move {
+            let _counted = Counted::new(open_connections);
             let hub = state.hub.clone();
             let presence = (channel.kind() == ChannelKind::Project).then(|| state.presence.clone());
             let joined = async {

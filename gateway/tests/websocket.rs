@@ -208,6 +208,37 @@ async fn handshakes_are_counted_by_endpoint() {
     );
 }
 
+/// `gateway_websocket_connections` counts the connections open now.
+#[tokio::test]
+async fn open_connections_are_counted_until_they_close() {
+    let ws = WsStack::start().await;
+    let alice = ws.stack.login("alice").await;
+    let open_now = |text: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("gateway_websocket_connections "))
+            .map(str::to_owned)
+    };
+    let mut client = ws.open("/ws/notifications", Some(&alice)).await.unwrap();
+    assert_eq!(next_frame(&mut client).await["type"], "welcome");
+    let text = support::metrics_text(&ws.stack.app).await;
+    assert_eq!(open_now(&text).as_deref(), Some("1"), "{text}");
+    client.close(None).await.unwrap();
+    drop(client);
+    let mut count = None;
+    for _ in 0..100 {
+        count = open_now(&support::metrics_text(&ws.stack.app).await);
+        if count.as_deref() == Some("0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        count.as_deref(),
+        Some("0"),
+        "the closed connection is no longer counted"
+    );
+}
+
 #[tokio::test]
 async fn notifications_arrive_with_offsets_and_honour_the_audience() {
     let ws = WsStack::start().await;

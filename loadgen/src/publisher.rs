@@ -2,10 +2,14 @@
 //! each carries its sequence number and its *intended* send time. A receiver measures latency
 //! from that intended time, so a stall anywhere (publisher, Redis, gateway) counts against latency
 //! instead of silently slowing the schedule (no coordinated omission).
+//!
+//! The intended time is wall-clock microseconds since the Unix epoch, so receivers in other
+//! processes on the same host can measure against it.
 
 use std::{sync::Arc, time::Duration};
 
 use events::{ChannelName, Publisher};
+use seams::Clock;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::{sync::Semaphore, time::Instant};
@@ -15,12 +19,24 @@ use tokio::{sync::Semaphore, time::Instant};
 pub struct Stamp {
     /// 0, 1, 2, … in schedule order.
     pub seq: u64,
-    /// Intended send time, microseconds after the run's base instant.
-    pub sent_us: u64,
+    /// Intended send time, wall-clock microseconds since the Unix epoch.
+    pub sent_unix_us: u64,
+}
+
+impl Stamp {
+    /// From the intended send time to `now_unix_us` (zero if the clock says earlier).
+    pub fn latency_at(&self, now_unix_us: u64) -> Duration {
+        Duration::from_micros(now_unix_us.saturating_sub(self.sent_unix_us))
+    }
+}
+
+/// Now on `clock`, in microseconds since the Unix epoch.
+pub fn unix_us(clock: &dyn Clock) -> u64 {
+    clock.now_since_epoch().as_micros() as u64
 }
 
 /// What the publisher did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct PublishReport {
     /// Events the publishing step accepted.
     pub published: u64,
@@ -30,35 +46,41 @@ pub struct PublishReport {
     pub skipped: u64,
 }
 
-/// Publishes `count` events on `channel` at `rate` per second from `base`, at most
-/// `in_flight_max` outstanding at once. Returns when every attempt has finished.
+/// Publishes `count` events at `rate` per second, round robin over `channels`, at most
+/// `in_flight_max` outstanding at once, stamping each with its intended time on `clock`.
+/// Returns when every attempt has finished.
 pub async fn publish_open_loop(
     publisher: Arc<dyn Publisher>,
-    channel: ChannelName,
+    channels: &[ChannelName],
     rate: u32,
     count: u64,
-    base: Instant,
+    clock: &dyn Clock,
     in_flight_max: usize,
 ) -> PublishReport {
+    let mut report = PublishReport::default();
+    if channels.is_empty() {
+        return report;
+    }
     let interval_ns = 1_000_000_000 / u64::from(rate.max(1));
     let start = Instant::now();
+    let wall_start_us = unix_us(clock);
     let in_flight = Arc::new(Semaphore::new(in_flight_max));
     let mut tasks = Vec::with_capacity(count as usize);
-    let mut report = PublishReport::default();
     for seq in 0..count {
-        let intended = start + Duration::from_nanos(interval_ns * seq);
-        tokio::time::sleep_until(intended).await;
+        let offset = Duration::from_nanos(interval_ns * seq);
+        tokio::time::sleep_until(start + offset).await;
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             report.skipped += 1;
             continue;
         };
         let stamp = Stamp {
             seq,
-            sent_us: intended.duration_since(base).as_micros() as u64,
+            sent_unix_us: wall_start_us + offset.as_micros() as u64,
         };
         let data =
             serde_json::value::to_raw_value(&stamp).unwrap_or_else(|_| RawValue::NULL.to_owned());
-        let publish = publisher.publish(&channel, None, data);
+        let channel = &channels[(seq % channels.len() as u64) as usize];
+        let publish = publisher.publish(channel, None, data);
         tasks.push(tokio::spawn(async move {
             let result = publish.await;
             drop(permit);

@@ -22,8 +22,8 @@ use clap::Parser;
 use events::{ChannelName, RedisBus, RedisBusConfig};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use loadgen::publisher::{Stamp, publish_open_loop};
-use seams::TokioNet;
+use loadgen::publisher::{Stamp, publish_open_loop, unix_us};
+use seams::{SystemClock, TokioNet};
 use serde::Deserialize;
 use tokio::{sync::watch, time::Instant};
 use tokio_tungstenite::{
@@ -77,7 +77,6 @@ struct Seen {
 
 async fn subscribe(
     url: String,
-    base: Instant,
     measured_from_seq: u64,
     mut stop: watch::Receiver<bool>,
     ready: tokio::sync::mpsc::Sender<()>,
@@ -102,7 +101,7 @@ async fn subscribe(
             _ = stop.changed() => break,
             message = socket.next() => message,
         };
-        let received = Instant::now();
+        let received_us = unix_us(&SystemClock);
         let text = match message {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
@@ -128,10 +127,8 @@ async fn subscribe(
                 if let Some(stamp) = frame.data
                     && stamp.seq >= measured_from_seq
                 {
-                    let now_us = received.duration_since(base).as_micros() as u64;
-                    let _ = seen
-                        .latency_us
-                        .record(now_us.saturating_sub(stamp.sent_us).max(1));
+                    let latency = stamp.latency_at(received_us).as_micros() as u64;
+                    let _ = seen.latency_us.record(latency.max(1));
                 }
             }
             "gap" | "error" => seen.failures += 1,
@@ -145,7 +142,6 @@ async fn subscribe(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let channel = ChannelName::parse(&args.channel).context("--channel")?;
-    let base = Instant::now();
     let measured_from_seq = u64::from(args.rate) * args.warmup_seconds;
     let (stop, stopped) = watch::channel(false);
     let (ready_tx, mut ready) = tokio::sync::mpsc::channel(args.subscribers.max(1));
@@ -156,7 +152,6 @@ async fn main() -> anyhow::Result<()> {
         for _ in batch {
             subscribers.push(tokio::spawn(subscribe(
                 args.url.clone(),
-                base,
                 measured_from_seq,
                 stopped.clone(),
                 ready_tx.clone(),
@@ -185,7 +180,15 @@ async fn main() -> anyhow::Result<()> {
         },
     )?;
     let count = u64::from(args.rate) * args.seconds;
-    let report = publish_open_loop(Arc::new(bus), channel, args.rate, count, base, 10_000).await;
+    let report = publish_open_loop(
+        Arc::new(bus),
+        &[channel],
+        args.rate,
+        count,
+        &SystemClock,
+        10_000,
+    )
+    .await;
     // Drain: give stragglers a bounded moment, then stop every subscriber.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = stop.send(true);

@@ -1,0 +1,397 @@
+//! Reports: each load process writes a [`ProcessReport`] (its goose metrics, latency histograms
+//! included, in a form that merges); `loadgen report` merges every process's, adds the facts
+//! the campaign script gathered (the gateways' own metrics, memory, the publisher's counts),
+//! checks them against the thresholds file and writes the summary as a table, JSON and HTML.
+
+use std::{collections::BTreeMap, fmt::Write as _, path::Path};
+
+use anyhow::Context as _;
+use goose::metrics::GooseMetrics;
+use serde::{Deserialize, Serialize};
+
+/// One request row of a process: counts and its latency histogram (goose's log-linear buckets,
+/// keyed by each bucket's fastest time in microseconds: the same keys in every process).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RequestStats {
+    /// Answered as expected.
+    pub success: u64,
+    /// Failed (an HTTP error status, a gRPC error, an offset gap, a lost connection).
+    pub fail: u64,
+    /// Slowest, in microseconds.
+    pub max_us: u64,
+    /// Bucket → count.
+    pub buckets: BTreeMap<u64, u64>,
+}
+
+impl RequestStats {
+    /// Adds `other`'s counts and histogram to these.
+    pub fn merge(&mut self, other: &RequestStats) {
+        self.success += other.success;
+        self.fail += other.fail;
+        self.max_us = self.max_us.max(other.max_us);
+        for (bucket, count) in &other.buckets {
+            *self.buckets.entry(*bucket).or_default() += count;
+        }
+    }
+
+    /// Requests in all.
+    pub fn total(&self) -> u64 {
+        self.success + self.fail
+    }
+
+    /// The latency at `quantile` (0 to 1), in milliseconds: the bucket holding it (goose's
+    /// buckets are within 0.8 % of the times in them).
+    pub fn quantile_ms(&self, quantile: f64) -> f64 {
+        let timed: u64 = self.buckets.values().sum();
+        if timed == 0 {
+            return 0.0;
+        }
+        let rank = ((quantile * timed as f64).ceil() as u64).clamp(1, timed);
+        let mut seen = 0;
+        for (bucket, count) in &self.buckets {
+            seen += count;
+            if seen >= rank {
+                return *bucket as f64 / 1_000.0;
+            }
+        }
+        self.max_us as f64 / 1_000.0
+    }
+}
+
+/// What one load process measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessReport {
+    /// `http`, `ws` or `grpc`.
+    pub role: String,
+    /// Seconds measured (goose resets its metrics once every user has started).
+    pub duration_s: f64,
+    /// Users at most.
+    pub users: usize,
+    /// By goose's request key (`GET GET /api/projects`, `WS event`, …).
+    pub requests: BTreeMap<String, RequestStats>,
+}
+
+impl ProcessReport {
+    /// The report of a finished goose run.
+    pub fn from_goose(role: &str, metrics: &GooseMetrics) -> Self {
+        let requests = metrics
+            .requests
+            .iter()
+            .map(|(key, aggregate)| {
+                let data = &aggregate.raw_data;
+                let stats = RequestStats {
+                    success: aggregate.success_count as u64,
+                    fail: aggregate.fail_count as u64,
+                    max_us: data.maximum_time_us,
+                    buckets: data
+                        .times_us
+                        .iter()
+                        .map(|(bucket, count)| (*bucket, *count as u64))
+                        .collect(),
+                };
+                (key.clone(), stats)
+            })
+            .collect();
+        Self {
+            role: role.to_owned(),
+            duration_s: metrics.duration as f64,
+            users: metrics.maximum_users,
+            requests,
+        }
+    }
+}
+
+/// A role's requests merged over its processes, except those whose key contains `except`.
+#[derive(Debug, Clone, Default)]
+pub struct Merged {
+    /// Every request row together.
+    pub all: RequestStats,
+    /// Requests per second: the sum of each process's own rate.
+    pub per_second: f64,
+    /// Processes merged.
+    pub processes: usize,
+}
+
+/// Merges the rows of `role` whose key contains `only` and not `except`.
+pub fn merge(reports: &[ProcessReport], role: &str, only: &str, except: &str) -> Merged {
+    let mut merged = Merged::default();
+    for report in reports.iter().filter(|r| r.role == role) {
+        merged.processes += 1;
+        let mut process = RequestStats::default();
+        for (key, stats) in &report.requests {
+            if key.contains(only) && (except.is_empty() || !key.contains(except)) {
+                process.merge(stats);
+            }
+        }
+        if report.duration_s > 0.0 {
+            merged.per_second += process.total() as f64 / report.duration_s;
+        }
+        merged.all.merge(&process);
+    }
+    merged
+}
+
+/// The thresholds of one profile (`ci/load-thresholds.toml`); an absent one is not checked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// HTTP requests per second through the gateways, at least.
+    pub http_requests_per_second_min: Option<f64>,
+    /// HTTP p99 latency in ms, at most.
+    pub http_p99_ms_max: Option<f64>,
+    /// Failed HTTP requests over all, at most.
+    pub http_error_rate_max: Option<f64>,
+    /// WebSocket connections the gateways counted at once (their own metric), at least.
+    pub ws_connections_min: Option<f64>,
+    /// Events delivered per second across every connection, at least.
+    pub ws_events_per_second_min: Option<f64>,
+    /// Publish-to-receive p99 in ms, at most.
+    pub ws_delivery_p99_ms_max: Option<f64>,
+    /// Failed deliveries (offset gaps, gap frames, lost connections) over all, at most.
+    pub ws_error_rate_max: Option<f64>,
+    /// Gateway memory (resident) per open WebSocket connection in KB, at most.
+    pub memory_per_connection_kb_max: Option<f64>,
+}
+
+/// Reads `profile`'s thresholds from a TOML file of `[profile]` tables.
+pub fn read_thresholds(path: &Path, profile: &str) -> anyhow::Result<Thresholds> {
+    use figment::{
+        Figment,
+        providers::{Format, Toml},
+    };
+    Figment::from(Toml::file_exact(path))
+        .focus(profile)
+        .extract()
+        .with_context(|| format!("thresholds [{profile}] in {}", path.display()))
+}
+
+/// One checked figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// What.
+    pub figure: &'static str,
+    /// Measured.
+    pub value: f64,
+    /// `>=` or `<=` and the bound, when there is one.
+    pub threshold: Option<(&'static str, f64)>,
+    /// Passed, or had no threshold.
+    pub passed: bool,
+}
+
+fn check(figure: &'static str, value: f64, min: Option<f64>, max: Option<f64>) -> Check {
+    let threshold = min.map(|m| (">=", m)).or(max.map(|m| ("<=", m)));
+    let passed = min.is_none_or(|m| value >= m) && max.is_none_or(|m| value <= m);
+    Check {
+        figure,
+        value,
+        threshold,
+        passed,
+    }
+}
+
+/// Facts the campaign script measured outside the load processes.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Facts {
+    /// The highest sum over gateways of `gateway_websocket_connections` seen while holding.
+    pub gateway_ws_connections_max: f64,
+    /// The gateways' resident memory at that moment, KB, less their resident memory before
+    /// any connection.
+    pub gateway_ws_memory_kb: f64,
+}
+
+/// Every figure of a campaign with its threshold.
+pub fn checks(reports: &[ProcessReport], facts: &Facts, t: &Thresholds) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let http = merge(reports, "http", "", "login");
+    if http.processes > 0 {
+        let all = &http.all;
+        let error_rate = all.fail as f64 / all.total().max(1) as f64;
+        checks.push(check(
+            "HTTP requests/s",
+            http.per_second,
+            t.http_requests_per_second_min,
+            None,
+        ));
+        checks.push(check("HTTP p50 ms", all.quantile_ms(0.50), None, None));
+        checks.push(check(
+            "HTTP p99 ms",
+            all.quantile_ms(0.99),
+            None,
+            t.http_p99_ms_max,
+        ));
+        checks.push(check(
+            "HTTP error rate",
+            error_rate,
+            None,
+            t.http_error_rate_max,
+        ));
+    }
+    let grpc = merge(reports, "grpc", "", "");
+    if grpc.processes > 0 {
+        checks.push(check("direct gRPC requests/s", grpc.per_second, None, None));
+        checks.push(check(
+            "direct gRPC p99 ms",
+            grpc.all.quantile_ms(0.99),
+            None,
+            None,
+        ));
+        if http.processes > 0 && grpc.per_second > 0.0 {
+            let ratio = http.per_second / grpc.per_second;
+            checks.push(check("gateway ÷ direct throughput", ratio, None, None));
+        }
+    }
+    let events = merge(reports, "ws", "event", "");
+    if events.processes > 0 {
+        let all = &events.all;
+        checks.push(check(
+            "WS connections (gateway metric)",
+            facts.gateway_ws_connections_max,
+            t.ws_connections_min,
+            None,
+        ));
+        checks.push(check(
+            "WS events delivered/s",
+            events.per_second,
+            t.ws_events_per_second_min,
+            None,
+        ));
+        checks.push(check(
+            "WS delivery p50 ms",
+            all.quantile_ms(0.50),
+            None,
+            None,
+        ));
+        checks.push(check(
+            "WS delivery p99 ms",
+            all.quantile_ms(0.99),
+            None,
+            t.ws_delivery_p99_ms_max,
+        ));
+        let error_rate = all.fail as f64 / all.total().max(1) as f64;
+        checks.push(check(
+            "WS delivery error rate",
+            error_rate,
+            None,
+            t.ws_error_rate_max,
+        ));
+        let per_connection = facts.gateway_ws_memory_kb / facts.gateway_ws_connections_max.max(1.0);
+        checks.push(check(
+            "gateway KB per WS connection",
+            per_connection,
+            None,
+            t.memory_per_connection_kb_max,
+        ));
+    }
+    checks
+}
+
+/// The checks as a text table.
+pub fn table(checks: &[Check]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<34} {:>14} {:>16}  verdict",
+        "figure", "measured", "threshold"
+    );
+    for c in checks {
+        let threshold = c
+            .threshold
+            .map_or_else(|| "-".to_owned(), |(op, bound)| format!("{op} {bound}"));
+        let verdict = match (c.threshold, c.passed) {
+            (None, _) => "",
+            (Some(_), true) => "ok",
+            (Some(_), false) => "FAILED",
+        };
+        let _ = writeln!(
+            out,
+            "{:<34} {:>14.3} {:>16}  {verdict}",
+            c.figure, c.value, threshold
+        );
+    }
+    out
+}
+
+/// The checks as a small HTML page.
+pub fn html(title: &str, checks: &[Check]) -> String {
+    let mut rows = String::new();
+    for c in checks {
+        let threshold = c
+            .threshold
+            .map_or_else(|| "-".to_owned(), |(op, bound)| format!("{op} {bound}"));
+        let verdict = match (c.threshold, c.passed) {
+            (None, _) => "",
+            (Some(_), true) => "ok",
+            (Some(_), false) => "<b>FAILED</b>",
+        };
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{verdict}</td></tr>",
+            c.figure,
+            c.value,
+            threshold.replace('<', "&lt;").replace('>', "&gt;")
+        );
+    }
+    format!(
+        "<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1>\
+         <table border=1 cellpadding=4><tr><th>figure</th><th>measured</th><th>threshold</th>\
+         <th>verdict</th></tr>{rows}</table>"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(success: u64, fail: u64, buckets: &[(u64, u64)]) -> RequestStats {
+        RequestStats {
+            success,
+            fail,
+            max_us: buckets.iter().map(|b| b.0).max().unwrap_or(0),
+            buckets: buckets.iter().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn processes_merge_into_one_histogram_and_the_sum_of_their_rates() {
+        let process = |rows: Vec<(&str, RequestStats)>, duration_s| ProcessReport {
+            role: "http".into(),
+            duration_s,
+            users: 10,
+            requests: rows.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        };
+        let reports = [
+            process(
+                vec![
+                    ("GET GET /api/projects", stats(90, 0, &[(1_000, 90)])),
+                    ("POST POST /api/auth/login", stats(10, 0, &[(50_000, 10)])),
+                ],
+                10.0,
+            ),
+            process(
+                vec![("GET GET /api/projects", stats(9, 1, &[(20_000, 10)]))],
+                5.0,
+            ),
+        ];
+        let merged = merge(&reports, "http", "", "login");
+        assert_eq!(merged.processes, 2);
+        assert_eq!((merged.all.success, merged.all.fail), (99, 1));
+        // 90 in 10 s plus 10 in 5 s.
+        assert!((merged.per_second - 11.0).abs() < 1e-9);
+        assert_eq!(merged.all.quantile_ms(0.50), 1.0);
+        assert_eq!(
+            merged.all.quantile_ms(0.95),
+            20.0,
+            "the slow process's tail shows"
+        );
+        let thresholds = Thresholds {
+            http_requests_per_second_min: Some(10.0),
+            http_p99_ms_max: Some(10.0),
+            ..Thresholds::default()
+        };
+        let checks = checks(&reports, &Facts::default(), &thresholds);
+        let verdict = |figure: &str| checks.iter().find(|c| c.figure == figure).unwrap().passed;
+        assert!(verdict("HTTP requests/s"));
+        assert!(!verdict("HTTP p99 ms"), "20 ms > 10 ms: {}", table(&checks));
+    }
+}
