@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Load campaign: several gateway processes sharing the API and WebSocket ports (SO_REUSEPORT) on
+# one Redis and the mock backends, driven by goose processes (loadgen) spread over the loopback
+# addresses 127.0.0.1–127.0.0.8, then merged and checked against ci/load-thresholds.toml.
+#
+#   ci/load.sh [smoke|full]       (default smoke; `full` runs for about ten minutes)
+#
+# Phases, one after another so they do not share the two cores: (1) WebSocket subscribers
+# connect and hold while the open-loop publisher delivers stamped events to them; (2) the HTTP
+# mix through the gateways; (3) the same calls straight to the mock backends over gRPC (the
+# baseline the gateway's throughput is a ratio of). Each goose process writes its own HTML and
+# JSON reports; `loadgen report` merges their histograms, checks the thresholds, prints the
+# summary and writes summary.json and summary.html, all under results/load-<profile>-<time>/.
+#
+# Open files are capped at 20,000 per process here: each gateway process holds at most
+# ~16,000 WebSocket connections and each goose process opens at most 15,000, so the script
+# starts as many of each as the profile's connection count needs, and says so. Everything runs
+# on loopback; every wait and run is bounded; everything started is stopped on exit. Exit status:
+# non-zero when a threshold failed or a step did not complete.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+profile="${1:-smoke}"
+case "$profile" in
+  smoke)
+    ws_connections=2000 channels=100 publish_rate=200 hold_s=40
+    http_users=64 http_s=30 ;;
+  full)
+    ws_connections=100000 channels=1000 publish_rate=100 hold_s=300
+    http_users=128 http_s=60 ;;
+  *) echo "usage: ci/load.sh [smoke|full]" >&2; exit 2 ;;
+esac
+per_gateway_max=16000   # WebSocket connections per gateway process (open files: 20,000)
+per_goose_max=15000     # connections per goose process
+gateways=$(( (ws_connections + per_gateway_max - 1) / per_gateway_max ))
+(( gateways < 2 )) && gateways=2
+ws_procs=$(( (ws_connections + per_goose_max - 1) / per_goose_max ))
+(( ws_procs < 2 )) && ws_procs=2
+http_procs=2
+redis_port="${LOAD_REDIS_PORT:-6393}"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+results="results/load-$profile-$stamp"
+mkdir -p "$results"
+echo "== load campaign '$profile': $ws_connections WebSocket connections on $gateways gateway processes (<= $per_gateway_max each, open files 20,000), from $ws_procs goose processes (<= $per_goose_max each); $channels channels at $publish_rate events/s for ${hold_s}s; HTTP $http_users users x $http_procs processes for ${http_s}s; results in $results"
+
+bash ci/docker-engine.sh
+bash ci/redis-image.sh
+image="${REDIS_IMAGE:-redis}:${REDIS_TAG:-7-local}"
+cargo build --release -q -p gateway -p mock-backends -p loadgen
+bin=target/release
+
+pids=()
+redis_name="load-redis-$$"
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  docker rm -f "$redis_name" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+# wait_until SECONDS WHAT COMMAND...: polls COMMAND every half second, fails after SECONDS.
+wait_until() {
+  local seconds="$1" what="$2"
+  shift 2
+  for _ in $(seq 1 $((seconds * 2))); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "timed out after ${seconds}s waiting for $what" >&2
+  return 1
+}
+
+docker run -d --rm --name "$redis_name" -p "127.0.0.1:$redis_port:6379" "$image" >/dev/null
+wait_until 30 "Redis" docker exec "$redis_name" redis-cli ping
+
+MOCK_BACKENDS_AUTH__TOKEN_TTL_SECONDS=3600 RUST_LOG=warn "$bin/mock-backends" >"$results/mock-backends.log" 2>&1 &
+pids+=($!)
+
+for i in $(seq 1 "$gateways"); do
+  env RUST_LOG=warn \
+    GATEWAY_LISTEN__API=0.0.0.0:8000 GATEWAY_LISTEN__WEBSOCKET=0.0.0.0:8001 \
+    GATEWAY_LISTEN__HEALTH="127.0.0.1:$((9100 + i))" GATEWAY_LISTEN__METRICS="127.0.0.1:$((9200 + i))" \
+    GATEWAY_LISTEN__REUSE_PORT=true \
+    GATEWAY_EVENT_BUS__KIND=redis GATEWAY_EVENT_BUS__REDIS__ADDRESS="127.0.0.1:$redis_port" \
+    "$bin/gateway" >"$results/gateway-$i.log" 2>&1 &
+  pids+=($!)
+done
+for i in $(seq 1 "$gateways"); do
+  wait_until 60 "gateway $i ready" curl -sf "http://127.0.0.1:$((9100 + i))/health/ready"
+done
+
+token=$(curl -sf http://127.0.0.1:8000/api/auth/login -H 'content-type: application/json' \
+  -d '{"username":"alice","password":"demo-password"}' | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
+[ -n "$token" ] || { echo "login through the gateway failed" >&2; exit 1; }
+
+# The gateways' summed metric NAME, and their summed resident memory (KB).
+gateway_sum() {
+  local total=0 value
+  for i in $(seq 1 "$gateways"); do
+    value=$(curl -sf "http://127.0.0.1:$((9200 + i))/metrics" | awk -v m="$1" '$1 == m {print $2}')
+    total=$(( total + ${value:-0} ))
+  done
+  echo "$total"
+}
+gateway_rss_kb() {
+  local total=0
+  for pid in "${gateway_pids[@]}"; do
+    total=$(( total + $(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status") ))
+  done
+  echo "$total"
+}
+gateway_pids=("${pids[@]:1:$gateways}")
+rss_before=$(gateway_rss_kb)
+
+echo "== phase 1: $ws_connections WebSocket subscribers"
+per_proc=$(( ws_connections / ws_procs ))
+ramp_s=$(( per_proc / 500 + 5 ))
+ws_pids=()
+for k in $(seq 1 "$ws_procs"); do
+  users=$per_proc
+  (( k == ws_procs )) && users=$(( ws_connections - per_proc * (ws_procs - 1) ))
+  address="127.0.0.$(( (k - 1) % 8 + 1 ))"
+  LOADGEN_TOKEN="$token" "$bin/loadgen" ws --report "$results/ws-$k" \
+    --base-url "ws://$address:8001" --channels "$channels" -- \
+    --users "$users" --increase-rate "$(( users / ramp_s + 1 ))" --run-time "$(( hold_s + 15 ))s" \
+    --quiet >"$results/ws-$k.log" 2>&1 &
+  ws_pids+=($!)
+  pids+=($!)
+done
+connected() { [ "$(gateway_sum gateway_websocket_connections)" -ge "$ws_connections" ]; }
+deadline=$(( SECONDS + ramp_s * 3 + 60 ))
+until connected; do
+  (( SECONDS < deadline )) || { echo "only $(gateway_sum gateway_websocket_connections) of $ws_connections connected" >&2; exit 1; }
+  echo "   connected: $(gateway_sum gateway_websocket_connections) of $ws_connections"
+  sleep 5
+done
+echo "   all $ws_connections connected (gateway metric); publishing $publish_rate events/s for ${hold_s}s"
+"$bin/loadgen" publish --redis "127.0.0.1:$redis_port" --channels "$channels" \
+  --rate "$publish_rate" --seconds "$hold_s" --out "$results/publisher.json" >"$results/publisher.log" 2>&1 &
+publisher=$!
+pids+=($publisher)
+peak_connections=0 peak_rss=0
+while kill -0 "$publisher" 2>/dev/null; do
+  now=$(gateway_sum gateway_websocket_connections) rss=$(gateway_rss_kb)
+  (( now > peak_connections )) && peak_connections=$now
+  (( rss > peak_rss )) && peak_rss=$rss
+  echo "   holding: $now connections, gateways ${rss} KB resident"
+  sleep 10
+done
+wait "$publisher" || { echo "the publisher failed:" >&2; cat "$results/publisher.log" >&2; exit 1; }
+cat "$results/publisher.log"
+for pid in "${ws_pids[@]}"; do wait "$pid" || echo "a WebSocket goose process reported a failure"; done
+printf '{"gateway_ws_connections_max": %s, "gateway_ws_memory_kb": %s}\n' \
+  "$peak_connections" "$(( peak_rss - rss_before ))" >"$results/facts.json"
+
+echo "== phase 2: HTTP mix, $http_procs processes x $http_users users for ${http_s}s"
+http_pids=()
+for k in $(seq 1 "$http_procs"); do
+  "$bin/loadgen" http --report "$results/http-$k" -- --host "http://127.0.0.$k:8000" \
+    --users "$http_users" --increase-rate "$http_users" --run-time "${http_s}s" --quiet \
+    >"$results/http-$k.log" 2>&1 &
+  http_pids+=($!)
+  pids+=($!)
+done
+for pid in "${http_pids[@]}"; do wait "$pid" || echo "an HTTP goose process reported a failure"; done
+
+echo "== phase 3: the same calls straight to the mock backends (gRPC baseline)"
+grpc_pids=()
+for k in $(seq 1 "$http_procs"); do
+  "$bin/loadgen" grpc --report "$results/grpc-$k" -- \
+    --users "$http_users" --increase-rate "$http_users" --run-time "${http_s}s" --quiet \
+    >"$results/grpc-$k.log" 2>&1 &
+  grpc_pids+=($!)
+  pids+=($!)
+done
+for pid in "${grpc_pids[@]}"; do wait "$pid" || echo "a gRPC goose process reported a failure"; done
+
+echo "== summary ($profile)"
+folders=("$results"/ws-[0-9]* "$results"/http-[0-9]* "$results"/grpc-[0-9]*)
+folders=("${folders[@]%.log}")
+mapfile -t folders < <(printf '%s\n' "${folders[@]}" | sort -u)
+"$bin/loadgen" report --thresholds ci/load-thresholds.toml --profile "$profile" \
+  --facts "$results/facts.json" --out "$results" "${folders[@]}"
