@@ -21,27 +21,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile="${1:-smoke}"
+# Per profile: connections, gateway and goose processes (each process's share must divide by
+# the channel count, so every channel has as many subscribers), channels, publish rate, hold,
+# HTTP users per process and seconds. Open files are capped at 20,000 per process: a gateway
+# holds at most ~16,000 WebSocket connections (the rest for backends, Redis and HTTP), a goose
+# process at most 15,000.
 case "$profile" in
   smoke)
-    ws_connections=2000 channels=100 publish_rate=200 hold_s=40
-    http_users=64 http_s=30 ;;
+    ws_connections=2000 gateways=2 ws_procs=2 channels=100 publish_rate=200 hold_s=40
+    http_users=16 http_s=30 ;;
   full)
-    ws_connections=100000 channels=1000 publish_rate=100 hold_s=300
-    http_users=128 http_s=60 ;;
+    ws_connections=100000 gateways=7 ws_procs=10 channels=1000 publish_rate=100 hold_s=300
+    http_users=32 http_s=60 ;;
   *) echo "usage: ci/load.sh [smoke|full]" >&2; exit 2 ;;
 esac
-per_gateway_max=16000   # WebSocket connections per gateway process (open files: 20,000)
-per_goose_max=15000     # connections per goose process
-gateways=$(( (ws_connections + per_gateway_max - 1) / per_gateway_max ))
-(( gateways < 2 )) && gateways=2
-ws_procs=$(( (ws_connections + per_goose_max - 1) / per_goose_max ))
-(( ws_procs < 2 )) && ws_procs=2
+(( ws_connections / gateways <= 16000 && ws_connections / ws_procs <= 15000 )) ||
+  { echo "profile $profile: too many connections per process for 20,000 open files" >&2; exit 2; }
+(( ws_connections % ws_procs == 0 && (ws_connections / ws_procs) % channels == 0 )) ||
+  { echo "profile $profile: each goose process's share must divide by the channels" >&2; exit 2; }
 http_procs=2
 redis_port="${LOAD_REDIS_PORT:-6393}"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 results="results/load-$profile-$stamp"
 mkdir -p "$results"
-echo "== load campaign '$profile': $ws_connections WebSocket connections on $gateways gateway processes (<= $per_gateway_max each, open files 20,000), from $ws_procs goose processes (<= $per_goose_max each); $channels channels at $publish_rate events/s for ${hold_s}s; HTTP $http_users users x $http_procs processes for ${http_s}s; results in $results"
+echo "== load campaign '$profile': $ws_connections WebSocket connections on $gateways gateway processes ($(( ws_connections / gateways )) each: open files are capped at 20,000), from $ws_procs goose processes ($(( ws_connections / ws_procs )) each) over 127.0.0.1-8; $channels channels at $publish_rate events/s for ${hold_s}s; HTTP $http_users users x $http_procs processes for ${http_s}s; results in $results"
 
 bash ci/docker-engine.sh
 bash ci/redis-image.sh
@@ -70,8 +73,17 @@ wait_until() {
   return 1
 }
 
+# PING over a bash socket (the local image has redis-server only).
+redis_ping() {
+  exec 3<>"/dev/tcp/127.0.0.1/$redis_port" || return 1
+  printf 'PING\r\n' >&3
+  local line=""
+  read -r -t 2 line <&3 || true
+  exec 3>&-
+  [[ "$line" == +PONG* ]]
+}
 docker run -d --rm --name "$redis_name" -p "127.0.0.1:$redis_port:6379" "$image" >/dev/null
-wait_until 30 "Redis" docker exec "$redis_name" redis-cli ping
+wait_until 30 "Redis" redis_ping
 
 MOCK_BACKENDS_AUTH__TOKEN_TTL_SECONDS=3600 RUST_LOG=warn "$bin/mock-backends" >"$results/mock-backends.log" 2>&1 &
 pids+=($!)
@@ -118,7 +130,6 @@ ramp_s=$(( per_proc / 500 + 5 ))
 ws_pids=()
 for k in $(seq 1 "$ws_procs"); do
   users=$per_proc
-  (( k == ws_procs )) && users=$(( ws_connections - per_proc * (ws_procs - 1) ))
   address="127.0.0.$(( (k - 1) % 8 + 1 ))"
   LOADGEN_TOKEN="$token" "$bin/loadgen" ws --report "$results/ws-$k" \
     --base-url "ws://$address:8001" --channels "$channels" -- \
@@ -150,8 +161,9 @@ done
 wait "$publisher" || { echo "the publisher failed:" >&2; cat "$results/publisher.log" >&2; exit 1; }
 cat "$results/publisher.log"
 for pid in "${ws_pids[@]}"; do wait "$pid" || echo "a WebSocket goose process reported a failure"; done
-printf '{"gateway_ws_connections_max": %s, "gateway_ws_memory_kb": %s}\n' \
-  "$peak_connections" "$(( peak_rss - rss_before ))" >"$results/facts.json"
+published=$(sed -n 's/.*"published": *\([0-9]*\).*/\1/p' "$results/publisher.json")
+printf '{"gateway_ws_connections_max": %s, "gateway_ws_memory_kb": %s, "published_events": %s, "publish_seconds": %s, "subscribers_per_channel": %s}\n' \
+  "$peak_connections" "$(( peak_rss - rss_before ))" "$published" "$hold_s" "$(( ws_connections / channels ))" >"$results/facts.json"
 
 echo "== phase 2: HTTP mix, $http_procs processes x $http_users users for ${http_s}s"
 http_pids=()

@@ -143,8 +143,12 @@ pub struct Thresholds {
     pub http_error_rate_max: Option<f64>,
     /// WebSocket connections the gateways counted at once (their own metric), at least.
     pub ws_connections_min: Option<f64>,
-    /// Events delivered per second across every connection, at least.
+    /// Events delivered per second across every connection (over the publishing time), at
+    /// least.
     pub ws_events_per_second_min: Option<f64>,
+    /// Deliveries over those due (every published event to every subscriber of its channel),
+    /// at least.
+    pub ws_delivered_fraction_min: Option<f64>,
     /// Publish-to-receive p99 in ms, at most.
     pub ws_delivery_p99_ms_max: Option<f64>,
     /// Failed deliveries (offset gaps, gap frames, lost connections) over all, at most.
@@ -198,6 +202,12 @@ pub struct Facts {
     /// The gateways' resident memory at that moment, KB, less their resident memory before
     /// any connection.
     pub gateway_ws_memory_kb: f64,
+    /// Events the publisher published.
+    pub published_events: f64,
+    /// Seconds it published for.
+    pub publish_seconds: f64,
+    /// Connections on each channel: each event is due to this many.
+    pub subscribers_per_channel: f64,
 }
 
 /// Every figure of a campaign with its threshold.
@@ -250,10 +260,20 @@ pub fn checks(reports: &[ProcessReport], facts: &Facts, t: &Thresholds) -> Vec<C
             t.ws_connections_min,
             None,
         ));
+        // Over the publishing time: goose's own duration includes the quiet end of the hold.
+        let delivered = all.success as f64;
+        let per_second = delivered / facts.publish_seconds.max(1.0);
         checks.push(check(
             "WS events delivered/s",
-            events.per_second,
+            per_second,
             t.ws_events_per_second_min,
+            None,
+        ));
+        let due = facts.published_events * facts.subscribers_per_channel;
+        checks.push(check(
+            "WS deliveries / due",
+            delivered / due.max(1.0),
+            t.ws_delivered_fraction_min,
             None,
         ));
         checks.push(check(
