@@ -88,12 +88,16 @@ wait_until 30 "Redis" redis_ping
 MOCK_BACKENDS_AUTH__TOKEN_TTL_SECONDS=3600 RUST_LOG=warn "$bin/mock-backends" >"$results/mock-backends.log" 2>&1 &
 pids+=($!)
 
+# Redis commands get 5 s instead of 1 s: every process of the campaign shares two cores (load
+# average ~20 while 100,000 connections ramp up), and with 1 s the gateways took their event bus
+# for broken mid-ramp and refused joins (first full run, 2026-11-26).
 for i in $(seq 1 "$gateways"); do
   env RUST_LOG=warn \
     GATEWAY_LISTEN__API=0.0.0.0:8000 GATEWAY_LISTEN__WEBSOCKET=0.0.0.0:8001 \
     GATEWAY_LISTEN__HEALTH="127.0.0.1:$((9100 + i))" GATEWAY_LISTEN__METRICS="127.0.0.1:$((9200 + i))" \
     GATEWAY_LISTEN__REUSE_PORT=true \
     GATEWAY_EVENT_BUS__KIND=redis GATEWAY_EVENT_BUS__REDIS__ADDRESS="127.0.0.1:$redis_port" \
+    GATEWAY_EVENT_BUS__REDIS__COMMAND_TIMEOUT_MS=5000 \
     "$bin/gateway" >"$results/gateway-$i.log" 2>&1 &
   pids+=($!)
 done
@@ -126,15 +130,18 @@ rss_before=$(gateway_rss_kb)
 
 echo "== phase 1: $ws_connections WebSocket subscribers"
 per_proc=$(( ws_connections / ws_procs ))
-ramp_s=$(( per_proc / 500 + 5 ))
+# About 1,000 new connections a second in all: each is a token check and a channel join, and
+# the two cores are shared by every process here.
+ramp_s=$(( ws_connections / 1000 + 5 ))
 ws_pids=()
 for k in $(seq 1 "$ws_procs"); do
   users=$per_proc
   address="127.0.0.$(( (k - 1) % 8 + 1 ))"
   LOADGEN_TOKEN="$token" "$bin/loadgen" ws --report "$results/ws-$k" \
     --base-url "ws://$address:8001" --channels "$channels" -- \
-    --users "$users" --increase-rate "$(( users / ramp_s + 1 ))" --run-time "$(( hold_s + 15 ))s" \
-    --quiet >"$results/ws-$k.log" 2>&1 &
+    --users "$users" --increase-rate "$(( users / ramp_s + 1 ))" \
+    --run-time "$(( hold_s + 3 * ramp_s + 120 ))s" --no-transaction-metrics --quiet \
+    >"$results/ws-$k.log" 2>&1 &
   ws_pids+=($!)
   pids+=($!)
 done
@@ -160,7 +167,15 @@ while kill -0 "$publisher" 2>/dev/null; do
 done
 wait "$publisher" || { echo "the publisher failed:" >&2; cat "$results/publisher.log" >&2; exit 1; }
 cat "$results/publisher.log"
-for pid in "${ws_pids[@]}"; do wait "$pid" || echo "a WebSocket goose process reported a failure"; done
+# The hold ends with the publishing: let the last events arrive, then stop the subscribers the
+# way Ctrl-C does (goose stops its users between transactions and writes its reports).
+sleep 5
+for pid in "${ws_pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+for pid in "${ws_pids[@]}"; do
+  for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -0 "$pid" 2>/dev/null && { echo "a WebSocket goose process did not stop within 60 s" >&2; exit 1; }
+  wait "$pid" || echo "a WebSocket goose process reported a failure"
+done
 published=$(sed -n 's/.*"published": *\([0-9]*\).*/\1/p' "$results/publisher.json")
 printf '{"gateway_ws_connections_max": %s, "gateway_ws_memory_kb": %s, "published_events": %s, "publish_seconds": %s, "subscribers_per_channel": %s}\n' \
   "$peak_connections" "$(( peak_rss - rss_before ))" "$published" "$hold_s" "$(( ws_connections / channels ))" >"$results/facts.json"
