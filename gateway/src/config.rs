@@ -170,6 +170,10 @@ pub struct HttpConfig {
     /// for it: bounds slow heads (slow loris) and idle HTTP/1.1 keep-alive connections alike.
     /// Default 10,000 ms.
     pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed gracefully. It is what
+    /// closes idle HTTP/2 connections (hyper has no idle timeout of its own); an idle HTTP/1.1
+    /// connection meets the head timeout first. Default 60,000 ms.
+    pub idle_timeout_ms: u64,
     /// Open connections on the API and WebSocket ports together; past it new ones get a 503 and
     /// are closed. 0: the process's open-file limit less 1,024 (kept for backend channels, Redis
     /// and files), so the process refuses politely instead of failing to accept. Default 0.
@@ -424,6 +428,7 @@ impl Default for HttpConfig {
             header_bytes_max: 16_384,
             header_count_max: 64,
             header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
             connections_max: 0,
             connections_per_ip_max: 0,
         }
@@ -669,6 +674,7 @@ impl Config {
             "http.header_read_timeout_ms",
             self.http.header_read_timeout_ms,
         )?;
+        positive("http.idle_timeout_ms", self.http.idle_timeout_ms)?;
         positive("health.check_interval_ms", self.health.check_interval_ms)?;
         positive("health.check_timeout_ms", self.health.check_timeout_ms)?;
         positive("shutdown.grace_period_ms", self.shutdown.grace_period_ms)?;

@@ -1,12 +1,16 @@
 //! Connections on the public ports: how many may be open (per process and per client IP), the
 //! polite refusal past that, and the per-connection HTTP settings (the request-head timeout
-//! against slow loris). Each accepted connection is served by hyper with the router.
+//! against slow loris, the idle timeout). Each accepted connection is served by hyper with the
+//! router.
 
 use std::{
     collections::HashMap,
     convert::Infallible,
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -20,7 +24,9 @@ use hyper_util::{
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt as _},
     sync::watch,
+    time::Instant,
 };
+use tower::ServiceExt as _;
 
 use crate::{config::HttpConfig, server::Peer};
 
@@ -122,30 +128,103 @@ pub async fn refuse<S: AsyncWrite + Unpin>(mut stream: S) {
     }
 }
 
-/// Serves one connection with `router` until it ends, or until `stop` changes (then gracefully:
-/// in-flight requests finish, no new ones start). HTTP/1.1 and cleartext HTTP/2, with upgrades
-/// (WebSocket); the peer reaches handlers as `ConnectInfo<Peer>`.
+/// Requests in flight on one connection, and since when none has been, for the idle timeout.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds after `opened` when the last request in flight ended.
+    idle_since_ms: AtomicU64,
+}
+
+/// One request in flight; dropping it (the response head is out, or the request was dropped)
+/// ends it.
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    /// When the connection will have been idle for `timeout`, if nothing is in flight now.
+    fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::SeqCst));
+        Some(self.opened + since + timeout)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let now = self.0.opened.elapsed().as_millis() as u64;
+        self.0.idle_since_ms.store(now, Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Resolves once the connection has had no request in flight for `timeout`.
+async fn idle_for(activity: &Activity, timeout: Duration) {
+    loop {
+        match activity.idle_deadline(timeout) {
+            Some(deadline) if Instant::now() >= deadline => return,
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            // Busy: look again after a timeout's length (a request may run long).
+            None => tokio::time::sleep(timeout).await,
+        }
+    }
+}
+
+/// How one connection is served.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionTimeouts {
+    /// For each request head (`http.header_read_timeout_ms`).
+    pub header_read: Duration,
+    /// With no request in flight (`http.idle_timeout_ms`).
+    pub idle: Duration,
+}
+
+/// Serves one connection with `router` until it ends, until `stop` changes or until it has had no
+/// request in flight for the idle timeout (then gracefully: in-flight requests finish, no new
+/// ones start). HTTP/1.1 and cleartext HTTP/2, with upgrades (WebSocket); the peer reaches
+/// handlers as `ConnectInfo<Peer>`. The idle timeout matters for HTTP/2, which hyper would keep
+/// open forever; an idle HTTP/1.1 connection meets the head timeout first.
 pub async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
     router: Router,
-    header_read_timeout: Duration,
+    timeouts: ConnectionTimeouts,
     mut stop: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = tower::ServiceBuilder::new()
-        .map_request(move |mut request: http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(Peer(peer)));
-            request
-        })
-        .service(router);
+    let activity = Activity::new();
+    let tracked = activity.clone();
+    let service = tower::service_fn(move |mut request: http::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(Peer(peer)));
+        let in_flight = tracked.begin();
+        let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+        async move {
+            let response = answer.await;
+            drop(in_flight);
+            response
+        }
+    });
     let service = TowerToHyperService::new(tower::util::MapErr::new(service, |e: Infallible| e));
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(timeouts.header_read);
     // CONNECT, for WebSockets over HTTP/2.
     builder
         .http2()
@@ -157,6 +236,10 @@ pub async fn serve_connection<S>(
         result = connection.as_mut() => result,
         // A change or a dropped sender: stop taking requests, let in-flight ones finish.
         _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.as_mut().await
+        }
+        () = idle_for(&activity, timeouts.idle) => {
             connection.as_mut().graceful_shutdown();
             connection.as_mut().await
         }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::{
     app::App,
     config::ListenConfig,
-    connections::{self, ConnectionLimits},
+    connections::{self, ConnectionLimits, ConnectionTimeouts},
 };
 
 /// The address of a request's connection peer, in its extensions as `ConnectInfo<Peer>`.
@@ -84,7 +84,10 @@ pub async fn serve<L: NetListener>(
     let health_checks = app.spawn_health_checks(stop.clone());
     let revocations = app.spawn_revocation_listener(stop.clone());
     let http = &app.config().http;
-    let header_read_timeout = Duration::from_millis(http.header_read_timeout_ms);
+    let timeouts = ConnectionTimeouts {
+        header_read: Duration::from_millis(http.header_read_timeout_ms),
+        idle: Duration::from_millis(http.idle_timeout_ms),
+    };
     // One count for both public ports; the health and metrics ports are not limited (probes and
     // scrapes must get through when clients have taken every place).
     let public = Some(ConnectionLimits::new(http));
@@ -100,7 +103,7 @@ pub async fn serve<L: NetListener>(
         let port = Port {
             limits,
             tls,
-            header_read_timeout,
+            timeouts,
         };
         tokio::spawn(serve_one(listener, router, port, stop.clone()))
     })
@@ -131,8 +134,8 @@ struct Port {
     limits: Option<Arc<ConnectionLimits>>,
     /// TLS termination, when configured (public ports only).
     tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Time for a request head (and for the TLS handshake).
-    header_read_timeout: Duration,
+    /// Time for a request head (and for the TLS handshake), and idle time.
+    timeouts: ConnectionTimeouts,
 }
 
 /// Accepts connections until `stop` changes, serves each on its own task (refusing those past
@@ -146,7 +149,7 @@ async fn serve_one<L: NetListener>(
     let Port {
         limits,
         tls,
-        header_read_timeout,
+        timeouts,
     } = port;
     let mut listener = AxumListener(listener);
     let mut connections = tokio::task::JoinSet::new();
@@ -174,24 +177,15 @@ async fn serve_one<L: NetListener>(
         let tls = tls.clone();
         connections.spawn(async move {
             match tls {
-                None => {
-                    connections::serve_connection(stream, peer, router, header_read_timeout, stop)
-                        .await
-                }
+                None => connections::serve_connection(stream, peer, router, timeouts, stop).await,
                 Some(acceptor) => {
                     // The handshake gets the head's time: a slow one is a slow loris too.
                     let handshake =
-                        tokio::time::timeout(header_read_timeout, acceptor.accept(stream));
+                        tokio::time::timeout(timeouts.header_read, acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(stream)) => {
-                            connections::serve_connection(
-                                stream,
-                                peer,
-                                router,
-                                header_read_timeout,
-                                stop,
-                            )
-                            .await
+                            connections::serve_connection(stream, peer, router, timeouts, stop)
+                                .await
                         }
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

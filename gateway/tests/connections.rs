@@ -1,7 +1,8 @@
 //! Connections on a served gateway: a slow request head (slow loris) and an idle keep-alive
 //! connection are closed after the head timeout; past the per-IP or total connection limit a new
 //! connection gets a 503 in the error shape and is closed, and a closed connection frees its place.
-//! With `listen.reuse_port`, two instances serve one port.
+//! An idle HTTP/2 connection is closed after the idle timeout. With `listen.reuse_port`, two
+//! instances serve one port.
 
 mod support;
 
@@ -166,4 +167,36 @@ async fn two_instances_share_one_port_with_reuse_port() {
         prefixes.insert(id.split('-').next().unwrap().to_owned());
     }
     assert_eq!(prefixes.len(), 2, "both instances answered: {prefixes:?}");
+}
+
+/// hyper keeps an HTTP/2 connection open forever; the gateway closes one that has had no request
+/// in flight for `http.idle_timeout_ms`, and not before.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let (_stack, served) = serve(|config| config.http.idle_timeout_ms = 300).await;
+    let stream = TcpStream::connect(served.api).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 with prior knowledge");
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/openapi.json", served.api))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let idle_from = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the idle HTTP/2 connection is closed within 5 s")
+        .unwrap()
+        .ok();
+    let idle = idle_from.elapsed();
+    assert!(
+        idle >= Duration::from_millis(250),
+        "closed after {idle:?} idle, before the 300 ms timeout"
+    );
 }
