@@ -16,7 +16,7 @@ use proto::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use crate::http_mix::SIMULATION_ID;
+use crate::http_mix::{SIMULATION_ID, with_the_mix};
 
 /// Where the mock backends listen (`host:port`).
 #[derive(Debug, Clone)]
@@ -55,24 +55,16 @@ pub fn scenario(settings: &Settings) -> Result<Scenario, GooseError> {
         project: channel(&settings.project)?,
         simulation: channel(&settings.simulation)?,
     });
-    Ok(scenario!("grpc_baseline")
-        .set_host("http://127.0.0.1")
-        .register_transaction(transaction!(profile).set_weight(4)?.set_name("profile"))
-        .register_transaction(
-            transaction!(list_projects)
-                .set_weight(4)?
-                .set_name("list projects"),
-        )
-        .register_transaction(
-            transaction!(simulation_status)
-                .set_weight(2)?
-                .set_name("simulation status"),
-        )
-        .register_transaction(
-            transaction!(create_project)
-                .set_weight(1)?
-                .set_name("create project"),
-        ))
+    let scenario = scenario!("grpc_baseline").set_host("http://127.0.0.1");
+    with_the_mix(
+        scenario,
+        [
+            transaction!(profile),
+            transaction!(list_projects),
+            transaction!(simulation_status),
+            transaction!(create_project),
+        ],
+    )
 }
 
 fn channels() -> Result<&'static Channels, Box<TransactionError>> {

@@ -21,24 +21,35 @@ struct Session {
 
 /// The scenario, named `http_mix`.
 pub fn scenario() -> Result<Scenario, GooseError> {
-    Ok(scenario!("http_mix")
-        .register_transaction(transaction!(login).set_on_start().set_name("login"))
-        .register_transaction(transaction!(profile).set_weight(4)?.set_name("profile"))
-        .register_transaction(
-            transaction!(list_projects)
-                .set_weight(4)?
-                .set_name("list projects"),
-        )
-        .register_transaction(
-            transaction!(simulation_status)
-                .set_weight(2)?
-                .set_name("simulation status"),
-        )
-        .register_transaction(
-            transaction!(create_project)
-                .set_weight(1)?
-                .set_name("create project"),
-        ))
+    let scenario = scenario!("http_mix")
+        .register_transaction(transaction!(login).set_on_start().set_name("login"));
+    with_the_mix(
+        scenario,
+        [
+            transaction!(profile),
+            transaction!(list_projects),
+            transaction!(simulation_status),
+            transaction!(create_project),
+        ],
+    )
+}
+
+/// Registers the mix's four calls (profile, list projects, simulation status, create project, in
+/// that order) on `scenario` with their weights and names: one definition for the HTTP mix and
+/// its gRPC baseline.
+pub fn with_the_mix(scenario: Scenario, calls: [Transaction; 4]) -> Result<Scenario, GooseError> {
+    const MIX: [(&str, usize); 4] = [
+        ("profile", 4),
+        ("list projects", 4),
+        ("simulation status", 2),
+        ("create project", 1),
+    ];
+    calls
+        .into_iter()
+        .zip(MIX)
+        .try_fold(scenario, |scenario, (call, (name, weight))| {
+            Ok(scenario.register_transaction(call.set_weight(weight)?.set_name(name)))
+        })
 }
 
 fn failed(detail: String) -> Box<TransactionError> {

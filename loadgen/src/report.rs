@@ -306,6 +306,33 @@ pub fn checks(reports: &[ProcessReport], facts: &Facts, t: &Thresholds) -> Vec<C
     checks
 }
 
+impl Check {
+    /// The measured value: three decimals, or two significant digits when smaller (an error
+    /// rate of one in a million must not print as 0.000).
+    fn value_text(&self) -> String {
+        if self.value != 0.0 && self.value.abs() < 0.001 {
+            format!("{:.2e}", self.value)
+        } else {
+            format!("{:.3}", self.value)
+        }
+    }
+
+    /// `>= bound`, `<= bound` or `-`.
+    fn threshold_text(&self) -> String {
+        self.threshold
+            .map_or_else(|| "-".to_owned(), |(op, bound)| format!("{op} {bound}"))
+    }
+
+    /// `ok`, `FAILED`, or nothing without a threshold.
+    fn verdict(&self) -> &'static str {
+        match (self.threshold, self.passed) {
+            (None, _) => "",
+            (Some(_), true) => "ok",
+            (Some(_), false) => "FAILED",
+        }
+    }
+}
+
 /// The checks as a text table.
 pub fn table(checks: &[Check]) -> String {
     let mut out = String::new();
@@ -315,18 +342,12 @@ pub fn table(checks: &[Check]) -> String {
         "figure", "measured", "threshold"
     );
     for c in checks {
-        let threshold = c
-            .threshold
-            .map_or_else(|| "-".to_owned(), |(op, bound)| format!("{op} {bound}"));
-        let verdict = match (c.threshold, c.passed) {
-            (None, _) => "",
-            (Some(_), true) => "ok",
-            (Some(_), false) => "FAILED",
-        };
+        let (value, threshold) = (c.value_text(), c.threshold_text());
         let _ = writeln!(
             out,
-            "{:<34} {:>14.3} {:>16}  {verdict}",
-            c.figure, c.value, threshold
+            "{:<34} {value:>14} {threshold:>16}  {}",
+            c.figure,
+            c.verdict()
         );
     }
     out
@@ -336,20 +357,13 @@ pub fn table(checks: &[Check]) -> String {
 pub fn html(title: &str, checks: &[Check]) -> String {
     let mut rows = String::new();
     for c in checks {
-        let threshold = c
-            .threshold
-            .map_or_else(|| "-".to_owned(), |(op, bound)| format!("{op} {bound}"));
-        let verdict = match (c.threshold, c.passed) {
-            (None, _) => "",
-            (Some(_), true) => "ok",
-            (Some(_), false) => "<b>FAILED</b>",
-        };
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{verdict}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             c.figure,
-            c.value,
-            threshold.replace('<', "&lt;").replace('>', "&gt;")
+            c.value_text(),
+            c.threshold_text().replace('<', "&lt;").replace('>', "&gt;"),
+            c.verdict()
         );
     }
     format!(
