@@ -437,6 +437,7 @@ impl App {
             backends: self.backends.clone(),
             metrics: self.metrics.clone(),
             body_bytes_max: self.config.http.body_bytes_max,
+            json_depth_max: self.config.http.json_depth_max,
             deadlines: self.deadlines.clone(),
             cache: self.cache.clone(),
         });

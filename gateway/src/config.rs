@@ -170,6 +170,9 @@ pub struct HttpConfig {
     /// for it: bounds slow heads (slow loris) and idle HTTP/1.1 keep-alive connections alike.
     /// Default 10,000 ms.
     pub header_read_timeout_ms: u64,
+    /// Deepest nesting of arrays and objects a JSON body may have (400 `json_too_deep` deeper),
+    /// refused before parsing. Default 32.
+    pub json_depth_max: usize,
     /// A connection with no request in flight for this long is closed gracefully. It is what
     /// closes idle HTTP/2 connections (hyper has no idle timeout of its own); an idle HTTP/1.1
     /// connection meets the head timeout first. Default 60,000 ms.
@@ -429,6 +432,7 @@ impl Default for HttpConfig {
             header_count_max: 64,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
+            json_depth_max: 32,
             connections_max: 0,
             connections_per_ip_max: 0,
         }
@@ -675,6 +679,7 @@ impl Config {
             self.http.header_read_timeout_ms,
         )?;
         positive("http.idle_timeout_ms", self.http.idle_timeout_ms)?;
+        positive("http.json_depth_max", self.http.json_depth_max as u64)?;
         positive("health.check_interval_ms", self.health.check_interval_ms)?;
         positive("health.check_timeout_ms", self.health.check_timeout_ms)?;
         positive("shutdown.grace_period_ms", self.shutdown.grace_period_ms)?;

@@ -67,6 +67,43 @@ fn check_head(config: &HttpConfig, request: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// How deeply `body` nests arrays and objects, counting only brackets outside strings (a linear
+/// scan, cheaper than the parse it protects: deep nesting costs a recursive parser stack and
+/// time, so it is refused before parsing).
+pub fn json_depth(body: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in body {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// 400 `json_too_deep` for a body nesting deeper than `limit`.
+pub fn json_too_deep(limit: usize) -> ApiError {
+    ApiError::bad_request(
+        "json_too_deep",
+        format!("the JSON body nests arrays and objects deeper than {limit} levels"),
+    )
+}
+
 /// 413 for a body over the limit.
 pub fn payload_too_large(limit: usize) -> ApiError {
     ApiError::new(
@@ -74,4 +111,23 @@ pub fn payload_too_large(limit: usize) -> ApiError {
         "payload_too_large",
         format!("the request body exceeds {limit} bytes"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings_only() {
+        assert_eq!(json_depth(b""), 0);
+        assert_eq!(json_depth(br#"{"a":1}"#), 1);
+        assert_eq!(json_depth(br#"{"a":[{"b":[]}],"c":{}}"#), 4);
+        assert_eq!(json_depth(br#"{"a":"[[[{{{"}"#), 1, "brackets in strings");
+        assert_eq!(
+            json_depth(br#"{"a":"\"[[[","b":[]}"#),
+            2,
+            "an escaped quote"
+        );
+        assert_eq!(json_depth(&[b'['; 100_000]), 100_000);
+    }
 }

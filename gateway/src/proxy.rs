@@ -21,7 +21,7 @@ use crate::{
     backends::{Backend, Backends, CallError},
     cache::{ResponseCache, Served},
     error::ApiError,
-    limits::payload_too_large,
+    limits::{self, payload_too_large},
     metrics::{Metrics, RouteLabel},
     request_id::{self, RequestId},
     routing::{Capture, Route, RouteLookup, RouteTable},
@@ -88,6 +88,8 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     /// Largest accepted body.
     pub body_bytes_max: usize,
+    /// Deepest accepted nesting of arrays and objects in a JSON body.
+    pub json_depth_max: usize,
     /// Deadlines of routes in a configured group, by route label (others use their backend's).
     pub deadlines: Arc<std::collections::BTreeMap<String, std::time::Duration>>,
     /// The response cache of configured GET routes.
@@ -128,6 +130,9 @@ pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response,
             "unsupported_media_type",
             "request bodies must be application/json",
         ));
+    }
+    if limits::json_depth(&body) > proxy.json_depth_max {
+        return Err(limits::json_too_deep(proxy.json_depth_max));
     }
     let message = transcode::build_request(route, &matched.captures, parts.uri.query(), &body)
         .map_err(|error| match error {

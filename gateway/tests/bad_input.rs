@@ -117,6 +117,28 @@ async fn bodies_over_the_limit_are_413_declared_or_streamed() {
 }
 
 #[tokio::test]
+async fn bodies_nested_past_the_depth_limit_are_400_before_parsing() {
+    let (stack, token) = stack_and_token().await;
+    // 40 levels in a field the message does not have: refused for its depth, not its field.
+    let deep = format!(r#"{{"name":"n","x":{}{}}}"#, "[".repeat(40), "]".repeat(40));
+    let answer = stack
+        .send(json_request("POST", "/api/projects", Some(&token), &deep))
+        .await;
+    answer.assert_error(400, "json_too_deep");
+    // Brackets inside strings are not nesting.
+    let shallow = format!(r#"{{"name":"{}","templateId":"t-fluid"}}"#, "[".repeat(40));
+    let answer = stack
+        .send(json_request(
+            "POST",
+            "/api/projects",
+            Some(&token),
+            &shallow,
+        ))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+}
+
+#[tokio::test]
 async fn paths_that_do_not_decode_to_utf8_are_400() {
     let (stack, token) = stack_and_token().await;
     stack
