@@ -123,14 +123,27 @@ async fn connect(user: &mut GooseUser) -> TransactionResult {
     Ok(())
 }
 
-/// What one frame means for the metrics.
-enum Seen {
-    Event { latency: Duration, in_order: bool },
+/// What one server frame means for a subscriber's measurements.
+pub enum Seen {
+    /// An event: its publish-to-receive latency, its sequence number, and whether its offset
+    /// followed the previous one.
+    Event {
+        /// From the intended send time to receipt.
+        latency: Duration,
+        /// The publisher's sequence number.
+        seq: u64,
+        /// Offset = previous + 1 (or the first one).
+        in_order: bool,
+    },
+    /// A failed delivery: unreadable frame, unstamped event, `gap` or `error`.
     Failure(&'static str),
+    /// Nothing to measure (`welcome`, `pong`, …).
     Nothing,
 }
 
-fn judge(text: &str, last_offset: &mut Option<u64>, received_us: u64) -> Seen {
+/// Judges one text frame received at `received_us` (wall clock), tracking the connection's
+/// last offset in `last_offset`.
+pub fn judge(text: &str, last_offset: &mut Option<u64>, received_us: u64) -> Seen {
     let Ok(frame) = serde_json::from_str::<Frame>(text) else {
         return Seen::Failure("unreadable frame");
     };
@@ -145,6 +158,7 @@ fn judge(text: &str, last_offset: &mut Option<u64>, received_us: u64) -> Seen {
             match frame.data {
                 Some(stamp) => Seen::Event {
                     latency: stamp.latency_at(received_us),
+                    seq: stamp.seq,
                     in_order,
                 },
                 None => Seen::Failure("event without a stamp"),
@@ -198,7 +212,9 @@ async fn receive(user: &mut GooseUser) -> TransactionResult {
             judge(text.as_str(), &mut last, received_us)
         };
         match seen {
-            Seen::Event { latency, in_order } => {
+            Seen::Event {
+                latency, in_order, ..
+            } => {
                 let error = (!in_order).then_some("offset gap");
                 user.record_custom_request_duration("WS", "event", latency, in_order, None, error)
                     .await?;
@@ -236,7 +252,9 @@ mod tests {
             )
         };
         match judge(&event(42), &mut last, 3_000) {
-            Seen::Event { latency, in_order } => {
+            Seen::Event {
+                latency, in_order, ..
+            } => {
                 assert!(in_order);
                 assert_eq!(latency, Duration::from_millis(2));
             }

@@ -295,11 +295,12 @@ impl RateLimits {
         user_id: &String,
         group: Option<&GroupLimit>,
     ) -> Vec<(&'static str, Verdict)> {
-        let applicable: Vec<(&'static str, &KeyedLimit<String>, String)> = self
+        // (scope, limit, group name); Redis keys are only formatted when limits are shared.
+        let applicable: Vec<(&'static str, &KeyedLimit<String>, Option<&str>)> = self
             .per_user
             .iter()
-            .map(|limit| ("user", limit, "user".to_owned()))
-            .chain(group.map(|g| ("group", &g.limit, format!("group:{}", g.name))))
+            .map(|limit| ("user", limit, None))
+            .chain(group.map(|g| ("group", &g.limit, Some(g.name.as_str()))))
             .collect();
         if applicable.is_empty() {
             return Vec::new();
@@ -307,8 +308,12 @@ impl RateLimits {
         if let Some(shared) = &self.shared {
             let checks: Vec<SharedCheck> = applicable
                 .iter()
-                .map(|(_, limit, name)| {
-                    shared_check(limit, format!("ratelimit:{{{user_id}}}:{name}"))
+                .map(|(_, limit, group)| {
+                    let key = match group {
+                        None => format!("ratelimit:{{{user_id}}}:user"),
+                        Some(group) => format!("ratelimit:{{{user_id}}}:group:{group}"),
+                    };
+                    shared_check(limit, key)
                 })
                 .collect();
             if let Some(verdicts) = shared.check(&checks).await {

@@ -174,18 +174,23 @@ pub async fn send(router: Router, request: Request<Body>) -> Answer {
     let response = router.oneshot(request).await.expect("infallible router");
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
+    let bytes = body_bytes(response).await;
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     Answer {
         status,
         headers,
         json,
     }
+}
+
+/// The whole body of `response`.
+async fn body_bytes(response: axum::response::Response) -> bytes::Bytes {
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
 }
 
 /// The text of `app`'s `/metrics`.
@@ -199,13 +204,7 @@ pub async fn metrics_text(app: &App) -> String {
         )
         .await
         .expect("infallible router");
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    String::from_utf8_lossy(&bytes).into_owned()
+    String::from_utf8_lossy(&body_bytes(response).await).into_owned()
 }
 
 /// A request with an optional bearer token and a JSON body.

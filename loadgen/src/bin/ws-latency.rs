@@ -22,9 +22,11 @@ use clap::Parser;
 use events::{ChannelName, RedisBus, RedisBusConfig};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
-use loadgen::publisher::{Stamp, publish_open_loop, unix_us};
+use loadgen::{
+    publisher::{publish_open_loop, unix_us},
+    subscribers::{Seen as Delivery, judge},
+};
 use seams::{SystemClock, TokioNet};
-use serde::Deserialize;
 use tokio::{sync::watch, time::Instant};
 use tokio_tungstenite::{
     connect_async_with_config,
@@ -54,17 +56,6 @@ struct Args {
     /// Seconds at the start whose events are not measured.
     #[arg(long, default_value_t = 3)]
     warmup_seconds: u64,
-}
-
-/// The fields of a server frame this tool reads.
-#[derive(Deserialize)]
-struct Frame {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    offset: u64,
-    #[serde(default)]
-    data: Option<Stamp>,
 }
 
 /// What one subscriber saw.
@@ -110,29 +101,22 @@ async fn subscribe(
             }
             Some(Ok(_)) => continue,
         };
-        let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
-            seen.failures += 1;
-            continue;
-        };
-        match frame.kind.as_str() {
-            "welcome" => last_offset = Some(frame.offset),
-            "event" => {
-                if let Some(last) = last_offset
-                    && frame.offset != last + 1
-                {
+        match judge(text.as_str(), &mut last_offset, received_us) {
+            Delivery::Event {
+                latency,
+                seq,
+                in_order,
+            } => {
+                seen.events += 1;
+                if !in_order {
                     seen.failures += 1;
                 }
-                last_offset = Some(frame.offset);
-                seen.events += 1;
-                if let Some(stamp) = frame.data
-                    && stamp.seq >= measured_from_seq
-                {
-                    let latency = stamp.latency_at(received_us).as_micros() as u64;
-                    let _ = seen.latency_us.record(latency.max(1));
+                if seq >= measured_from_seq {
+                    let _ = seen.latency_us.record((latency.as_micros() as u64).max(1));
                 }
             }
-            "gap" | "error" => seen.failures += 1,
-            _ => {}
+            Delivery::Failure(_) => seen.failures += 1,
+            Delivery::Nothing => {}
         }
     }
     Ok(seen)
