@@ -180,27 +180,26 @@ published=$(sed -n 's/.*"published": *\([0-9]*\).*/\1/p' "$results/publisher.jso
 printf '{"gateway_ws_connections_max": %s, "gateway_ws_memory_kb": %s, "published_events": %s, "publish_seconds": %s, "subscribers_per_channel": %s}\n' \
   "$peak_connections" "$(( peak_rss - rss_before ))" "$published" "$hold_s" "$(( ws_connections / channels ))" >"$results/facts.json"
 
-echo "== phase 2: HTTP mix, $http_procs processes x $http_users users for ${http_s}s"
-http_pids=()
-for k in $(seq 1 "$http_procs"); do
-  "$bin/loadgen" http --report "$results/http-$k" -- --host "http://127.0.0.$k:8000" \
-    --users "$http_users" --increase-rate "$http_users" --run-time "${http_s}s" --quiet \
-    >"$results/http-$k.log" 2>&1 &
-  http_pids+=($!)
-  pids+=($!)
-done
-for pid in "${http_pids[@]}"; do wait "$pid" || echo "an HTTP goose process reported a failure"; done
+# run_goose_group ROLE: $http_procs `loadgen ROLE` processes with the HTTP phases' users and
+# time (http through the gateways on 127.0.0.k, grpc straight to the mock backends); waits for all.
+run_goose_group() {
+  local role="$1" k pid group_pids=()
+  for k in $(seq 1 "$http_procs"); do
+    local target=()
+    [ "$role" = http ] && target=(--host "http://127.0.0.$k:8000")
+    "$bin/loadgen" "$role" --report "$results/$role-$k" -- "${target[@]}" \
+      --users "$http_users" --increase-rate "$http_users" --run-time "${http_s}s" --quiet \
+      >"$results/$role-$k.log" 2>&1 &
+    group_pids+=($!)
+    pids+=($!)
+  done
+  for pid in "${group_pids[@]}"; do wait "$pid" || echo "a $role goose process reported a failure"; done
+}
 
+echo "== phase 2: HTTP mix, $http_procs processes x $http_users users for ${http_s}s"
+run_goose_group http
 echo "== phase 3: the same calls straight to the mock backends (gRPC baseline)"
-grpc_pids=()
-for k in $(seq 1 "$http_procs"); do
-  "$bin/loadgen" grpc --report "$results/grpc-$k" -- \
-    --users "$http_users" --increase-rate "$http_users" --run-time "${http_s}s" --quiet \
-    >"$results/grpc-$k.log" 2>&1 &
-  grpc_pids+=($!)
-  pids+=($!)
-done
-for pid in "${grpc_pids[@]}"; do wait "$pid" || echo "a gRPC goose process reported a failure"; done
+run_goose_group grpc
 
 echo "== summary ($profile)"
 folders=("$results"/ws-[0-9]* "$results"/http-[0-9]* "$results"/grpc-[0-9]*)
