@@ -85,8 +85,46 @@ redis_ping() {
 docker run -d --rm --name "$redis_name" -p "127.0.0.1:$redis_port:6379" "$image" >/dev/null
 wait_until 30 "Redis" redis_ping
 
+# CPU by process group: each phase's steady state is a window over which every group's user and
+# system time (from /proc) is divided by the wall time, and the machine's busy time likewise
+# (from /proc/stat), so the results say who used the two cores. Rows go to cpu.tsv.
+clock_ticks=$(getconf CLK_TCK)
+declare -A group_pids=() cpu_before=()
+group_pids[redis]=$(docker inspect -f '{{.State.Pid}}' "$redis_name")
+# cpu_ticks PID...: the clock ticks those processes have used (a gone process counts 0).
+cpu_ticks() {
+  local total=0 pid ticks
+  for pid in "$@"; do
+    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || ticks=0
+    total=$(( total + ${ticks:-0} ))
+  done
+  echo "$total"
+}
+# machine_ticks: every CPU's busy clock ticks (all but idle and iowait).
+machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# cpu_mark GROUP...: opens a window over those groups (and the machine).
+cpu_mark() {
+  cpu_groups=("$@") cpu_started=$EPOCHREALTIME
+  local group
+  for group in "$@"; do cpu_before[$group]=$(cpu_ticks ${group_pids[$group]}); done
+  cpu_before[machine]=$(machine_ticks)
+}
+# cpu_record PHASE: closes the window, one row per group: phase, group, processes, cores.
+cpu_record() {
+  local phase="$1" group seconds
+  seconds=$(awk -v a="$cpu_started" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}')
+  row() { awk -v p="$phase" -v g="$1" -v n="$2" -v t="$3" -v s="$seconds" -v hz="$clock_ticks" \
+    'BEGIN {printf "%s\t%s\t%d\t%.3f\n", p, g, n, t / hz / s}' >>"$results/cpu.tsv"; }
+  for group in "${cpu_groups[@]}"; do
+    row "$group" "$(wc -w <<<"${group_pids[$group]}")" \
+      $(( $(cpu_ticks ${group_pids[$group]}) - ${cpu_before[$group]} ))
+  done
+  row machine 1 $(( $(machine_ticks) - ${cpu_before[machine]} ))
+}
+
 MOCK_BACKENDS_AUTH__TOKEN_TTL_SECONDS=3600 RUST_LOG=warn "$bin/mock-backends" >"$results/mock-backends.log" 2>&1 &
 pids+=($!)
+group_pids[mock backends]=$!
 
 # Redis commands get 5 s instead of 1 s: every process of the campaign shares two cores (load
 # average ~20 while 100,000 connections ramp up), and with 1 s the gateways took their event bus
@@ -126,6 +164,10 @@ gateway_rss_kb() {
   echo "$total"
 }
 gateway_pids=("${pids[@]:1:$gateways}")
+group_pids[gateways]="${gateway_pids[*]}"
+# Each goose process also checks its own share against the thresholds (goose --threshold).
+rules=(--thresholds ci/load-thresholds.toml --profile "$profile")
+declare -i goose_failures=0
 rss_before=$(gateway_rss_kb)
 
 echo "== phase 1: $ws_connections WebSocket subscribers"
@@ -138,13 +180,14 @@ for k in $(seq 1 "$ws_procs"); do
   users=$per_proc
   address="127.0.0.$(( (k - 1) % 8 + 1 ))"
   LOADGEN_TOKEN="$token" "$bin/loadgen" ws --report "$results/ws-$k" \
-    --base-url "ws://$address:8001" --channels "$channels" -- \
+    "${rules[@]}" --processes "$ws_procs" --base-url "ws://$address:8001" --channels "$channels" -- \
     --users "$users" --increase-rate "$(( users / ramp_s + 1 ))" \
     --run-time "$(( hold_s + 3 * ramp_s + 120 ))s" --no-transaction-metrics --quiet \
     >"$results/ws-$k.log" 2>&1 &
   ws_pids+=($!)
   pids+=($!)
 done
+group_pids[ws goose]="${ws_pids[*]}"
 connected() { [ "$(gateway_sum gateway_websocket_connections)" -ge "$ws_connections" ]; }
 deadline=$(( SECONDS + ramp_s * 3 + 60 ))
 until connected; do
@@ -157,14 +200,21 @@ echo "   all $ws_connections connected (gateway metric); publishing $publish_rat
   --rate "$publish_rate" --seconds "$hold_s" --out "$results/publisher.json" >"$results/publisher.log" 2>&1 &
 publisher=$!
 pids+=($publisher)
+group_pids[publisher]=$publisher
+# The CPU window: from 2 s into the publishing to 5 s before its end (the publisher still runs).
+sleep 2
+cpu_mark gateways redis "mock backends" "ws goose" publisher
+hold_end=$(( SECONDS + hold_s - 7 ))
 peak_connections=0 peak_rss=0
-while kill -0 "$publisher" 2>/dev/null; do
+while (( SECONDS < hold_end )) && kill -0 "$publisher" 2>/dev/null; do
   now=$(gateway_sum gateway_websocket_connections) rss=$(gateway_rss_kb)
   (( now > peak_connections )) && peak_connections=$now
   (( rss > peak_rss )) && peak_rss=$rss
   echo "   holding: $now connections, gateways ${rss} KB resident"
-  sleep 10
+  left=$(( hold_end - SECONDS ))
+  if (( left > 0 )); then sleep $(( left < 10 ? left : 10 )); fi
 done
+cpu_record ws
 wait "$publisher" || { echo "the publisher failed:" >&2; cat "$results/publisher.log" >&2; exit 1; }
 cat "$results/publisher.log"
 # The hold ends with the publishing: let the last events arrive, then stop the subscribers the
@@ -174,26 +224,33 @@ for pid in "${ws_pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
 for pid in "${ws_pids[@]}"; do
   for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
   kill -0 "$pid" 2>/dev/null && { echo "a WebSocket goose process did not stop within 60 s" >&2; exit 1; }
-  wait "$pid" || echo "a WebSocket goose process reported a failure"
+  wait "$pid" || { echo "a WebSocket goose process failed (see its log)"; goose_failures+=1; }
 done
 published=$(sed -n 's/.*"published": *\([0-9]*\).*/\1/p' "$results/publisher.json")
-printf '{"gateway_ws_connections_max": %s, "gateway_ws_memory_kb": %s, "published_events": %s, "publish_seconds": %s, "subscribers_per_channel": %s}\n' \
-  "$peak_connections" "$(( peak_rss - rss_before ))" "$published" "$hold_s" "$(( ws_connections / channels ))" >"$results/facts.json"
 
 # run_goose_group ROLE: $http_procs `loadgen ROLE` processes with the HTTP phases' users and
-# time (http through the gateways on 127.0.0.k, grpc straight to the mock backends); waits for all.
+# time (http through the gateways on 127.0.0.k with their share of the thresholds as goose
+# rules, grpc straight to the mock backends); the CPU window is the run less 3 s at each end.
 run_goose_group() {
-  local role="$1" k pid group_pids=()
+  local role="$1" k pid started=() options=()
+  [ "$role" = http ] && options=("${rules[@]}" --processes "$http_procs")
   for k in $(seq 1 "$http_procs"); do
     local target=()
     [ "$role" = http ] && target=(--host "http://127.0.0.$k:8000")
-    "$bin/loadgen" "$role" --report "$results/$role-$k" -- "${target[@]}" \
+    "$bin/loadgen" "$role" --report "$results/$role-$k" "${options[@]}" -- "${target[@]}" \
       --users "$http_users" --increase-rate "$http_users" --run-time "${http_s}s" --quiet \
       >"$results/$role-$k.log" 2>&1 &
-    group_pids+=($!)
+    started+=($!)
     pids+=($!)
   done
-  for pid in "${group_pids[@]}"; do wait "$pid" || echo "a $role goose process reported a failure"; done
+  group_pids[$role goose]="${started[*]}"
+  sleep 3
+  cpu_mark gateways redis "mock backends" "$role goose"
+  sleep $(( http_s - 6 ))
+  cpu_record "$role"
+  for pid in "${started[@]}"; do
+    wait "$pid" || { echo "a $role goose process failed (see its log)"; goose_failures+=1; }
+  done
 }
 
 echo "== phase 2: HTTP mix, $http_procs processes x $http_users users for ${http_s}s"
@@ -201,9 +258,17 @@ run_goose_group http
 echo "== phase 3: the same calls straight to the mock backends (gRPC baseline)"
 run_goose_group grpc
 
+# What the script measured itself, for the report: the gateways' connection count and memory,
+# the publisher's count, and the CPU table.
+cpu_json=$(awk -F '\t' '{printf "%s{\"phase\": \"%s\", \"group\": \"%s\", \"processes\": %s, \"cores\": %s}", (NR > 1 ? ", " : ""), $1, $2, $3, $4}' "$results/cpu.tsv")
+printf '{"gateway_ws_connections_max": %s, "gateway_ws_memory_kb": %s, "published_events": %s, "publish_seconds": %s, "subscribers_per_channel": %s, "cpu": [%s]}\n' \
+  "$peak_connections" "$(( peak_rss - rss_before ))" "$published" "$hold_s" "$(( ws_connections / channels ))" "$cpu_json" >"$results/facts.json"
+
 echo "== summary ($profile)"
 folders=("$results"/ws-[0-9]* "$results"/http-[0-9]* "$results"/grpc-[0-9]*)
 folders=("${folders[@]%.log}")
 mapfile -t folders < <(printf '%s\n' "${folders[@]}" | sort -u)
 "$bin/loadgen" report --thresholds ci/load-thresholds.toml --profile "$profile" \
   --facts "$results/facts.json" --out "$results" "${folders[@]}"
+(( goose_failures == 0 )) ||
+  { echo "$goose_failures goose process(es) failed their own thresholds or stopped in error" >&2; exit 1; }

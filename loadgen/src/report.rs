@@ -169,6 +169,41 @@ pub fn read_thresholds(path: &Path, profile: &str) -> anyhow::Result<Thresholds>
         .with_context(|| format!("thresholds [{profile}] in {}", path.display()))
 }
 
+/// The goose `--threshold` rules one load process of `role` (`http` or `ws`) checks on itself,
+/// from the same thresholds the merged report checks: the latency and error bounds as they
+/// stand, and for HTTP this process's share (one of `processes`) of the request rate. Each
+/// process thus fails on its own when it alone misses; the merged report judges the whole.
+pub fn goose_rules(t: &Thresholds, role: &str, processes: usize) -> Vec<String> {
+    let percent = |rate: f64| rate * 100.0;
+    let mut rules = Vec::new();
+    match role {
+        "http" => {
+            if let Some(p99) = t.http_p99_ms_max {
+                rules.push(format!("p99<={p99}ms"));
+            }
+            if let Some(rate) = t.http_error_rate_max {
+                rules.push(format!("error-rate<={}%", percent(rate)));
+            }
+            if let Some(min) = t.http_requests_per_second_min {
+                rules.push(format!("rps>={}", min / processes.max(1) as f64));
+            }
+        }
+        "ws" => {
+            if let Some(p99) = t.ws_delivery_p99_ms_max {
+                rules.push(format!("p99<={p99}ms for {WS_EVENT}"));
+            }
+            if let Some(rate) = t.ws_error_rate_max {
+                rules.push(format!("error-rate<={}% for {WS_EVENT}", percent(rate)));
+            }
+        }
+        _ => {}
+    }
+    rules
+}
+
+/// Goose's key of the subscribers' deliveries (`record_custom_request_duration("WS", "event")`).
+pub const WS_EVENT: &str = "WS event";
+
 /// One checked figure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -208,6 +243,32 @@ pub struct Facts {
     pub publish_seconds: f64,
     /// Connections on each channel: each event is due to this many.
     pub subscribers_per_channel: f64,
+    /// CPU each process group used in each phase's steady state.
+    pub cpu: Vec<CpuUse>,
+}
+
+/// The CPU one group of processes used over a phase's steady state, measured by the campaign
+/// script from `/proc` (user and system time over wall time).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+pub struct CpuUse {
+    /// The phase: the role of its load processes (`ws`, `http`, `grpc`).
+    pub phase: String,
+    /// `gateways`, `mock backends`, `redis`, `ws goose`, …, or `machine` (every CPU's busy time).
+    pub group: String,
+    /// Processes in the group.
+    pub processes: u32,
+    /// Cores busy on average (1.0 = one core all the time).
+    pub cores: f64,
+}
+
+impl Facts {
+    /// The cores `group` used in `phase`, when measured.
+    pub fn cores(&self, phase: &str, group: &str) -> Option<f64> {
+        self.cpu
+            .iter()
+            .find(|c| c.phase == phase && c.group == group)
+            .map(|c| c.cores)
+    }
 }
 
 /// Every figure of a campaign with its threshold.
@@ -236,6 +297,15 @@ pub fn checks(reports: &[ProcessReport], facts: &Facts, t: &Thresholds) -> Vec<C
             None,
             t.http_error_rate_max,
         ));
+        if let Some(cores) = facts.cores("http", "gateways") {
+            let per_request = cores * 1e6 / http.per_second.max(1.0);
+            checks.push(check(
+                "gateway CPU µs per HTTP request",
+                per_request,
+                None,
+                None,
+            ));
+        }
     }
     let grpc = merge(reports, "grpc", "", "");
     if grpc.processes > 0 {
@@ -353,8 +423,26 @@ pub fn table(checks: &[Check]) -> String {
     out
 }
 
-/// The checks as a small HTML page.
-pub fn html(title: &str, checks: &[Check]) -> String {
+/// The CPU each process group used, by phase, as a text table.
+pub fn cpu_table(cpu: &[CpuUse]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<6} {:<16} {:>9} {:>7}",
+        "phase", "group", "processes", "cores"
+    );
+    for c in cpu {
+        let _ = writeln!(
+            out,
+            "{:<6} {:<16} {:>9} {:>7.2}",
+            c.phase, c.group, c.processes, c.cores
+        );
+    }
+    out
+}
+
+/// The checks and the CPU by process group as a small HTML page.
+pub fn html(title: &str, checks: &[Check], cpu: &[CpuUse]) -> String {
     let mut rows = String::new();
     for c in checks {
         let _ = write!(
@@ -366,10 +454,21 @@ pub fn html(title: &str, checks: &[Check]) -> String {
             c.verdict()
         );
     }
+    let mut cpu_rows = String::new();
+    for c in cpu {
+        let _ = write!(
+            cpu_rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td></tr>",
+            c.phase, c.group, c.processes, c.cores
+        );
+    }
     format!(
         "<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1>\
          <table border=1 cellpadding=4><tr><th>figure</th><th>measured</th><th>threshold</th>\
-         <th>verdict</th></tr>{rows}</table>"
+         <th>verdict</th></tr>{rows}</table>\
+         <h2>CPU by process group (steady state of each phase)</h2>\
+         <table border=1 cellpadding=4><tr><th>phase</th><th>group</th><th>processes</th>\
+         <th>cores</th></tr>{cpu_rows}</table>"
     )
 }
 
@@ -427,5 +526,62 @@ mod tests {
         let verdict = |figure: &str| checks.iter().find(|c| c.figure == figure).unwrap().passed;
         assert!(verdict("HTTP requests/s"));
         assert!(!verdict("HTTP p99 ms"), "20 ms > 10 ms: {}", table(&checks));
+    }
+
+    #[test]
+    fn goose_rules_come_from_the_thresholds_and_goose_accepts_them() {
+        let thresholds = Thresholds {
+            http_requests_per_second_min: Some(10_000.0),
+            http_p99_ms_max: Some(10.0),
+            http_error_rate_max: Some(0.0001),
+            ws_delivery_p99_ms_max: Some(16.0),
+            ws_error_rate_max: Some(0.0),
+            ..Thresholds::default()
+        };
+        let http = goose_rules(&thresholds, "http", 4);
+        assert_eq!(http, ["p99<=10ms", "error-rate<=0.01%", "rps>=2500"]);
+        let ws = goose_rules(&thresholds, "ws", 10);
+        assert_eq!(
+            ws,
+            ["p99<=16ms for WS event", "error-rate<=0% for WS event"]
+        );
+        for rule in http.iter().chain(&ws) {
+            rule.parse::<goose::threshold::Threshold>()
+                .unwrap_or_else(|error| panic!("goose refuses {rule:?}: {error}"));
+        }
+        assert!(goose_rules(&thresholds, "grpc", 1).is_empty());
+        assert!(goose_rules(&Thresholds::default(), "http", 1).is_empty());
+    }
+
+    #[test]
+    fn the_gateways_cpu_per_request_comes_from_the_http_phase() {
+        let rows = vec![(
+            "GET GET /api/projects".to_owned(),
+            stats(20_000, 0, &[(1_000, 20_000)]),
+        )];
+        let reports = [ProcessReport {
+            role: "http".into(),
+            duration_s: 10.0,
+            users: 10,
+            requests: rows.into_iter().collect(),
+        }];
+        let cpu = |phase: &str, group: &str, cores| CpuUse {
+            phase: phase.into(),
+            group: group.into(),
+            processes: 1,
+            cores,
+        };
+        let facts = Facts {
+            cpu: vec![cpu("ws", "gateways", 1.5), cpu("http", "gateways", 0.4)],
+            ..Facts::default()
+        };
+        let checks = checks(&reports, &facts, &Thresholds::default());
+        let per_request = checks
+            .iter()
+            .find(|c| c.figure == "gateway CPU µs per HTTP request")
+            .expect("a figure when the HTTP phase's CPU was measured");
+        // 0.4 cores at 2,000 requests/s: 200 µs each.
+        assert!((per_request.value - 200.0).abs() < 1e-9, "{per_request:?}");
+        assert!(cpu_table(&facts.cpu).contains("http   gateways"));
     }
 }

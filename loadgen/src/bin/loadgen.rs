@@ -1,8 +1,8 @@
 //! The load generator: one goose scenario per process, or the publisher, or the report.
 //!
 //! ```text
-//! loadgen http    --report DIR [-- goose options]     the HTTP mix against --host
-//! loadgen ws      --report DIR --base-url ws://… --token T --channels N [-- goose options]
+//! loadgen http    --report DIR [RULES] [-- goose options]     the HTTP mix against --host
+//! loadgen ws      --report DIR [RULES] --base-url ws://… --token T --channels N [-- goose options]
 //! loadgen grpc    --report DIR --auth A --project P --simulation S [-- goose options]
 //! loadgen publish --redis host:port --channels N --rate R --seconds S
 //! loadgen report  --thresholds FILE --profile NAME --facts FILE --out DIR  DIR…
@@ -11,7 +11,9 @@
 //! Each scenario process writes goose's own HTML and JSON reports and `process.json` (a
 //! [`ProcessReport`], which merges) into its `--report` folder. Goose options after `--` are
 //! goose's (`--users`, `--increase-rate`, `--run-time`, `--threshold`, …); goose's telnet
-//! controller is off, so processes do not compete for its port. Exit status: non-zero when a
+//! controller is off, so processes do not compete for its port. RULES (`--thresholds FILE
+//! --profile NAME --processes N`) turn the campaign's thresholds into goose `--threshold` rules
+//! for this process ([`report::goose_rules`]). Exit status: non-zero when a
 //! goose threshold or a report threshold failed.
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
@@ -35,6 +37,33 @@ struct Cli {
     command: Command,
 }
 
+/// Where a load process's goose `--threshold` rules come from: the campaign's thresholds file.
+#[derive(Debug, clap::Args)]
+struct Rules {
+    /// The thresholds file (`ci/load-thresholds.toml`); without it, no rules are added.
+    #[arg(long, requires = "profile")]
+    thresholds: Option<PathBuf>,
+    /// Its profile table (`smoke`, `full`).
+    #[arg(long)]
+    profile: Option<String>,
+    /// Load processes of this role in the campaign: each carries its share of the HTTP rate.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+}
+
+impl Rules {
+    /// The goose rules for `role`, judged at the end of the run (a campaign reports in full).
+    fn for_role(&self, role: &str) -> anyhow::Result<Vec<String>> {
+        match (&self.thresholds, &self.profile) {
+            (Some(path), Some(profile)) => {
+                let thresholds = report::read_thresholds(path, profile)?;
+                Ok(report::goose_rules(&thresholds, role, self.processes))
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The HTTP mix through a gateway (goose `--host http://…`).
@@ -42,6 +71,8 @@ enum Command {
         /// Folder for this process's reports.
         #[arg(long)]
         report: PathBuf,
+        #[command(flatten)]
+        rules: Rules,
         /// Goose's options.
         #[arg(last = true)]
         goose: Vec<String>,
@@ -51,6 +82,8 @@ enum Command {
         /// Folder for this process's reports.
         #[arg(long)]
         report: PathBuf,
+        #[command(flatten)]
+        rules: Rules,
         /// The gateway's WebSocket base URL, `ws://host:port`.
         #[arg(long)]
         base_url: String,
@@ -119,12 +152,14 @@ enum Command {
     },
 }
 
-/// Runs `scenario` with goose `options`, reports into `folder` as `role`. Ok(false) when a goose
-/// threshold failed (the reports are written all the same).
+/// Runs `scenario` with goose `options` and `rules` (goose thresholds, added to any in the
+/// options), reports into `folder` as `role`. Ok(false) when a goose threshold failed (the
+/// reports are written all the same).
 async fn run_goose(
     role: &str,
     scenario: Scenario,
     options: &[String],
+    rules: Vec<String>,
     folder: &std::path::Path,
     shared_client: bool,
 ) -> anyhow::Result<bool> {
@@ -132,6 +167,12 @@ async fn run_goose(
     let mut configuration =
         GooseConfiguration::parse_args_default(options).context("goose options")?;
     configuration.no_telnet = true;
+    if !rules.is_empty() {
+        eprintln!("goose thresholds: {}", rules.join(", "));
+        configuration.threshold.extend(rules);
+        // Judged once at the end: a campaign runs its whole course and reports every figure.
+        configuration.no_threshold_abort = true;
+    }
     for format in ["html", "json"] {
         let file = folder.join(format!("goose.{format}"));
         configuration.report_file.push(file.display().to_string());
@@ -163,11 +204,17 @@ async fn run_goose(
 
 async fn run(command: Command) -> anyhow::Result<bool> {
     match command {
-        Command::Http { report, goose } => {
-            run_goose("http", http_mix::scenario()?, &goose, &report, true).await
+        Command::Http {
+            report,
+            rules,
+            goose,
+        } => {
+            let rules = rules.for_role("http")?;
+            run_goose("http", http_mix::scenario()?, &goose, rules, &report, true).await
         }
         Command::Ws {
             report,
+            rules,
             base_url,
             token,
             channels,
@@ -182,6 +229,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 "ws",
                 subscribers::scenario(settings)?,
                 &goose,
+                rules.for_role("ws")?,
                 &report,
                 true,
             )
@@ -203,6 +251,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 "grpc",
                 baseline::scenario(&settings)?,
                 &goose,
+                Vec::new(),
                 &report,
                 true,
             )
@@ -263,6 +312,13 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             }
             let checks = report::checks(&reports, &facts, &thresholds);
             print!("{}", report::table(&checks));
+            if !facts.cpu.is_empty() {
+                let cores = std::thread::available_parallelism().map_or(0, usize::from);
+                println!(
+                    "\nCPU by process group, cores busy of this machine's {cores} (steady state of each phase):"
+                );
+                print!("{}", report::cpu_table(&facts.cpu));
+            }
             std::fs::create_dir_all(&out)?;
             let summary = serde_json::json!({ "profile": profile, "facts": facts, "checks": checks,
                 "processes": reports.iter().map(|r| (&r.role, r.users, r.duration_s)).collect::<Vec<_>>() });
@@ -271,7 +327,10 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 serde_json::to_vec_pretty(&summary)?,
             )?;
             let title = format!("Load campaign, profile {profile}");
-            std::fs::write(out.join("summary.html"), report::html(&title, &checks))?;
+            std::fs::write(
+                out.join("summary.html"),
+                report::html(&title, &checks, &facts.cpu),
+            )?;
             Ok(checks.iter().all(|c| c.passed))
         }
     }
