@@ -217,9 +217,17 @@ done
 cpu_record ws
 wait "$publisher" || { echo "the publisher failed:" >&2; cat "$results/publisher.log" >&2; exit 1; }
 cat "$results/publisher.log"
-# The hold ends with the publishing: let the last events arrive, then stop the subscribers the
-# way Ctrl-C does (goose stops its users between transactions and writes its reports).
+# The hold ends with the publishing: let the last events arrive, take the gateways' own handoff
+# histogram (bus to queued for every local subscriber: the gateway's part of the delivery
+# latency), then stop the subscribers the way Ctrl-C does (goose stops its users between
+# transactions and writes its reports).
 sleep 5
+handoff_json=$(for i in $(seq 1 "$gateways"); do curl -sf "http://127.0.0.1:$((9200 + i))/metrics"; done | awk '
+  /^gateway_event_handoff_seconds_bucket/ {
+    match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+    if (!(le in count)) order[n++] = le
+    count[le] += $2 }
+  END { for (i = 0; i < n; i++) printf "%s[%s, %d]", (i ? ", " : ""), (order[i] == "+Inf" ? "null" : order[i]), count[order[i]] }')
 for pid in "${ws_pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
 for pid in "${ws_pids[@]}"; do
   for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
@@ -266,10 +274,10 @@ echo "== phase 3: the same calls straight to the mock backends (gRPC baseline)"
 run_goose_group grpc
 
 # What the script measured itself, for the report: the gateways' connection count and memory,
-# the publisher's count, and the CPU table.
+# the publisher's count, the CPU table and the gateways' handoff histogram.
 cpu_json=$(awk -F '\t' '{printf "%s{\"phase\": \"%s\", \"group\": \"%s\", \"processes\": %s, \"cores\": %s}", (NR > 1 ? ", " : ""), $1, $2, $3, $4}' "$results/cpu.tsv")
-printf '{"gateway_ws_connections_max": %s, "gateway_ws_memory_kb": %s, "published_events": %s, "publish_seconds": %s, "subscribers_per_channel": %s, "cpu": [%s]}\n' \
-  "$peak_connections" "$(( peak_rss - rss_before ))" "$published" "$hold_s" "$(( ws_connections / channels ))" "$cpu_json" >"$results/facts.json"
+printf '{"gateway_ws_connections_max": %s, "gateway_ws_memory_kb": %s, "published_events": %s, "publish_seconds": %s, "subscribers_per_channel": %s, "cpu": [%s], "gateway_handoff_buckets": [%s]}\n' \
+  "$peak_connections" "$(( peak_rss - rss_before ))" "$published" "$hold_s" "$(( ws_connections / channels ))" "$cpu_json" "$handoff_json" >"$results/facts.json"
 
 echo "== summary ($profile)"
 folders=("$results"/ws-[0-9]* "$results"/http-[0-9]* "$results"/grpc-[0-9]*)

@@ -245,6 +245,12 @@ pub struct Facts {
     pub subscribers_per_channel: f64,
     /// CPU each process group used in each phase's steady state.
     pub cpu: Vec<CpuUse>,
+    /// The gateways' `gateway_event_handoff_seconds` histogram at the end of the hold, summed
+    /// over the gateways: (bucket bound in seconds, `None` for `+Inf`; events at most that
+    /// slow), cumulative as Prometheus gives it. The gateway's own part of the delivery latency
+    /// (bus to queued for every local subscriber), beside the end-to-end figure the subscribers
+    /// measure.
+    pub gateway_handoff_buckets: Vec<(Option<f64>, f64)>,
 }
 
 /// The CPU one group of processes used over a phase's steady state, measured by the campaign
@@ -262,6 +268,17 @@ pub struct CpuUse {
 }
 
 impl Facts {
+    /// The gateways' handoff latency at `quantile` in milliseconds: the bound of the first
+    /// bucket holding it (infinite past the last bound); `None` without samples.
+    pub fn handoff_ms(&self, quantile: f64) -> Option<f64> {
+        let total = self.gateway_handoff_buckets.last()?.1;
+        (total > 0.0).then_some(())?;
+        self.gateway_handoff_buckets
+            .iter()
+            .find(|(_, count)| *count >= quantile * total)
+            .map(|(bound, _)| bound.map_or(f64::INFINITY, |seconds| seconds * 1_000.0))
+    }
+
     /// The cores `group` used in `phase`, when measured.
     pub fn cores(&self, phase: &str, group: &str) -> Option<f64> {
         self.cpu
@@ -358,6 +375,9 @@ pub fn checks(reports: &[ProcessReport], facts: &Facts, t: &Thresholds) -> Vec<C
             None,
             t.ws_delivery_p99_ms_max,
         ));
+        if let Some(p99) = facts.handoff_ms(0.99) {
+            checks.push(check("gateway handoff p99 ms (≤ bucket)", p99, None, None));
+        }
         let error_rate = all.fail as f64 / all.total().max(1) as f64;
         checks.push(check(
             "WS delivery error rate",
@@ -583,5 +603,23 @@ mod tests {
         // 0.4 cores at 2,000 requests/s: 200 µs each.
         assert!((per_request.value - 200.0).abs() < 1e-9, "{per_request:?}");
         assert!(cpu_table(&facts.cpu).contains("http   gateways"));
+    }
+
+    #[test]
+    fn the_handoff_quantile_is_the_first_bucket_holding_it() {
+        let facts = Facts {
+            gateway_handoff_buckets: vec![
+                (Some(0.001), 90.0),
+                (Some(0.004), 99.0),
+                (Some(0.016), 99.95),
+                (None, 100.0),
+            ],
+            ..Facts::default()
+        };
+        assert_eq!(facts.handoff_ms(0.5), Some(1.0));
+        assert_eq!(facts.handoff_ms(0.99), Some(4.0));
+        assert_eq!(facts.handoff_ms(0.999), Some(16.0));
+        assert_eq!(facts.handoff_ms(1.0), Some(f64::INFINITY));
+        assert_eq!(Facts::default().handoff_ms(0.99), None);
     }
 }
