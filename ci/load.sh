@@ -8,9 +8,11 @@
 # Phases, one after another so they do not share the two cores: (1) WebSocket subscribers
 # connect and hold while the open-loop publisher delivers stamped events to them; (2) the HTTP
 # mix through one gateway process per core; (3) the same calls straight to the mock backends
-# over gRPC (the baseline the gateway's throughput is a ratio of). Each goose process writes its own HTML and
-# JSON reports; `loadgen report` merges their histograms, checks the thresholds, prints the
-# summary and writes summary.json and summary.html, all under results/load-<profile>-<time>/.
+# over gRPC (the baseline the gateway's throughput is a ratio of). Each goose process writes its
+# own HTML and JSON reports and checks its share of the thresholds (goose rules); `loadgen
+# report` merges their histograms, adds what the script measured (the gateways' connections,
+# memory and handoff latency, CPU by process group), checks the thresholds, prints the summary
+# and writes summary.json and summary.html, all under results/load-<profile>-<time>/.
 #
 # Open files are capped at 20,000 per process here: each gateway process holds at most
 # ~16,000 WebSocket connections and each goose process opens at most 15,000, so the script
@@ -263,7 +265,7 @@ run_goose_group() {
 
 # The HTTP phases run on one gateway process per core: the WebSocket phase needed more only for
 # the open-file cap, and seven processes sharing two cores cost the gateways nearly twice the
-# CPU per request of two (388 vs ~200 µs, full profile, 2026-11-26). The rest stop here.
+# CPU per request of two (389 vs 235 µs, full profile, 2026-11-26). The rest stop here.
 http_gateways=$(( $(nproc) < gateways ? $(nproc) : gateways ))
 for pid in "${gateway_pids[@]:$http_gateways}"; do kill "$pid"; wait "$pid" || true; done
 gateway_pids=("${gateway_pids[@]:0:$http_gateways}")
