@@ -158,6 +158,13 @@ gateway_sum() {
   done
   echo "$total"
 }
+# HTTP requests the HTTP phases' gateways have answered (every route and status).
+gateway_requests() {
+  local i
+  for i in $(seq 1 "${http_gateways:-$gateways}"); do
+    curl -sf "http://127.0.0.1:$((9200 + i))/metrics" || true
+  done | awk 'index($1, "gateway_http_requests_total{") == 1 {sum += $NF} END {printf "%d", sum}'
+}
 gateway_rss_kb() {
   local total=0
   for pid in "${gateway_pids[@]}"; do
@@ -254,9 +261,19 @@ run_goose_group() {
     pids+=($!)
   done
   group_pids[$role goose]="${started[*]}"
+  local waited=3 step
   sleep 3
   cpu_mark gateways redis "mock backends" "$role goose"
-  sleep $(( http_s - 6 ))
+  while (( waited < http_s - 3 )); do
+    step=$(( http_s - 3 - waited < 10 ? http_s - 3 - waited : 10 ))
+    sleep "$step"
+    waited=$(( waited + step ))
+    if [ "$role" = http ]; then
+      echo "   ${waited}s of ${http_s}s: the gateways have answered $(gateway_requests) HTTP requests"
+    else
+      echo "   ${waited}s of ${http_s}s"
+    fi
+  done
   cpu_record "$role"
   for pid in "${started[@]}"; do
     wait "$pid" || { echo "a $role goose process failed its thresholds or stopped in error (see its log)"; goose_failures+=1; }
