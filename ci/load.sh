@@ -149,21 +149,19 @@ token=$(curl -sf http://127.0.0.1:8000/api/auth/login -H 'content-type: applicat
   -d '{"username":"alice","password":"demo-password"}' | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
 [ -n "$token" ] || { echo "login through the gateway failed" >&2; exit 1; }
 
-# The gateways' summed metric NAME, and their summed resident memory (KB).
-gateway_sum() {
-  local total=0 value
-  for i in $(seq 1 "$gateways"); do
-    value=$(curl -sf "http://127.0.0.1:$((9200 + i))/metrics" | awk -v m="$1" '$1 == m {print $2}')
-    total=$(( total + ${value:-0} ))
-  done
-  echo "$total"
-}
-# HTTP requests the HTTP phases' gateways have answered (every route and status).
-gateway_requests() {
+# gateway_metrics: every running gateway's metrics text (the first $http_gateways once the
+# HTTP phases have stopped the others); a gateway that does not answer adds nothing. Then the
+# gateways' summed metric NAME (gateway_sum), their answered HTTP requests and their summed
+# resident memory in KB.
+gateway_metrics() {
   local i
   for i in $(seq 1 "${http_gateways:-$gateways}"); do
     curl -sf "http://127.0.0.1:$((9200 + i))/metrics" || true
-  done | awk 'index($1, "gateway_http_requests_total{") == 1 {sum += $NF} END {printf "%d", sum}'
+  done
+}
+gateway_sum() { gateway_metrics | awk -v m="$1" '$1 == m {sum += $NF} END {printf "%d\n", sum}'; }
+gateway_requests() {
+  gateway_metrics | awk 'index($1, "gateway_http_requests_total{") == 1 {sum += $NF} END {printf "%d", sum}'
 }
 gateway_rss_kb() {
   local total=0
@@ -231,7 +229,7 @@ cat "$results/publisher.log"
 # latency), then stop the subscribers the way Ctrl-C does (goose stops its users between
 # transactions and writes its reports).
 sleep 5
-handoff_json=$(for i in $(seq 1 "$gateways"); do curl -sf "http://127.0.0.1:$((9200 + i))/metrics"; done | awk '
+handoff_json=$(gateway_metrics | awk '
   /^gateway_event_handoff_seconds_bucket/ {
     match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
     if (!(le in count)) order[n++] = le

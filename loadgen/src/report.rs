@@ -272,7 +272,9 @@ impl Facts {
     /// bucket holding it (infinite past the last bound); `None` without samples.
     pub fn handoff_ms(&self, quantile: f64) -> Option<f64> {
         let total = self.gateway_handoff_buckets.last()?.1;
-        (total > 0.0).then_some(())?;
+        if total <= 0.0 {
+            return None;
+        }
         self.gateway_handoff_buckets
             .iter()
             .find(|(_, count)| *count >= quantile * total)
