@@ -262,10 +262,13 @@ async fn a_revoked_token_is_refused_once_its_cached_validation_ends() {
 
 #[tokio::test]
 async fn an_expired_token_is_refused() {
-    let stack = Stack::start_with(|config| config.auth.token_ttl_seconds = 1, |_| {}).await;
+    // Two seconds, not one: `exp` is whole seconds from the login's second, so a one-second
+    // token issued late in a second could expire before the first request (seen once in CI).
+    let stack = Stack::start_with(|config| config.auth.token_ttl_seconds = 2, |_| {}).await;
     let token = stack.login("alice").await;
     assert_eq!(stack.get("/api/auth/profile", &token).await.status, 200);
     // Real time passes here: the backends and the gateway use the system clock in this test.
+    // Past the token's expiry and past the gateway's cached answer (at most the TTL).
     tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
     stack
         .get("/api/auth/profile", &token)
