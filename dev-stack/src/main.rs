@@ -63,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     let mut config = Config::load(args.config_path.as_deref())?;
+    gateway::open_files::resolve_connections_max(&mut config.http)?;
     // The seed of this run: epochs and jitter derive from it, and it differs per start.
     let seed = clock.now_since_epoch().as_nanos() as u64;
     let seams = Seams {

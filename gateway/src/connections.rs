@@ -28,10 +28,7 @@ use tokio::{
 };
 use tower::ServiceExt as _;
 
-use crate::{config::HttpConfig, server::Peer};
-
-/// File descriptors kept for everything but client connections (backend channels, Redis, logs).
-const RESERVED_FILES: usize = 1_024;
+use crate::server::Peer;
 
 /// Limits on open connections, shared by the ports they apply to.
 #[derive(Debug)]
@@ -42,14 +39,24 @@ pub struct ConnectionLimits {
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
 }
 
-/// An admitted connection; it counts as open until dropped.
-#[derive(Debug)]
+/// An admitted connection's place under the limits. Each of the connection's requests carries a
+/// clone (as an extension); the place is freed when the last clone drops: when the connection
+/// closes or, for one upgraded to a WebSocket, when the WebSocket closes, since the socket is the
+/// same descriptor.
+#[derive(Debug, Clone)]
 pub struct Admission {
+    /// Freed when the last clone drops.
+    _place: Arc<Place>,
+}
+
+/// The counted place behind an [`Admission`].
+#[derive(Debug)]
+struct Place {
     limits: Arc<ConnectionLimits>,
     ip: IpAddr,
 }
 
-impl Drop for Admission {
+impl Drop for Place {
     fn drop(&mut self) {
         let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
         open.0 = open.0.saturating_sub(1);
@@ -63,15 +70,13 @@ impl Drop for Admission {
 }
 
 impl ConnectionLimits {
-    /// The limits of `config` (`connections_max = 0`: from the open-file limit).
-    pub fn new(config: &HttpConfig) -> Arc<Self> {
-        let total_max = match config.connections_max {
-            0 => open_files_limit().map_or(16_384, |limit| limit.saturating_sub(RESERVED_FILES)),
-            max => max,
-        };
+    /// At most `total_max` connections open at once, and `per_ip_max` from one client IP (0:
+    /// no per-IP limit). Both explicit: the binaries derive `http.connections_max` from the
+    /// open-file limit ([`crate::open_files`]), the library never reads the host's limits.
+    pub fn new(total_max: usize, per_ip_max: usize) -> Arc<Self> {
         Arc::new(Self {
-            total_max: total_max.max(1),
-            per_ip_max: config.connections_per_ip_max,
+            total_max,
+            per_ip_max,
             open: Mutex::new((0, HashMap::new())),
         })
     }
@@ -79,6 +84,11 @@ impl ConnectionLimits {
     /// The most connections open at once.
     pub fn total_max(&self) -> usize {
         self.total_max
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).0
     }
 
     /// Admits a connection from `ip`, or `None` when a limit is reached.
@@ -91,17 +101,12 @@ impl ConnectionLimits {
         open.0 += 1;
         *open.1.entry(ip).or_insert(0) += 1;
         Some(Admission {
-            limits: self.clone(),
-            ip,
+            _place: Arc::new(Place {
+                limits: self.clone(),
+                ip,
+            }),
         })
     }
-}
-
-/// The soft limit on open files, from `/proc/self/limits` (Linux); `None` elsewhere.
-fn open_files_limit() -> Option<usize> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// The answer to a connection past a limit: 503 in the error shape (no request was read, so
@@ -196,7 +201,8 @@ pub struct ConnectionTimeouts {
 /// Serves one connection with `router` until it ends, until `stop` changes or until it has had no
 /// request in flight for the idle timeout (then gracefully: in-flight requests finish, no new
 /// ones start). HTTP/1.1 and cleartext HTTP/2, with upgrades (WebSocket); the peer reaches
-/// handlers as `ConnectInfo<Peer>`. The idle timeout matters for HTTP/2, which hyper would keep
+/// handlers as `ConnectInfo<Peer>`, and the connection's `admission` (on limited ports) as an
+/// extension, so an upgraded socket can keep its place. The idle timeout matters for HTTP/2, which hyper would keep
 /// open forever; an idle HTTP/1.1 connection meets the head timeout first.
 pub async fn serve_connection<S>(
     stream: S,
@@ -204,6 +210,7 @@ pub async fn serve_connection<S>(
     router: Router,
     timeouts: ConnectionTimeouts,
     mut stop: watch::Receiver<bool>,
+    admission: Option<Admission>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -211,6 +218,9 @@ pub async fn serve_connection<S>(
     let tracked = activity.clone();
     let service = tower::service_fn(move |mut request: http::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(Peer(peer)));
+        if let Some(admission) = &admission {
+            request.extensions_mut().insert(admission.clone());
+        }
         let in_flight = tracked.begin();
         let answer = router.clone().oneshot(request.map(axum::body::Body::new));
         async move {
@@ -255,12 +265,7 @@ mod tests {
 
     #[test]
     fn admissions_count_until_dropped_per_ip_and_in_total() {
-        let config = HttpConfig {
-            connections_max: 3,
-            connections_per_ip_max: 2,
-            ..HttpConfig::default()
-        };
-        let limits = ConnectionLimits::new(&config);
+        let limits = ConnectionLimits::new(3, 2);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = limits.admit(a).unwrap();
@@ -276,6 +281,24 @@ mod tests {
     }
 
     #[test]
+    fn a_place_is_held_until_the_last_clone_of_its_admission_drops() {
+        let limits = ConnectionLimits::new(1, 0);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let connection = limits.admit(ip).unwrap();
+        // What an upgraded WebSocket keeps once hyper is done with the connection.
+        let upgraded = connection.clone();
+        drop(connection);
+        assert_eq!(limits.open(), 1);
+        assert!(
+            limits.admit(ip).is_none(),
+            "the WebSocket still holds the place"
+        );
+        drop(upgraded);
+        assert_eq!(limits.open(), 0);
+        assert!(limits.admit(ip).is_some());
+    }
+
+    #[test]
     fn the_refusal_is_well_formed() {
         let refusal = refusal();
         let text = std::str::from_utf8(&refusal).unwrap();
@@ -283,14 +306,5 @@ mod tests {
         assert!(head.contains(&format!("content-length: {}", body.len())));
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"]["code"], "too_many_connections");
-    }
-
-    #[test]
-    fn zero_means_the_open_file_limit_less_a_reserve() {
-        let limits = ConnectionLimits::new(&HttpConfig::default());
-        match open_files_limit() {
-            Some(files) => assert_eq!(limits.total_max(), files - RESERVED_FILES),
-            None => assert_eq!(limits.total_max(), 16_384),
-        }
     }
 }

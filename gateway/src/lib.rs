@@ -28,6 +28,7 @@
 //! - [`app`]: builds the state and assembles the routers.
 //! - [`server`]: runs the listeners and drains on shutdown.
 //! - [`connections`]: connection limits and the per-connection HTTP settings.
+//! - [`open_files`]: the binaries' open-file limit and the connection cap derived from it.
 //! - [`tls`]: TLS termination for the public ports.
 //!
 //! The network, the wall clock and the RNG seed come in through [`app::Seams`], so the same code
@@ -48,6 +49,7 @@ pub mod hub;
 pub mod jwks;
 pub mod limits;
 pub mod metrics;
+pub mod open_files;
 pub mod openapi;
 pub mod permissions;
 pub mod proxy;

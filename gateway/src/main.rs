@@ -50,7 +50,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = Config::load(config_path.as_deref())?;
+    let mut config = Config::load(config_path.as_deref())?;
+    gateway::open_files::resolve_connections_max(&mut config.http)?;
     let seams = Seams {
         net: TokioNet,
         clock: Arc::new(SystemClock),

@@ -75,22 +75,36 @@ pub async fn shutdown_signal() {
 }
 
 /// Serves until `shutdown` resolves, then drains within the grace period.
+///
+/// `http.connections_max` must be set: 0 ("derive it from the open-file limit") is for the
+/// binaries to resolve first ([`crate::open_files::resolve_connections_max`]), since the library
+/// never reads the host's limits.
 pub async fn serve<L: NetListener>(
     app: App,
     listeners: Listeners<L>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
+    let http = &app.config().http;
+    if http.connections_max == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "http.connections_max is 0 (derive it from the open-file limit): resolve it with \
+             gateway::open_files::resolve_connections_max before serving, or set it",
+        ));
+    }
     let (stop_sender, stop) = watch::channel(false);
     let health_checks = app.spawn_health_checks(stop.clone());
     let revocations = app.spawn_revocation_listener(stop.clone());
-    let http = &app.config().http;
     let timeouts = ConnectionTimeouts {
         header_read: Duration::from_millis(http.header_read_timeout_ms),
         idle: Duration::from_millis(http.idle_timeout_ms),
     };
     // One count for both public ports; the health and metrics ports are not limited (probes and
     // scrapes must get through when clients have taken every place).
-    let public = Some(ConnectionLimits::new(http));
+    let public = Some(ConnectionLimits::new(
+        http.connections_max,
+        http.connections_per_ip_max,
+    ));
     let tls = app.tls().cloned();
     let servers = [
         (listeners.api, app.api_router(), public.clone(), tls.clone()),
@@ -151,7 +165,7 @@ async fn serve_one<L: NetListener>(
         tls,
         timeouts,
     } = port;
-    let mut listener = AxumListener(listener);
+    let mut listener = AxumListener::new(listener);
     let mut connections = tokio::task::JoinSet::new();
     loop {
         // Reap finished connections, so the set holds only open ones.
@@ -173,26 +187,32 @@ async fn serve_one<L: NetListener>(
             },
             None => None,
         };
+        // The connection keeps its place until it closes, and an upgraded WebSocket until the
+        // WebSocket closes (it holds a clone of the admission).
         let (router, stop) = (router.clone(), stop.clone());
         let tls = tls.clone();
         connections.spawn(async move {
             match tls {
-                None => connections::serve_connection(stream, peer, router, timeouts, stop).await,
+                None => {
+                    connections::serve_connection(stream, peer, router, timeouts, stop, admission)
+                        .await
+                }
                 Some(acceptor) => {
                     // The handshake gets the head's time: a slow one is a slow loris too.
                     let handshake =
                         tokio::time::timeout(timeouts.header_read, acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(stream)) => {
-                            connections::serve_connection(stream, peer, router, timeouts, stop)
-                                .await
+                            connections::serve_connection(
+                                stream, peer, router, timeouts, stop, admission,
+                            )
+                            .await
                         }
                         Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
-            drop(admission);
         });
     }
     while connections.join_next().await.is_some() {}

@@ -16,7 +16,7 @@ use std::sync::{
 };
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::{
         Path, RawQuery, State,
         ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection},
@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use crate::{
     auth::{self, TokenValidator},
     config::WebSocketConfig,
+    connections::Admission,
     error::ApiError,
     hub::{
         Hub, Member, ResumePoint, conflates,
@@ -94,19 +95,25 @@ pub fn router(state: Arc<WebSocketState>) -> Router {
 
 type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 
+/// The connection's place under the connection limits (absent where no limit applies, as in
+/// in-process tests); the upgraded socket holds it until it closes.
+type Place = Option<Extension<Admission>>;
+
 async fn notifications(
     State(state): State<Arc<WebSocketState>>,
+    place: Place,
     upgrade: Upgrade,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    open(state, None, upgrade, headers, query)
+    open(state, place, None, upgrade, headers, query)
         .await
         .labelled("GET /ws/notifications")
 }
 
 async fn simulation(
     State(state): State<Arc<WebSocketState>>,
+    place: Place,
     Path(id): Path<String>,
     upgrade: Upgrade,
     headers: HeaderMap,
@@ -114,6 +121,7 @@ async fn simulation(
 ) -> Response {
     open(
         state,
+        place,
         Some((ChannelKind::Simulation, id)),
         upgrade,
         headers,
@@ -125,6 +133,7 @@ async fn simulation(
 
 async fn collaboration(
     State(state): State<Arc<WebSocketState>>,
+    place: Place,
     Path(project_id): Path<String>,
     upgrade: Upgrade,
     headers: HeaderMap,
@@ -132,6 +141,7 @@ async fn collaboration(
 ) -> Response {
     open(
         state,
+        place,
         Some((ChannelKind::Project, project_id)),
         upgrade,
         headers,
@@ -205,12 +215,13 @@ fn origin_allowed(config: &WebSocketConfig, headers: &HeaderMap) -> bool {
 
 async fn open(
     state: Arc<WebSocketState>,
+    place: Place,
     target: Option<(ChannelKind, String)>,
     upgrade: Upgrade,
     headers: HeaderMap,
     query: Option<String>,
 ) -> Response {
-    match prepare(state, target, upgrade, headers, query).await {
+    match prepare(state, place, target, upgrade, headers, query).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -218,6 +229,7 @@ async fn open(
 
 async fn prepare(
     state: Arc<WebSocketState>,
+    place: Place,
     target: Option<(ChannelKind, String)>,
     upgrade: Upgrade,
     headers: HeaderMap,
@@ -298,6 +310,7 @@ async fn prepare(
         .max_message_size(config.inbound_message_bytes_max)
         .max_frame_size(config.inbound_message_bytes_max)
         .on_upgrade(move |socket| async move {
+            let _place = place;
             let _counted = Counted::new(open_connections);
             let hub = state.hub.clone();
             let presence = (channel.kind() == ChannelKind::Project).then(|| state.presence.clone());

@@ -1,7 +1,8 @@
 //! Connections on a served gateway: a slow request head (slow loris) and an idle keep-alive
 //! connection are closed after the head timeout; past the per-IP or total connection limit a new
 //! connection gets a 503 in the error shape and is closed, and a closed connection frees its place.
-//! An idle HTTP/2 connection is closed after the idle timeout. With `listen.reuse_port`, two
+//! A WebSocket holds its place until it closes, and the health and metrics ports answer at the
+//! cap. An idle HTTP/2 connection is closed after the idle timeout. With `listen.reuse_port`, two
 //! instances serve one port.
 
 mod support;
@@ -199,4 +200,115 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         idle >= Duration::from_millis(250),
         "closed after {idle:?} idle, before the 300 ms timeout"
     );
+}
+
+type WebSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
+
+/// Opens `/ws/notifications` with `token`: the client once welcomed, or the refusal's status and
+/// error code.
+async fn open_websocket(
+    address: std::net::SocketAddr,
+    token: &str,
+) -> Result<WebSocket, (u16, String)> {
+    use futures::StreamExt as _;
+    use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest as _};
+
+    let mut request = format!("ws://{address}/ws/notifications")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let connecting = tokio_tungstenite::connect_async(request);
+    match tokio::time::timeout(Duration::from_secs(5), connecting)
+        .await
+        .expect("a handshake answer within 5 s")
+    {
+        Ok((mut client, _)) => {
+            let frame = tokio::time::timeout(Duration::from_secs(5), client.next())
+                .await
+                .expect("a frame within 5 s")
+                .expect("the connection is open")
+                .expect("a valid frame");
+            let Message::Text(text) = frame else {
+                panic!("expected the welcome, got {frame:?}");
+            };
+            let welcome: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+            assert_eq!(welcome["type"], "welcome", "{welcome}");
+            Ok(client)
+        }
+        Err(tungstenite::Error::Http(response)) => {
+            let body: serde_json::Value = response
+                .body()
+                .as_deref()
+                .and_then(|body| serde_json::from_slice(body).ok())
+                .unwrap_or_default();
+            let code = body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            Err((response.status().as_u16(), code))
+        }
+        Err(other) => panic!("unexpected WebSocket error: {other}"),
+    }
+}
+
+/// A plain `GET` on its own connection; the status code.
+async fn status_of(address: std::net::SocketAddr, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = until_closed(&mut stream, Duration::from_secs(5)).await;
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+/// An upgraded WebSocket is the same descriptor as the connection it came on, so it keeps the
+/// connection's place under `http.connections_max` until it closes (hyper is done with the
+/// connection at the upgrade). The API and WebSocket ports share the count; at the cap, both
+/// refuse with 503 before any upgrade, while the health and metrics ports still answer.
+#[tokio::test]
+async fn websockets_hold_their_place_under_the_connection_cap_until_they_close() {
+    let (stack, served) = serve(|config| config.http.connections_max = 2).await;
+    let token = stack.login("alice").await;
+    let first = open_websocket(served.websocket, &token)
+        .await
+        .expect("the first WebSocket is welcomed");
+    let _second = open_websocket(served.websocket, &token)
+        .await
+        .expect("the second WebSocket is welcomed");
+
+    for _ in 0..2 {
+        let refusal = open_websocket(served.websocket, &token).await.err();
+        assert_eq!(
+            refusal,
+            Some((503, "too_many_connections".to_owned())),
+            "two open WebSockets fill a cap of two"
+        );
+    }
+    let mut api = TcpStream::connect(served.api).await.unwrap();
+    assert!(refused(&mut api).await, "the API port shares the count");
+    assert_eq!(status_of(served.health, "/health/live").await, 200);
+    assert_eq!(status_of(served.metrics, "/metrics").await, 200);
+
+    // Closing a WebSocket frees its place.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match open_websocket(served.websocket, &token).await {
+            Ok(_) => break,
+            Err(refusal) if tokio::time::Instant::now() < deadline => {
+                assert_eq!(refusal, (503, "too_many_connections".to_owned()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(refusal) => panic!("a closed WebSocket's place was not freed: {refusal:?}"),
+        }
+    }
 }

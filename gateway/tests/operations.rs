@@ -136,6 +136,7 @@ async fn shutdown_finishes_in_flight_requests_then_stops_listening() {
         api: api_address,
         stop,
         server,
+        ..
     } = support::serve_on_loopback(stack.app.clone()).await;
 
     stack

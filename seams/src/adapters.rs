@@ -12,18 +12,109 @@ use std::{
 
 use futures::Stream;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::Instant,
+};
 use tonic::transport::server::Connected;
 
 use crate::net::{Net, NetListener};
 
-/// How long to wait after a failed `accept` (for example, out of file descriptors) before trying
-/// again, so a persistent error does not spin a core.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// The first pause after a failed `accept`; it doubles while failures go on.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(10);
+/// The longest pause between two `accept` attempts that fail.
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+/// A listener logs a failing `accept` at most once per this interval.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Adapts a [`NetListener`] to `axum::serve`.
+/// Paces the retries after failed `accept`s, and their log lines.
+///
+/// Out of file descriptors (`EMFILE`, `ENFILE`), every `accept` fails at once until one is
+/// freed: retrying at once spins a core, and logging each attempt writes thousands of lines a
+/// minute while the process is at its weakest. So the pause doubles from 10 ms to 1 s while the
+/// failures go on, a failure is logged at most once per 10 s (with how many were not), and the
+/// recovery is logged once. A failure that concerns only the connection being accepted (reset or
+/// aborted by the client before it was taken) is retried at once and logged at debug level.
 #[derive(Debug)]
-pub struct AxumListener<L>(pub L);
+pub struct AcceptErrors {
+    /// The pause after the next failure.
+    pause: Duration,
+    /// When a failure was last logged; `None` while accepting works.
+    last_logged: Option<Instant>,
+    /// Failures since the last log line.
+    unlogged: u64,
+}
+
+impl Default for AcceptErrors {
+    fn default() -> Self {
+        Self {
+            pause: ACCEPT_PAUSE_MIN,
+            last_logged: None,
+            unlogged: 0,
+        }
+    }
+}
+
+impl AcceptErrors {
+    /// After a failed `accept`: logs it (paced) and waits before the next attempt.
+    pub async fn failed(&mut self, error: &io::Error) {
+        use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+        if matches!(
+            error.kind(),
+            ConnectionAborted | ConnectionReset | ConnectionRefused
+        ) {
+            tracing::debug!(%error, "a connection ended before it was accepted");
+            return;
+        }
+        let now = Instant::now();
+        match self.last_logged {
+            Some(logged) if now.duration_since(logged) < ACCEPT_LOG_INTERVAL => self.unlogged += 1,
+            _ => {
+                tracing::warn!(
+                    %error,
+                    pause_ms = self.pause.as_millis() as u64,
+                    failures_not_logged = self.unlogged,
+                    "accept failed; retrying after a pause (logged at most every 10 s)"
+                );
+                self.last_logged = Some(now);
+                self.unlogged = 0;
+            }
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(ACCEPT_PAUSE_MAX);
+    }
+
+    /// After a successful `accept`: logs the recovery once, and the next failure starts again
+    /// from the shortest pause.
+    pub fn succeeded(&mut self) {
+        if self.last_logged.take().is_some() {
+            tracing::info!(
+                failures_not_logged = self.unlogged,
+                "accepting connections again"
+            );
+        }
+        self.pause = ACCEPT_PAUSE_MIN;
+        self.unlogged = 0;
+    }
+}
+
+/// Adapts a [`NetListener`] to `axum::serve`; failed accepts are retried, paced by
+/// [`AcceptErrors`].
+#[derive(Debug)]
+pub struct AxumListener<L> {
+    listener: L,
+    errors: AcceptErrors,
+}
+
+impl<L> AxumListener<L> {
+    /// Wraps `listener`.
+    pub fn new(listener: L) -> Self {
+        Self {
+            listener,
+            errors: AcceptErrors::default(),
+        }
+    }
+}
 
 impl<L: NetListener> axum::serve::Listener for AxumListener<L> {
     type Io = L::Stream;
@@ -31,18 +122,18 @@ impl<L: NetListener> axum::serve::Listener for AxumListener<L> {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            match self.0.accept().await {
-                Ok(accepted) => return accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed; retrying");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            match self.listener.accept().await {
+                Ok(accepted) => {
+                    self.errors.succeeded();
+                    return accepted;
                 }
+                Err(error) => self.errors.failed(&error).await,
             }
         }
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.listener.local_addr()
     }
 }
 
@@ -94,20 +185,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IncomingConnection<S> {
 }
 
 /// Turns a listener into the stream of connections tonic's `serve_with_incoming` takes.
-/// Accept errors are logged and retried after a short pause rather than ending the server.
+/// Failed accepts are retried, paced by [`AcceptErrors`], rather than ending the server.
 pub fn tonic_incoming<L: NetListener>(
     listener: L,
 ) -> impl Stream<Item = io::Result<IncomingConnection<L::Stream>>> + Send + 'static {
-    futures::stream::unfold(listener, |mut listener| async move {
+    let state = (listener, AcceptErrors::default());
+    futures::stream::unfold(state, |(mut listener, mut errors)| async move {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    return Some((Ok(IncomingConnection { stream, peer }), listener));
+                    errors.succeeded();
+                    let connection = IncomingConnection { stream, peer };
+                    return Some((Ok(connection), (listener, errors)));
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed; retrying");
-                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
-                }
+                Err(error) => errors.failed(&error).await,
             }
         }
     })
@@ -136,5 +227,50 @@ impl<N: Net> tower::Service<http::Uri> for NetConnector<N> {
             let stream = net.connect(authority.as_str()).await?;
             Ok(TokioIo::new(stream))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out_of_files() -> io::Error {
+        // EMFILE, as `accept` returns it when the process has no descriptor left.
+        io::Error::from_raw_os_error(24)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_up_to_a_second_and_are_logged_once_per_interval() {
+        let mut errors = AcceptErrors::default();
+        let started = Instant::now();
+        let mut lines = 0;
+        for _ in 0..200 {
+            let before = errors.last_logged;
+            errors.failed(&out_of_files()).await;
+            if errors.last_logged != before {
+                lines += 1;
+            }
+        }
+        // 10, 20, ... 640 ms, then 1 s a time: over three minutes, not 200 × 10 ms.
+        let waited = started.elapsed();
+        assert!(waited > Duration::from_secs(190), "{waited:?}");
+        assert_eq!(errors.pause, ACCEPT_PAUSE_MAX);
+        // One line per 10 s, not one per failure.
+        assert!((19..=21).contains(&lines), "{lines} lines in {waited:?}");
+
+        errors.succeeded();
+        assert_eq!(errors.pause, ACCEPT_PAUSE_MIN);
+        assert!(errors.last_logged.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_reset_before_accept_is_retried_at_once() {
+        let mut errors = AcceptErrors::default();
+        let started = Instant::now();
+        errors
+            .failed(&io::Error::from(io::ErrorKind::ConnectionAborted))
+            .await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(errors.last_logged.is_none());
     }
 }

@@ -169,6 +169,9 @@ pub fn gateway_config(seed: u64) -> Config {
     config.listen.websocket = any(8001);
     config.listen.health = any(8002);
     config.listen.metrics = any(8003);
+    // Explicit: the gateway library never reads the host's open-file limit, and a simulation
+    // must not depend on the machine running it. Room for the largest scale runs.
+    config.http.connections_max = 200_000;
     for (name, backend) in config.backends.iter_mut() {
         backend.address = match name.as_str() {
             "auth" => "auth:9000".to_owned(),

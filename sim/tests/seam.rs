@@ -27,6 +27,8 @@ fn gateway_config() -> Config {
     config.listen.websocket = any(8001);
     config.listen.health = any(8002);
     config.listen.metrics = any(8003);
+    // Explicit: a simulation never reads the host's open-file limit.
+    config.http.connections_max = 1_000;
     for (name, backend) in config.backends.iter_mut() {
         backend.address = match name.as_str() {
             "auth" => "auth:9000".to_owned(),

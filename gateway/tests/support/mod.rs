@@ -108,6 +108,8 @@ impl Stack {
             .await
             .expect("mock backends start");
         let mut config = Config::default();
+        // Explicit, as the binaries make it: the library never derives it from the host.
+        config.http.connections_max = 1_000;
         for (name, kind) in [
             ("auth", ServiceKind::Auth),
             ("project", ServiceKind::Project),
@@ -225,6 +227,12 @@ pub fn json_request(method: &str, path: &str, token: Option<&str>, body: &str) -
 pub struct Served {
     /// The API port's address.
     pub api: std::net::SocketAddr,
+    /// The WebSocket port's address.
+    pub websocket: std::net::SocketAddr,
+    /// The health port's address.
+    pub health: std::net::SocketAddr,
+    /// The metrics port's address.
+    pub metrics: std::net::SocketAddr,
     /// Stops the server (graceful shutdown).
     pub stop: tokio::sync::watch::Sender<bool>,
     /// The server's task: ends once drained.
@@ -241,12 +249,21 @@ pub async fn serve_on_loopback(app: App) -> Served {
         health: bind().await.expect("bind"),
         metrics: bind().await.expect("bind"),
     };
-    let api = seams::NetListener::local_addr(&listeners.api).expect("bound");
+    let address = |listener| seams::NetListener::local_addr(listener).expect("bound");
+    let (api, websocket) = (address(&listeners.api), address(&listeners.websocket));
+    let (health, metrics) = (address(&listeners.health), address(&listeners.metrics));
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(gateway::serve(app, listeners, async move {
         let _ = stopped.changed().await;
     }));
-    Served { api, stop, server }
+    Served {
+        api,
+        websocket,
+        health,
+        metrics,
+        stop,
+        server,
+    }
 }
 
 /// Waits until the gateway has fetched Auth's JWKS (local verification can then judge tokens).
