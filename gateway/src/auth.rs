@@ -253,16 +253,15 @@ impl TokenValidator {
         match answer {
             Ok(response) => {
                 let user = response.into_inner();
-                let remaining_seconds =
-                    user.expires_at_unix_seconds - self.clock.now_unix_seconds();
-                if remaining_seconds <= 0 {
+                let ttl = Duration::from_millis(self.config.token_cache_ttl_ms);
+                let now_since_epoch = self.clock.now_since_epoch();
+                let Some(ttl) = valid_for(user.expires_at_unix_seconds, now_since_epoch, ttl)
+                else {
                     return Outcome {
                         verdict: Verdict::Invalid("token expired".into()),
                         cache_until: negative_until,
                     };
-                }
-                let ttl = Duration::from_millis(self.config.token_cache_ttl_ms)
-                    .min(Duration::from_secs(remaining_seconds as u64));
+                };
                 Outcome {
                     verdict: Verdict::Valid(Arc::new(UserContext {
                         user_id: user.user_id,
@@ -284,6 +283,19 @@ impl TokenValidator {
             },
         }
     }
+}
+
+/// How long a valid answer may be cached: until the token's `exp` exactly (to the clock's
+/// precision, not in whole seconds, which let an answer outlive `exp` by up to a second), and
+/// at most `ttl`. `None` once `exp` has come: a JWT is not accepted on or after its `exp`.
+fn valid_for(
+    expires_at_unix_seconds: i64,
+    now_since_epoch: Duration,
+    ttl: Duration,
+) -> Option<Duration> {
+    let expires_at = Duration::from_secs(u64::try_from(expires_at_unix_seconds).ok()?);
+    let remaining = expires_at.checked_sub(now_since_epoch)?;
+    (!remaining.is_zero()).then(|| remaining.min(ttl))
 }
 
 /// Three non-empty base64url segments separated by dots: anything else is not worth a call.
@@ -353,6 +365,28 @@ pub async fn layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_valid_answer_is_cached_until_exp_exactly() {
+        let ttl = Duration::from_secs(60);
+        // Issued late in second S with `exp` S + 2: valid 1.1 s more, not 2 (nor until S + 2.9).
+        let now = Duration::from_millis(1_000_900);
+        assert_eq!(
+            valid_for(1_002, now, ttl),
+            Some(Duration::from_millis(1_100))
+        );
+        assert_eq!(
+            valid_for(1_002, now, Duration::from_millis(300)),
+            Some(Duration::from_millis(300))
+        );
+        // At `exp`, and after it, the token is expired.
+        assert_eq!(valid_for(1_002, Duration::from_secs(1_002), ttl), None);
+        assert_eq!(
+            valid_for(1_002, Duration::from_millis(1_002_001), ttl),
+            None
+        );
+        assert_eq!(valid_for(-5, now, ttl), None);
+    }
 
     #[test]
     fn only_three_base64url_parts_look_like_a_jwt() {

@@ -178,9 +178,17 @@ fn parse_params(query: Option<&str>) -> Result<Params, ApiError> {
         match &*name {
             "access_token" => params.access_token = Some(value.into_owned()),
             "since" => {
-                params.since = Some(value.parse().map_err(|_| {
+                let since: u64 = value.parse().map_err(|_| {
                     ApiError::bad_request("invalid_argument", "since must be an offset (a number)")
-                })?);
+                })?;
+                // The next offset must exist: a client cannot have seen the largest one.
+                if since.checked_add(1).is_none() {
+                    return Err(ApiError::bad_request(
+                        "invalid_argument",
+                        format!("since must be below {}", u64::MAX),
+                    ));
+                }
+                params.since = Some(since);
             }
             "epoch" => params.epoch = Some(value.into_owned()),
             other => {

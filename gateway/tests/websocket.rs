@@ -365,6 +365,29 @@ async fn a_resume_point_from_another_epoch_is_an_explicit_gap() {
     }
 }
 
+/// The largest offset has no next one: a resume point there is refused before the upgrade (it
+/// used to overflow `since + 1` in the hub, a panic in debug builds and a wrap in release).
+#[tokio::test]
+async fn a_resume_point_at_the_largest_offset_is_refused_before_the_upgrade() {
+    let ws = WsStack::start().await;
+    let alice = ws.stack.login("alice").await;
+    for epoch in ["an-old-epoch", "test-epoch"] {
+        let path = format!("/ws/simulation/s-2?since=18446744073709551615&epoch={epoch}");
+        let Err((status, body)) = ws.open(&path, Some(&alice)).await else {
+            panic!("a resume point at {epoch} was not refused");
+        };
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_argument", "{body}");
+    }
+    // One below is a resume point like any other.
+    let path = "/ws/simulation/s-2?since=18446744073709551614&epoch=an-old-epoch";
+    let mut client = ws.open(path, Some(&alice)).await.unwrap();
+    assert_eq!(next_frame(&mut client).await["type"], "welcome");
+    let gap = next_frame(&mut client).await;
+    assert_eq!(gap["reason"], "epoch_changed", "{gap}");
+    assert_eq!(gap["from_offset"], u64::MAX, "{gap}");
+}
+
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_the_connection_lives_on() {
     let ws = WsStack::start().await;

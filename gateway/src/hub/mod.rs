@@ -184,7 +184,9 @@ impl Hub {
                 // its first offset, so nothing published in it is lost unreported either.
                 queue.push_control(&ServerFrame::Gap {
                     channel: channel.as_str(),
-                    from_offset: resume.since + 1,
+                    // The endpoint refuses `since = u64::MAX`; saturating keeps the hub whole
+                    // whoever calls it.
+                    from_offset: resume.since.saturating_add(1),
                     to_offset: None,
                     reason: "epoch_changed",
                 });
@@ -214,7 +216,7 @@ impl Hub {
         history: &History,
         since: u64,
     ) {
-        if history.oldest_offset > since + 1 {
+        if history.oldest_offset > since.saturating_add(1) {
             queue.push_control(&ServerFrame::Gap {
                 channel: channel.as_str(),
                 from_offset: since + 1,
