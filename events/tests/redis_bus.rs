@@ -425,15 +425,20 @@ async fn a_subscriber_that_falls_behind_is_told_and_catches_up() {
     delivering(&bus).await;
     let channel = channel("user:u-5");
     let mut slow = bus.subscribe(&channel);
+    // The bus hands pub/sub messages over in the order Redis sends them, so once an event on
+    // another channel, published after the six, has arrived, all six are in the slow queue.
+    let marker = self::channel("user:u-6");
+    let mut marker_subscription = bus.subscribe(&marker);
     let mut connection = observer(&redis).await;
     until_subscribers(&mut connection, "user:u-5", 1).await;
+    until_subscribers(&mut connection, "user:u-6", 1).await;
     for index in 1..=6 {
         bus.publish(&channel, None, data(&index.to_string()))
             .await
             .unwrap();
     }
-    // Let the pub/sub connection hand over all six before reading.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    bus.publish(&marker, None, data("7")).await.unwrap();
+    next_event(&mut marker_subscription).await;
     assert_eq!(next_event(&mut slow).await.offset, 1);
     assert_eq!(next_event(&mut slow).await.offset, 2);
     assert!(matches!(
@@ -616,7 +621,7 @@ async fn presence_of_an_instance_that_stops_heartbeating_expires_once_and_return
     let redis = start_redis().await;
     let (live, dying, mut events) = two_instances_watching(&redis, "project:p-2").await;
     let channel = channel("project:p-2");
-    let ttl = Duration::from_millis(600);
+    let ttl = Duration::from_millis(1_200);
 
     live.presence_join(&channel, member("live.1", "u-1"), ttl)
         .await
@@ -632,14 +637,20 @@ async fn presence_of_an_instance_that_stops_heartbeating_expires_once_and_return
             PresenceAction::Join
         );
     }
-    // The live instance heartbeats past the expiry; the dead one cannot.
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        live.presence_heartbeat(&channel, vec![member("live.1", "u-1")], ttl)
-            .await
-            .unwrap();
-    }
-    let (_, change) = next_change(&mut events).await;
+    // The live instance heartbeats (six times a TTL, as a gateway does; each call sweeps expired
+    // entries) until the dead one's entry expires; the live one's never does.
+    let (_, change) = within("the dead instance's entry to expire", async {
+        loop {
+            live.presence_heartbeat(&channel, vec![member("live.1", "u-1")], ttl)
+                .await
+                .unwrap();
+            tokio::select! {
+                change = next_change(&mut events) => break change,
+                () = tokio::time::sleep(ttl / 6) => {}
+            }
+        }
+    })
+    .await;
     assert_eq!(
         (change.action, change.member),
         (PresenceAction::Expire, member("dying.1", "u-2"))
@@ -650,10 +661,20 @@ async fn presence_of_an_instance_that_stops_heartbeating_expires_once_and_return
         "no ghost after the expiry"
     );
 
-    // Cut off long enough to expire, the live member is restored by its next heartbeat.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let state = live.presence_state(&channel).await.unwrap();
-    assert!(state.members.is_empty(), "{state:?}");
+    // Cut off long enough to expire (each look sweeps), the live member is restored by its next
+    // heartbeat.
+    within("the silent member's entry to expire", async {
+        while !live
+            .presence_state(&channel)
+            .await
+            .unwrap()
+            .members
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     assert_eq!(
         next_change(&mut events).await.1.action,
         PresenceAction::Expire

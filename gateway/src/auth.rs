@@ -211,6 +211,14 @@ impl TokenValidator {
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
+    /// Whether `token_id` is known here as revoked, so local verification rejects it (always
+    /// false with local verification off).
+    pub fn is_token_id_rejected(&self, token_id: &str) -> bool {
+        self.local
+            .as_ref()
+            .is_some_and(|local| local.is_rejected(token_id))
+    }
+
     /// Drops the cached validation of a revoked token, so its next use asks Auth again.
     pub fn forget_token_id(&self, token_id: &str) {
         if let Some(local) = &self.local {

@@ -163,7 +163,8 @@ impl LocalVerifier {
         }
     }
 
-    fn is_rejected(&self, token_id: &str) -> bool {
+    /// Whether `token_id` is revoked (or was rejected by Auth).
+    pub fn is_rejected(&self, token_id: &str) -> bool {
         let guard = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
         guard.0.contains_key(token_id)
     }

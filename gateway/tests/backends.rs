@@ -118,7 +118,11 @@ async fn while_auth_is_unreachable_tokens_are_verified_locally() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let revoked_id = token_id(&revoked);
+    support::wait_until("the revocation to be applied", || {
+        stack.app.validator().is_token_id_rejected(&revoked_id)
+    })
+    .await;
     stack.backends.faults(ServiceKind::Auth).set_down(true);
 
     // Never validated before, so not cached: verified against the JWKS, and let through.

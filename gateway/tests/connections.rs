@@ -34,6 +34,44 @@ async fn until_closed(stream: &mut TcpStream, within: Duration) -> String {
 
 const GET: &str = "GET /api/projects/templates HTTP/1.1\r\nHost: gw\r\n";
 
+/// Sends a whole request on `stream` and reads its answer (401: no token), leaving the
+/// connection open. Once answered, the connection has certainly been accepted and counted.
+async fn answered(stream: &mut TcpStream) {
+    stream
+        .write_all(format!("{GET}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let complete = |answer: &[u8]| {
+        let text = String::from_utf8_lossy(answer);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let length = head
+            .lines()
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .and_then(|length| length.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        body.len() >= length
+    };
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !complete(&answer) {
+            let read = stream.read(&mut buffer).await.unwrap();
+            assert!(read > 0, "closed before the answer");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+    })
+    .await
+    .expect("an answer within 5 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401 "), "{answer}");
+}
+
 #[tokio::test]
 async fn a_slow_head_and_an_idle_keep_alive_connection_are_closed() {
     let (_stack, served) = serve(|config| config.http.header_read_timeout_ms = 300).await;
@@ -76,10 +114,10 @@ async fn past_the_per_ip_limit_a_connection_is_refused_politely() {
     })
     .await;
     let api = served.api;
-    let first = TcpStream::connect(api).await.unwrap();
-    let _second = TcpStream::connect(api).await.unwrap();
-    // The server counts a connection once it has accepted it: give it a moment.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut first = TcpStream::connect(api).await.unwrap();
+    let mut second = TcpStream::connect(api).await.unwrap();
+    answered(&mut first).await;
+    answered(&mut second).await;
     let mut third = TcpStream::connect(api).await.unwrap();
     assert!(refused(&mut third).await, "the third connection is refused");
 
@@ -112,8 +150,8 @@ async fn past_the_total_limit_a_connection_is_refused_politely() {
     })
     .await;
     let api = served.api;
-    let _held = TcpStream::connect(api).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut held = TcpStream::connect(api).await.unwrap();
+    answered(&mut held).await;
     let mut next = TcpStream::connect(api).await.unwrap();
     assert!(refused(&mut next).await);
 }

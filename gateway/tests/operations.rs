@@ -111,6 +111,15 @@ async fn metrics_count_requests_by_route_and_status_and_time_backend_calls() {
 }
 
 async fn http_get(address: SocketAddr, path: &str, token: &str) -> std::io::Result<u16> {
+    http_get_with_id(address, (path, "operations-test"), token).await
+}
+
+/// A GET of `path` with the request ID `id`, on a connection of its own; the status.
+async fn http_get_with_id(
+    address: SocketAddr,
+    (path, id): (&str, &str),
+    token: &str,
+) -> std::io::Result<u16> {
     let stream = tokio::net::TcpStream::connect(address).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -119,6 +128,7 @@ async fn http_get(address: SocketAddr, path: &str, token: &str) -> std::io::Resu
     let request = Request::get(path)
         .header("host", "gateway")
         .header("authorization", format!("Bearer {token}"))
+        .header("x-request-id", id)
         .body(Full::new(Bytes::new()))
         .unwrap();
     let response = sender
@@ -145,9 +155,16 @@ async fn shutdown_finishes_in_flight_requests_then_stops_listening() {
         .set_latency_ms(400);
     let in_flight = tokio::spawn({
         let token = token.clone();
-        async move { http_get(api_address, "/api/projects/templates", &token).await }
+        async move {
+            let request = ("/api/projects/templates", "in-flight-at-shutdown");
+            http_get_with_id(api_address, request, &token).await
+        }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    support::wait_until("the request to reach Project", || {
+        let seen = stack.backends.recent_request_ids(ServiceKind::Project);
+        seen.iter().any(|id| id == "in-flight-at-shutdown")
+    })
+    .await;
     stop.send(true).unwrap();
 
     assert_eq!(

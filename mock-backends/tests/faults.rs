@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BOB, Harness, as_user, channel};
+use common::{BOB, Harness, as_user, channel, with_request_id};
 use mock_backends::{
     FaultSettings, ServiceKind,
     control_proto::{
@@ -116,9 +116,12 @@ async fn hang_holds_calls_past_a_client_timeout_until_cleared() {
     // A call waiting when the hang clears is answered.
     let waiting = tokio::spawn({
         let mut client = harness.simulation();
-        async move { client.get_status(as_user(BOB, GetStatusRequest {})).await }
+        let request = with_request_id(BOB, "waiting", GetStatusRequest {});
+        async move { client.get_status(request).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    harness
+        .until_received(ServiceKind::Simulation, "waiting")
+        .await;
     assert!(!waiting.is_finished());
     faults.set_hang(false);
     waiting.await.unwrap().unwrap();

@@ -195,8 +195,13 @@ async fn stopping_publishes_a_final_state_and_tells_the_owner() {
     assert!(final_state["step"].is_i64());
     assert!(final_state["progressPercent"].is_f64());
 
-    // Nothing follows the final state.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing follows the final state: a run started after the stop gets two progress updates
+    // from the ticker meanwhile.
+    let mut witness = subscribe(&bus, "simulation:s-4");
+    assert_eq!(start_run(&harness, "p-3", 1_000_000).await, "s-4");
+    for _ in 0..2 {
+        assert_eq!(next(&mut witness).await.1["type"], "progress");
+    }
     assert!(drain(&mut progress).is_empty());
 
     let (offset, finished) = next(&mut owner).await;

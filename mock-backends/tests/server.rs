@@ -128,7 +128,8 @@ async fn shutdown_releases_hung_calls_and_finishes_within_the_grace_period() {
         .set_hang(true);
     let hung = tokio::spawn({
         let mut client = harness.simulation();
-        async move { client.get_status(as_user(BOB, GetStatusRequest {})).await }
+        let request = with_request_id(BOB, "hung", GetStatusRequest {});
+        async move { client.get_status(request).await }
     });
     // A health watch stream stays open until the server resets it.
     let mut health = HealthClient::new(channel(harness.backends.auth_addr()));
@@ -143,7 +144,9 @@ async fn shutdown_releases_hung_calls_and_finishes_within_the_grace_period() {
         watch.message().await.unwrap().unwrap().status(),
         ServingStatus::Serving
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    harness
+        .until_received(ServiceKind::Simulation, "hung")
+        .await;
 
     let started = Instant::now();
     harness.backends.shutdown().await.unwrap();

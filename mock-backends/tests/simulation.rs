@@ -85,15 +85,35 @@ async fn runs_complete_after_their_steps() {
     config.simulation.step_ms = 1;
     let harness = Harness::start_with(config).await;
     let run = start(&harness, BOB, "p-3", 20).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let done = get(&harness, BOB, &run.id).await.unwrap();
+    let done = until(&harness, &run.id, |run| {
+        run.state() != SimulationState::Running
+    })
+    .await;
     assert_eq!(done.state(), SimulationState::Completed);
     assert_eq!(done.progress_percent, 100.0);
 }
 
+/// Polls run `id` (as Bob) until `done` holds; panics after 10 s.
+async fn until(harness: &Harness, id: &str, done: impl Fn(&Simulation) -> bool) -> Simulation {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let run = get(harness, BOB, id).await.unwrap();
+        if done(&run) {
+            return run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run {id} stuck at {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn stopping_freezes_a_run_and_is_idempotent() {
-    let harness = Harness::start().await;
+    let mut config = MockConfig::for_tests();
+    config.simulation.step_ms = 1;
+    let harness = Harness::start_with(config).await;
     let run = start(&harness, BOB, "p-3", 1_000_000).await;
     let stop = || StopSimulationRequest { id: run.id.clone() };
     let stopped = harness
@@ -103,7 +123,11 @@ async fn stopping_freezes_a_run_and_is_idempotent() {
         .unwrap()
         .into_inner();
     assert_eq!(stopped.state(), SimulationState::Stopped);
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // A run started after the stop has advanced 20 steps: the stopped one had as long to move.
+    let witness = start(&harness, BOB, "p-3", 1_000_000).await;
+    until(&harness, &witness.id, |run| run.progress_percent >= 0.002).await;
+    let frozen = get(&harness, BOB, &run.id).await.unwrap();
+    assert_eq!(frozen.progress_percent, stopped.progress_percent);
     let again = harness
         .simulation()
         .stop_simulation(as_user(BOB, stop()))

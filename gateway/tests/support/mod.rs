@@ -266,6 +266,18 @@ pub async fn serve_on_loopback(app: App) -> Served {
     }
 }
 
+/// Polls `condition` every 10 ms until it holds; panics naming `what` after 10 s.
+pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 10 s for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits until the gateway has fetched Auth's JWKS (local verification can then judge tokens).
 pub async fn until_local_keys(app: &App) {
     for _ in 0..100 {

@@ -85,6 +85,24 @@ impl Harness {
         ))
     }
 
+    /// Waits (bounded) until backend `kind` has received a call with `request_id`: the call is
+    /// then past its transport and in the service (hung there, when a hang is set).
+    pub async fn until_received(&self, kind: mock_backends::ServiceKind, request_id: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !self
+            .backends
+            .recent_request_ids(kind)
+            .iter()
+            .any(|id| id == request_id)
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{kind:?} never received {request_id}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     pub fn simulation(
         &self,
     ) -> proto::simulation::v1::simulation_service_client::SimulationServiceClient<Channel> {
