@@ -24,6 +24,8 @@ for tool in wrk h2load; do
   fi
 done
 
+source ci/lib/wrk-answers.sh
+
 cargo build --release -q -p dev-stack
 RUST_LOG=warn target/release/dev-stack >"$results/dev-stack.log" 2>&1 &
 stack_pid=$!
@@ -41,12 +43,14 @@ echo "== warm-up (fills the token cache)"
 curl -sf http://127.0.0.1:8000/api/auth/profile -H "Authorization: Bearer $token" && echo
 
 echo "== wrk: gateway, HTTP/1.1, GET /api/auth/profile, ${connections} connections, ${duration}s"
-wrk -t 1 -c "$connections" -d "${duration}s" --latency \
+wrk -t 1 -c "$connections" -d "${duration}s" --latency "${wrk_answers[@]}" \
   -H "Authorization: Bearer $token" http://127.0.0.1:8000/api/auth/profile | tee "$results/wrk-gateway.txt"
+require_2xx "$results/wrk-gateway.txt"
 
 echo "== h2load: gateway, HTTP/1.1, same request"
 h2load --h1 -t 1 -c "$connections" -D "$duration" \
   -H "Authorization: Bearer $token" http://127.0.0.1:8000/api/auth/profile | tee "$results/h2load-gateway.txt"
+require_2xx_h2load "$results/h2load-gateway.txt"
 
 # A gRPC frame of an empty GetProfileRequest: no compression flag, zero length.
 printf '\x00\x00\x00\x00\x00' >"$results/get-profile.grpc"
@@ -54,5 +58,7 @@ echo "== h2load: mock Auth directly, h2c gRPC, auth.v1.AuthService/GetProfile"
 h2load -t 1 -c "$connections" -m 1 -D "$duration" -d "$results/get-profile.grpc" \
   -H 'content-type: application/grpc' -H 'te: trailers' -H 'x-user-id: u-1' \
   http://127.0.0.1:9000/auth.v1.AuthService/GetProfile | tee "$results/h2load-direct.txt"
+# gRPC answers are HTTP 200 whatever their status, which travels in trailers h2load does not read.
+require_2xx_h2load "$results/h2load-direct.txt"
 
 echo "results in $results"

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-10}" rounds="${2:-3}"
 (( seconds >= 6 )) || { echo "SECONDS must be at least 6" >&2; exit 2; }
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+source ci/lib/wrk-answers.sh
 cargo build --release -q -p gateway -p mock-backends
 bin=target/release
 results="results/route-cost-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -35,14 +36,15 @@ clock_ticks=$(getconf CLK_TCK)
 echo "route req/s gateway_us_per_request mocks_us_per_request" | tee "$results/runs.txt"
 for round in $(seq 1 "$rounds"); do
   for route in /api/auth/profile "/api/projects?pageSize=20" /api/simulations/s-1; do
-    wrk -t1 -c32 -d"${seconds}s" -H "authorization: Bearer $token" "http://127.0.0.1:8000$route" \
-      >"$results/wrk-$round-${route//[\/?=]/_}.txt" &
+    wrk -t1 -c32 -d"${seconds}s" "${wrk_answers[@]}" -H "authorization: Bearer $token" \
+      "http://127.0.0.1:8000$route" >"$results/wrk-$round-${route//[\/?=]/_}.txt" &
     wrk_pid=$!
     sleep 2
     g0=$(ticks "$gateway") m0=$(ticks "$mocks") t0=$EPOCHREALTIME
     sleep $(( seconds - 4 ))
     g1=$(ticks "$gateway") m1=$(ticks "$mocks") t1=$EPOCHREALTIME
     wait "$wrk_pid"
+    require_2xx "$results/wrk-$round-${route//[\/?=]/_}.txt"
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$results/wrk-$round-${route//[\/?=]/_}.txt")
     awk -v r="$route" -v rps="$rps" -v g="$((g1 - g0))" -v m="$((m1 - m0))" -v hz="$clock_ticks" \
       -v s="$(awk -v a="$t0" -v b="$t1" 'BEGIN {print b - a}')" \

@@ -3,6 +3,7 @@
 # setting `results`, `duration` and `connections`. Traffic goes only to 127.0.0.1.
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+source "$(dirname "${BASH_SOURCE[0]}")/wrk-answers.sh"
 
 stack_pid=""
 stop_stack() {
@@ -30,9 +31,10 @@ wrk_run() {
   token=$(sed -n 's/^  export TOKEN=//p' "$log")
   [ -n "$token" ] || { echo "no token in the dev stack banner"; cat "$log"; exit 1; }
   curl -sf http://127.0.0.1:8000/api/auth/profile -H "Authorization: Bearer $token" >/dev/null
-  wrk -t 1 -c "$connections" -d "${duration}s" --latency \
+  wrk -t 1 -c "$connections" -d "${duration}s" --latency "${wrk_answers[@]}" \
     -H "Authorization: Bearer $token" http://127.0.0.1:8000/api/auth/profile >"$results/wrk-$label-$n.txt"
   stop_stack
+  require_2xx "$results/wrk-$label-$n.txt" || exit 1
   local rps p99
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$results/wrk-$label-$n.txt")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' "$results/wrk-$label-$n.txt")
@@ -53,7 +55,7 @@ print_medians() {
     local rps p99
     rps=$(awk -v m="$label" '$1 == m {print $2}' "$results/summary.txt" | median)
     p99=$(awk -v m="$label" '$1 == m {print $3}' "$results/summary.txt" | median)
-    echo "== median ${label}: ${rps} req/s, p99 ${p99} ms, throughput vs ${base} $(echo "scale=3; $rps / $base_rps" | bc)"
+    echo "== median ${label}: ${rps} req/s, p99 ${p99} ms, throughput vs ${base} $(awk -v a="$rps" -v b="$base_rps" 'BEGIN {printf "%.3f", a / b}')"
   done
   for label in "$@"; do
     local paired
