@@ -137,10 +137,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let listeners = Listeners::bind(&seams.net, &config.listen).await?;
-    let api = config.listen.api;
-    let health = config.listen.health;
-    let metrics = config.listen.metrics;
-    let websocket = config.listen.websocket;
+    // Where the listeners really are (a configured port 0 is chosen by the kernel).
+    let bound = |listener| seams::NetListener::local_addr(listener);
+    let (api, websocket) = (bound(&listeners.api)?, bound(&listeners.websocket)?);
+    let (health, metrics) = (bound(&listeners.health)?, bound(&listeners.metrics)?);
+    // The watcher's defaults fit the default listener; elsewhere it needs the URL.
+    let watch_url = if websocket == SocketAddr::from(([127, 0, 0, 1], 8001)) {
+        String::new()
+    } else {
+        format!(" --url ws://{websocket}")
+    };
     let app = App::from_config(config, &seams, gateway_bus)?;
     let token = backends.auth().issue_token_for("alice")?;
 
@@ -167,14 +173,9 @@ Try:
   curl -s -X POST http://{api}/api/auth/login -H 'Content-Type: application/json' \\
        -d '{{\"username\":\"bob\",\"password\":\"{DEMO_PASSWORD}\"}}'
 
-Watch the demo run s-2 live (10 progress events a second), with any WebSocket client, e.g.:
+Watch the demo run s-2 live (10 progress events a second; it reads $TOKEN; --help for more):
 
-  python3 -m pip install -q websockets
-  python3 -c \"import asyncio,os,websockets
-async def watch():
-    async with websockets.connect('ws://{websocket}/ws/simulation/s-2?access_token='+os.environ['TOKEN']) as ws:
-        while True: print(await ws.recv())
-asyncio.run(watch())\"
+  cargo run -p dev-stack --bin watch --{watch_url} /ws/simulation/s-2
 ",
         auth = backends.auth_addr(),
         project = backends.project_addr(),
