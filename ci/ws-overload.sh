@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# More WebSocket connections than the gateway may hold: a release dev stack with its default
+# configuration (the connection cap derived from the open-file limit), and ci/ws-overload.py
+# offering CONNECTIONS from PROCESSES client processes. Passes when every attempt is welcomed or
+# refused with 503 too_many_connections, some are refused, the health port answers all along,
+# and the gateway never fails to accept (no "accept failed" in its log).
+#
+#   ci/ws-overload.sh [connections=20500] [processes=2]
+#
+# Traffic goes to 127.0.0.1 only; every wait is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+connections="${1:-20500}"
+processes="${2:-2}"
+python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets
+cargo build --release -q -p dev-stack
+results="results/ws-overload-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$results"
+RUST_LOG=info target/release/dev-stack >"$results/dev-stack.log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  curl -sf http://127.0.0.1:8002/health/ready >/dev/null && break
+  sleep 0.1
+done
+token=$(sed -n 's/^  export TOKEN=//p' "$results/dev-stack.log")
+[ -n "$token" ] || { echo "no token in the dev stack banner"; cat "$results/dev-stack.log"; exit 1; }
+grep -m1 'connection cap' "$results/dev-stack.log" | sed 's/\x1b\[[0-9;]*m//g' || true
+status=0
+python3 ci/ws-overload.py --token "$token" --connections "$connections" --processes "$processes" |
+  tee "$results/summary.json" || status=$?
+failures=$(grep -c 'accept failed' "$results/dev-stack.log" || true)
+echo "accept failures logged by the gateway: $failures (log in $results)"
+[ "$failures" -eq 0 ] || status=1
+exit "$status"
