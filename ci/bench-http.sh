@@ -26,18 +26,10 @@ done
 
 source ci/lib/wrk-answers.sh
 
-cargo build --release -q -p dev-stack
-RUST_LOG=warn target/release/dev-stack >"$results/dev-stack.log" 2>&1 &
-stack_pid=$!
-trap 'kill "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true' EXIT
+source ci/lib/dev-stack.sh
 
-for _ in $(seq 1 100); do
-  curl -sf http://127.0.0.1:8002/health/ready >/dev/null && break
-  sleep 0.1
-done
-curl -sf http://127.0.0.1:8002/health/ready >/dev/null || { echo "dev stack not ready"; cat "$results/dev-stack.log"; exit 1; }
-token=$(sed -n 's/^  export TOKEN=//p' "$results/dev-stack.log")
-[ -n "$token" ] || { echo "no token in the dev stack banner"; exit 1; }
+cargo build --release -q -p dev-stack
+start_dev_stack target/release/dev-stack "$results/dev-stack.log" RUST_LOG=warn
 
 echo "== warm-up (fills the token cache)"
 curl -sf http://127.0.0.1:8000/api/auth/profile -H "Authorization: Bearer $token" && echo

@@ -16,15 +16,8 @@ python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websocke
 cargo build --release -q -p dev-stack
 results="results/ws-overload-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
-RUST_LOG=info target/release/dev-stack >"$results/dev-stack.log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -sf http://127.0.0.1:8002/health/ready >/dev/null && break
-  sleep 0.1
-done
-token=$(sed -n 's/^  export TOKEN=//p' "$results/dev-stack.log")
-[ -n "$token" ] || { echo "no token in the dev stack banner"; cat "$results/dev-stack.log"; exit 1; }
+source ci/lib/dev-stack.sh
+start_dev_stack target/release/dev-stack "$results/dev-stack.log" RUST_LOG=info
 grep -m1 'connection cap' "$results/dev-stack.log" | sed 's/\x1b\[[0-9;]*m//g' || true
 status=0
 python3 ci/ws-overload.py --token "$token" --connections "$connections" --processes "$processes" |

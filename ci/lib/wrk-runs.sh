@@ -5,35 +5,18 @@
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 source "$(dirname "${BASH_SOURCE[0]}")/wrk-answers.sh"
 
-stack_pid=""
-stop_stack() {
-  if [ -n "$stack_pid" ]; then
-    kill "$stack_pid" 2>/dev/null || true
-    wait "$stack_pid" 2>/dev/null || true
-    stack_pid=""
-  fi
-}
-trap stop_stack EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/dev-stack.sh"
 
 # wrk_run LABEL N BINARY [ENV...]: one dev stack (BINARY, with ENV), one wrk run; appends
 # "LABEL requests_per_second p99_ms" to $results/summary.txt.
 wrk_run() {
   local label="$1" n="$2" binary="$3"
   shift 3
-  local log="$results/dev-stack-$label-$n.log"
-  env RUST_LOG=warn "$@" "$binary" >"$log" 2>&1 &
-  stack_pid=$!
-  for _ in $(seq 1 100); do
-    curl -sf http://127.0.0.1:8002/health/ready >/dev/null && break
-    sleep 0.1
-  done
-  local token
-  token=$(sed -n 's/^  export TOKEN=//p' "$log")
-  [ -n "$token" ] || { echo "no token in the dev stack banner"; cat "$log"; exit 1; }
+  start_dev_stack "$binary" "$results/dev-stack-$label-$n.log" RUST_LOG=warn "$@" || exit 1
   curl -sf http://127.0.0.1:8000/api/auth/profile -H "Authorization: Bearer $token" >/dev/null
   wrk -t 1 -c "$connections" -d "${duration}s" --latency "${wrk_answers[@]}" \
     -H "Authorization: Bearer $token" http://127.0.0.1:8000/api/auth/profile >"$results/wrk-$label-$n.txt"
-  stop_stack
+  stop_dev_stack
   require_2xx "$results/wrk-$label-$n.txt" || exit 1
   local rps p99
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$results/wrk-$label-$n.txt")
