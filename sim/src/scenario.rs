@@ -162,9 +162,25 @@ pub fn redis_bus_config(seed: u64) -> RedisBusConfig {
     }
 }
 
-/// The gateway's configuration in a scenario.
-pub fn gateway_config(seed: u64) -> Config {
+/// Connections a scenario gateway keeps beyond what its workload needs (see [`connections_max_for`]).
+pub const CONNECTIONS_MARGIN: usize = 64;
+
+/// The `http.connections_max` for a simulated gateway whose clients hold at most `websockets`
+/// WebSocket connections and `http_clients` HTTP connections (each HTTP client asks one request
+/// at a time) on the API and WebSocket ports. The cap counts a WebSocket for its whole life.
+/// Any of them may land on one gateway, and each may hold a second connection for a moment (a
+/// client reconnecting before the gateway has seen its previous connection close), so the cap is
+/// twice that, plus [`CONNECTIONS_MARGIN`]. The gateway library never reads the host's open-file
+/// limit, and turmoil has none: every simulated gateway is given its cap explicitly.
+pub fn connections_max_for(websockets: usize, http_clients: usize) -> usize {
+    2 * (websockets + http_clients) + CONNECTIONS_MARGIN
+}
+
+/// The gateway's configuration in a scenario, with `connections_max` open connections at most
+/// on its API and WebSocket ports together (see [`connections_max_for`]).
+pub fn gateway_config(seed: u64, connections_max: usize) -> Config {
     let mut config = Config::default();
+    config.http.connections_max = connections_max;
     config.listen.api = any(8000);
     config.listen.websocket = any(8001);
     config.listen.health = any(8002);
@@ -450,10 +466,22 @@ impl Scenario {
         }
     }
 
-    /// A gateway's configuration in this scenario: [`gateway_config`], its retry budget's window
-    /// fitted to the run, and the sabotage if any.
+    /// The connections the workload may hold on one gateway, as [`connections_max_for`] counts
+    /// them: every WebSocket client (subscribers, collaborators, the revoker), and one HTTP
+    /// connection for each of the `http` and `limited` clients and each client host's login.
+    fn connections_max(&self) -> usize {
+        let revoker = usize::from(self.revoke_at.is_some());
+        let websockets = self.subscribers + self.collaborators + revoker;
+        let subscriber_hosts = self.subscribers.div_ceil(self.subscribers_per_host.max(1));
+        let logins = subscriber_hosts + usize::from(self.collaborators > 0) + revoker;
+        let http_clients = 1 + usize::from(self.limited_interval.is_some()) + logins;
+        connections_max_for(websockets, http_clients)
+    }
+
+    /// A gateway's configuration in this scenario: [`gateway_config`] with the connections cap
+    /// its workload needs, its retry budget's window fitted to the run, and the sabotage if any.
     fn gateway_config(&self, seed: u64) -> Config {
-        let mut config = gateway_config(seed);
+        let mut config = gateway_config(seed, self.connections_max());
         fit_retry_budget_window(&mut config, self.duration);
         match self.sabotage {
             Some(Sabotage::NoRetryBudget) => {
@@ -472,9 +500,10 @@ impl Scenario {
     fn expectations(&self) -> invariants::Expectations {
         invariants::Expectations {
             // The budget the gateways are meant to have, whatever a sabotage gave them.
-            retry_budget_ratio: gateway_config(self.seed).backends["project"]
-                .retry
-                .budget_ratio,
+            retry_budget_ratio:
+                gateway_config(self.seed, self.connections_max()).backends["project"]
+                    .retry
+                    .budget_ratio,
             duration: self.duration,
             gateways: self.gateway_names(),
             faults: self.faults.clone(),
@@ -485,7 +514,7 @@ impl Scenario {
             shared_limit: self.limited_interval.map(|_| invariants::SharedLimit {
                 limit: LIMITED_LIMIT,
                 retry_interval: Duration::from_millis(
-                    gateway_config(self.seed)
+                    gateway_config(self.seed, self.connections_max())
                         .rate_limit
                         .shared_retry_interval_ms,
                 ),
@@ -1070,4 +1099,30 @@ fn workload_attempts(logs: &RequestLogs, backend: &str) -> std::collections::BTr
         }
     }
     attempts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_gateway_gets_a_cap_sized_for_its_workload() {
+        let small = Scenario::new("small", 1).subscribers(8).collaborators(4);
+        let cap = small.gateway_config(1).http.connections_max;
+        // 8 + 4 WebSockets; the http client and two logins (subscribers, collaborators).
+        assert_eq!(cap, 2 * (12 + 3) + CONNECTIONS_MARGIN);
+        // The scale run: 100,000 subscribers on 200 client hosts, the revoker and the limited
+        // client; all could be on one gateway, each reconnecting.
+        let scale = Scenario::new("scale", 1)
+            .gateways(2)
+            .subscribers(100_000)
+            .collaborators(4)
+            .revocation_at(Duration::from_secs(4))
+            .limited_client(Duration::from_millis(50));
+        let cap = scale.gateway_config(1).http.connections_max;
+        assert!(cap >= 2 * 100_005, "{cap}");
+        // A sabotage changes other settings, never the cap.
+        let sabotaged = scale.clone().sabotage(Sabotage::LocalLimits);
+        assert_eq!(sabotaged.gateway_config(1).http.connections_max, cap);
+    }
 }

@@ -36,6 +36,8 @@ fn gateway_config() -> Config {
         backend.deadline_ms = BACKEND_DEADLINE.as_millis() as u64;
     }
     config.auth.validation_deadline_ms = VALIDATION_DEADLINE.as_millis() as u64;
+    // One HTTP client (a simulated gateway is always given its cap: see `connections_max_for`).
+    config.http.connections_max = sim::scenario::connections_max_for(0, 1);
     // Validate on every request, so each call crosses the gateway–Auth link this test cuts.
     config.auth.token_cache_ttl_ms = 1;
     config
