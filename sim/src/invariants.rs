@@ -840,36 +840,67 @@ pub fn breakers_open_on_failure_and_close_after_repair(
     violations
 }
 
+/// Whether the workload request observed as `what` went to Project: a valid-token request to
+/// one of Project's routes that Project received (its request ID is in `received`), or that the
+/// gateway may have sent towards it without reaching it (refused by its open breaker, or every
+/// attempt lost: the budget counts those calls too). Not: answers from the gateway's fresh cache
+/// (`x-cache: hit`), requests refused before any backend call (401, 403, 429,
+/// `auth_unavailable`), and other backends' routes (the `limited` client's Simulation route).
+fn reached_project(what: &Observation, received: &BTreeMap<String, u32>) -> bool {
+    let Observation::Http {
+        token: "valid",
+        path,
+        request_id,
+        status,
+        code,
+        cache,
+        ..
+    } = what
+    else {
+        return false;
+    };
+    if !path.starts_with("/api/projects") {
+        return false;
+    }
+    if received.contains_key(request_id) {
+        return true;
+    }
+    let from_cache = cache.as_deref() == Some("hit");
+    let refused_before_the_call =
+        matches!(status, Some(401 | 403 | 429)) || code.as_deref() == Some("auth_unavailable");
+    !from_cache && !refused_before_the_call
+}
+
 /// **Retries never exceed the budget.** The attempts Project received beyond the first of each
-/// of the workload's requests number at most `retry_budget_ratio` × the requests the workload
-/// sent to Project routes. In scenarios the budget's window outlasts the run and has no floor,
-/// so this is the budget's own guarantee, summed over every gateway process; it is checked at
-/// the backend, so a failing backend is never hit harder than its load times (1 + ratio).
+/// of the workload's requests number at most `retry_budget_ratio` × the workload's requests that
+/// reached Project (see `reached_project`: the calls the gateways made to it, not the cache's
+/// answers nor other backends' requests). In scenarios the budget's window outlasts the run and
+/// has no floor, so this is the budget's own guarantee, summed over every gateway process; it is
+/// checked at the backend, so a failing backend is never hit harder than its load times
+/// (1 + ratio).
 pub fn retries_stay_within_the_budget(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
-    let sent = trace
-        .observed
-        .iter()
-        .filter(|o| {
-            matches!(&o.what, Observation::Http { token: "valid", path, .. } if *path != "/api/auth/profile")
-        })
-        .count();
     let mut violations = Vec::new();
     for o in &trace.observed {
         let Observation::BackendAttempts { backend, attempts } = &o.what else {
             continue;
         };
+        let reached = trace
+            .observed
+            .iter()
+            .filter(|request| reached_project(&request.what, attempts))
+            .count();
         let retries: u64 = attempts
             .values()
             .map(|n| u64::from(n.saturating_sub(1)))
             .sum();
-        let allowed = expect.retry_budget_ratio * sent as f64;
+        let allowed = expect.retry_budget_ratio * reached as f64;
         if retries as f64 > allowed {
             let most = attempts.values().max().copied().unwrap_or(0);
             violations.push(Violation::new(
                 "retries stay within the budget",
                 o.at,
                 format!(
-                    "{backend} received {retries} retries for {sent} requests (budget {allowed:.1}; up to {most} attempts for one request)"
+                    "{backend} received {retries} retries for {reached} requests that reached it (budget {allowed:.1}; up to {most} attempts for one request)"
                 ),
             ));
         }
@@ -1109,6 +1140,7 @@ mod tests {
             sent: at(sent),
             status,
             code: code.map(str::to_owned),
+            cache: None,
         }
     }
 
@@ -1281,12 +1313,12 @@ mod tests {
     #[test]
     fn more_retries_than_the_budget_allows_are_caught() {
         let mut trace = Trace::default();
-        for sent in (0..10).map(|n| 1_000 + n * 250) {
-            trace.push(
-                at(sent + 10),
-                "http",
-                http("/api/projects", sent, Some(200), None),
-            );
+        for n in 0..10 {
+            let mut what = http("/api/projects", 1_000 + n * 250, Some(200), None);
+            if let Observation::Http { request_id, .. } = &mut what {
+                *request_id = format!("h-{n}");
+            }
+            trace.push(at(1_010 + n * 250), "http", what);
         }
         let attempts = |per_request: &[u32]| Observation::BackendAttempts {
             backend: "project".to_owned(),
@@ -1304,13 +1336,80 @@ mod tests {
             attempts(&[2, 2, 1, 1, 1, 1, 1, 1, 1, 1]),
         );
         assert!(retries_stay_within_the_budget(&within, &expect(20, Vec::new())).is_empty());
-        trace.push(
+        let mut over = trace.clone();
+        over.push(
             at(20_000),
             "runner",
             attempts(&[3, 2, 1, 1, 1, 1, 1, 1, 1, 1]),
         );
-        let violations = retries_stay_within_the_budget(&trace, &expect(20, Vec::new()));
+        let violations = retries_stay_within_the_budget(&over, &expect(20, Vec::new()));
         assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("3 retries for 10 requests"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn requests_that_never_reached_project_do_not_widen_the_retry_budget() {
+        let mut trace = Trace::default();
+        let push = |trace: &mut Trace, n: u64, mut what: Observation| {
+            if let Observation::Http { request_id, .. } = &mut what {
+                *request_id = format!("h-{n}");
+            }
+            trace.push(at(1_010 + n * 100), "http", what);
+        };
+        // Ten Project calls that reached it, and three retries among them: over the budget (2).
+        for n in 0..10 {
+            push(
+                &mut trace,
+                n,
+                http("/api/projects", n * 100, Some(200), None),
+            );
+        }
+        // Twenty answers that never reached Project: the limited client's Simulation route,
+        // template lists from the gateway's cache, a refusal before the call.
+        for n in 10..20 {
+            let mut limited = http(crate::scenario::LIMITED_PATH, n * 100, Some(429), None);
+            if let Observation::Http { request_id, .. } = &mut limited {
+                *request_id = format!("l-{n}");
+            }
+            trace.push(at(1_010 + n * 100), "limited", limited);
+        }
+        for n in 20..29 {
+            let mut cached = http("/api/projects/templates", n * 100, Some(200), None);
+            if let Observation::Http { cache, .. } = &mut cached {
+                *cache = Some("hit".to_owned());
+            }
+            push(&mut trace, n, cached);
+        }
+        let refused = http("/api/projects", 2_900, Some(503), Some("auth_unavailable"));
+        push(&mut trace, 29, refused);
+        let per_request = [2, 2, 2, 1, 1, 1, 1, 1, 1, 1];
+        let attempts = |per_request: &[u32]| Observation::BackendAttempts {
+            backend: "project".to_owned(),
+            attempts: per_request
+                .iter()
+                .enumerate()
+                .map(|(n, attempts)| (format!("h-{n}"), *attempts))
+                .collect(),
+        };
+        let mut judged = trace.clone();
+        judged.push(at(20_000), "runner", attempts(&per_request));
+        let violations = retries_stay_within_the_budget(&judged, &expect(20, Vec::new()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("3 retries for 10 requests"),
+            "{violations:?}"
+        );
+        // Five calls the gateway sent towards Project without reaching it (refused by its open
+        // breaker) count as calls, as the budget counts them: 15 calls allow 3 retries.
+        for n in 30..35 {
+            let what = http("/api/projects", n * 100, Some(503), Some("circuit_open"));
+            push(&mut trace, n, what);
+        }
+        trace.push(at(20_000), "runner", attempts(&per_request));
+        assert!(retries_stay_within_the_budget(&trace, &expect(20, Vec::new())).is_empty());
     }
 
     #[test]

@@ -594,22 +594,10 @@ impl Scenario {
                     )
                     .await
                     .ok();
-                    let status = answer.as_ref().map(|(status, _)| status.as_u16());
-                    let code = answer
-                        .as_ref()
-                        .and_then(|(_, body)| body["error"]["code"].as_str().map(str::to_owned));
                     record(
                         &http_trace,
                         "http",
-                        Observation::Http {
-                            token: kind,
-                            path,
-                            request_id,
-                            gateway: gateway.clone(),
-                            sent,
-                            status,
-                            code,
-                        },
+                        http_observation(kind, path, request_id, gateway, sent, answer),
                     );
                 }
                 tokio::time::sleep(http_interval).await;
@@ -723,17 +711,7 @@ impl Scenario {
                 record(
                     &trace,
                     "limited",
-                    Observation::Http {
-                        token: "valid",
-                        path: LIMITED_PATH,
-                        request_id,
-                        gateway: gateway.clone(),
-                        sent,
-                        status: answer.as_ref().map(|(status, _)| status.as_u16()),
-                        code: answer.as_ref().and_then(|(_, body)| {
-                            body["error"]["code"].as_str().map(str::to_owned)
-                        }),
-                    },
+                    http_observation("valid", LIMITED_PATH, request_id, gateway, sent, answer),
                 );
                 tokio::time::sleep(interval).await;
             }
@@ -861,6 +839,29 @@ impl Scenario {
             Ok(())
         });
         Some("revoker".to_owned())
+    }
+}
+
+/// What the trace keeps of a workload request sent at `sent` and its answer (`None`: none came).
+fn http_observation(
+    token: &'static str,
+    path: &'static str,
+    request_id: String,
+    gateway: &str,
+    sent: Duration,
+    answer: Option<crate::client::Answer>,
+) -> Observation {
+    Observation::Http {
+        token,
+        path,
+        request_id,
+        gateway: gateway.to_owned(),
+        sent,
+        status: answer.as_ref().map(|answer| answer.status.as_u16()),
+        code: answer
+            .as_ref()
+            .and_then(|answer| answer.body["error"]["code"].as_str().map(str::to_owned)),
+        cache: answer.and_then(|answer| answer.x_cache),
     }
 }
 

@@ -70,6 +70,8 @@ pub enum Observation {
         status: Option<u16>,
         /// The error body's `code`, when there was one.
         code: Option<String>,
+        /// The answer's `x-cache` (`hit`: from the gateway's cache, no backend call).
+        cache: Option<String>,
     },
     /// A readiness sample of one gateway: whether its event bus was reported healthy.
     Readiness {
