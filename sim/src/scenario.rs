@@ -608,28 +608,14 @@ impl Scenario {
         let prober_trace = trace.clone();
         let prober_gateways = gateways.clone();
         sim.client("prober", async move {
-            while turmoil::sim_elapsed().unwrap_or_default() < end {
-                for gateway in &prober_gateways {
-                    let answer = crate::client::http(
-                        &format!("{gateway}:8002"),
-                        Method::GET,
-                        "/health/ready",
-                        None,
-                        "",
-                    )
-                    .await;
-                    if let Ok((_, report)) = answer {
-                        record(
-                            &prober_trace,
-                            "prober",
-                            Observation::Readiness {
-                                gateway: gateway.clone(),
-                                bus_healthy: report["dependencies"]["event_bus"]["healthy"] == true,
-                            },
-                        );
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            // One prober per gateway, so a gateway that does not answer never delays the others'
+            // samples.
+            let probers: Vec<_> = prober_gateways
+                .into_iter()
+                .map(|gateway| tokio::spawn(probe_readiness(gateway, end, prober_trace.clone())))
+                .collect();
+            for prober in probers {
+                let _ = prober.await;
             }
             Ok(())
         });
@@ -839,6 +825,33 @@ impl Scenario {
             Ok(())
         });
         Some("revoker".to_owned())
+    }
+}
+
+/// How long the prober waits for a readiness answer, as a load balancer's probe would; past it
+/// the probe is recorded as unanswered.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the prober waits between two probes of one gateway.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Probes `/health/ready` of `gateway` until `end`, recording every probe, answered or not.
+async fn probe_readiness(gateway: String, end: Duration, trace: SharedTrace) {
+    while turmoil::sim_elapsed().unwrap_or_default() < end {
+        let sent = turmoil::sim_elapsed().unwrap_or_default();
+        let address = format!("{gateway}:8002");
+        let probe = crate::client::http(&address, Method::GET, "/health/ready", None, "");
+        let bus_healthy = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok((_, report))) => report["dependencies"]["event_bus"]["healthy"].as_bool(),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        let what = Observation::Readiness {
+            gateway: gateway.clone(),
+            sent,
+            bus_healthy,
+        };
+        record(&trace, "prober", what);
+        tokio::time::sleep(PROBE_INTERVAL).await;
     }
 }
 

@@ -73,12 +73,16 @@ pub enum Observation {
         /// The answer's `x-cache` (`hit`: from the gateway's cache, no backend call).
         cache: Option<String>,
     },
-    /// A readiness sample of one gateway: whether its event bus was reported healthy.
+    /// A readiness probe of one gateway, observed when it ended: the answer reflects the gateway
+    /// at some moment between `sent` and then.
     Readiness {
         /// The gateway.
         gateway: String,
-        /// The `event_bus` dependency's `healthy`.
-        bus_healthy: bool,
+        /// When the probe was sent.
+        sent: Duration,
+        /// The `event_bus` dependency's `healthy`; `None` when the probe got no readable answer
+        /// (no connection, no answer within the prober's timeout, no health report).
+        bus_healthy: Option<bool>,
     },
     /// A subscriber's token was revoked, and the revocation was seen (live or in history) on
     /// `auth:revocations` at this observation's time.
