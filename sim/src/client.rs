@@ -11,7 +11,7 @@ use mock_backends::control_proto::control_service_client::ControlServiceClient;
 use seams::adapters::NetConnector;
 use tokio_tungstenite::{
     WebSocketStream, client_async_with_config,
-    tungstenite::{self, protocol::WebSocketConfig},
+    tungstenite::{self, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig},
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -136,15 +136,22 @@ pub async fn websocket(address: &str, path: &str) -> Result<WebSocket, tungsteni
         })?
 }
 
+/// The `Origin` the sim's WebSocket clients present, as a browser would; scenario gateways list
+/// it in `websocket.allowed_origins` (`scenario::Sabotage::RefuseUpgrades` takes it off).
+pub const WEBSOCKET_ORIGIN: &str = "http://app.sim";
+
 async fn open_websocket(address: &str, path: &str) -> Result<WebSocket, tungstenite::Error> {
+    let mut request = format!("ws://{address}{path}").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("origin", HeaderValue::from_static(WEBSOCKET_ORIGIN));
     let stream = turmoil::net::TcpStream::connect(address).await?;
     // Small buffers: a scale run holds 100,000 of these in one process (the library's default
     // read buffer is 128 KiB).
     let config = WebSocketConfig::default()
         .read_buffer_size(4_096)
         .write_buffer_size(0);
-    let (socket, _) =
-        client_async_with_config(format!("ws://{address}{path}"), stream, Some(config)).await?;
+    let (socket, _) = client_async_with_config(request, stream, Some(config)).await?;
     Ok(socket)
 }
 

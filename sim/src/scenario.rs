@@ -89,6 +89,11 @@ pub enum Sabotage {
     NoLocalVerification,
     /// The gateways keep their rate limits to themselves instead of sharing them through Redis.
     LocalLimits,
+    /// The gateways refuse every WebSocket upgrade: the sim's WebSocket clients present an
+    /// `Origin` ([`crate::client::WEBSOCKET_ORIGIN`]), as browsers do, and this takes it off the
+    /// gateways' `websocket.allowed_origins`, so the gateway's own origin check answers every
+    /// upgrade 403 `origin_not_allowed`.
+    RefuseUpgrades,
 }
 
 /// A scenario to run. Build with [`Scenario::new`] and the builder methods; [`Scenario::run`].
@@ -185,6 +190,8 @@ pub fn gateway_config(seed: u64, connections_max: usize) -> Config {
     config.listen.websocket = any(8001);
     config.listen.health = any(8002);
     config.listen.metrics = any(8003);
+    // The sim's WebSocket clients present this origin, as browsers do.
+    config.websocket.allowed_origins = vec![crate::client::WEBSOCKET_ORIGIN.to_owned()];
     for (name, backend) in config.backends.iter_mut() {
         backend.address = match name.as_str() {
             "auth" => "auth:9000".to_owned(),
@@ -492,6 +499,7 @@ impl Scenario {
             }
             Some(Sabotage::NoLocalVerification) => config.auth.local_verification = false,
             Some(Sabotage::LocalLimits) => config.rate_limit.shared = false,
+            Some(Sabotage::RefuseUpgrades) => config.websocket.allowed_origins.clear(),
             Some(Sabotage::DropEvent(_)) | None => {}
         }
         config
@@ -570,7 +578,10 @@ impl Scenario {
         let http_gateways = gateways.clone();
         let http_interval = self.http_interval;
         sim.client("http", async move {
-            let token = login_retrying(&http_gateways[0], end).await;
+            let Some(token) = login_retrying(&http_gateways[0], end, &http_trace, "http").await
+            else {
+                return Ok(());
+            };
             let forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1LTEifQ.bm90LWEtc2lnbmF0dXJl";
             let mut round = 0usize;
             while turmoil::sim_elapsed().unwrap_or_default() < end {
@@ -578,10 +589,9 @@ impl Scenario {
                 round += 1;
                 let asks = HTTP_PATHS
                     .into_iter()
-                    .map(|path| ("valid", token.as_deref(), path))
-                    .chain([("invalid", Some(forged), HTTP_PATHS[0])]);
+                    .map(|path| ("valid", token.as_str(), path))
+                    .chain([("invalid", forged, HTTP_PATHS[0])]);
                 for (number, (kind, token, path)) in asks.enumerate() {
-                    let Some(token) = token else { continue };
                     let sent = turmoil::sim_elapsed().unwrap_or_default();
                     let request_id = format!("h-{round}-{number}");
                     let answer = crate::client::http_with_id(
@@ -630,9 +640,9 @@ impl Scenario {
             let host_gateways = gateways.clone();
             let sabotage = self.sabotage;
             sim.client(host.clone(), async move {
-                let token = login_retrying(&host_gateways[0], end).await;
+                let token = login_retrying(&host_gateways[0], end, &host_trace, &host).await;
                 let Some(token) = token else {
-                    return Err("no login within the run".into());
+                    return Ok(());
                 };
                 let mut tasks = Vec::new();
                 for subscriber in first..last {
@@ -675,8 +685,8 @@ impl Scenario {
         let gateways = self.gateway_names();
         let (end, trace) = (self.duration, trace.clone());
         sim.client("limited", async move {
-            let Some(token) = login_retrying(&gateways[0], end).await else {
-                return Err("no login within the run".into());
+            let Some(token) = login_retrying(&gateways[0], end, &trace, "limited").await else {
+                return Ok(());
             };
             let mut round = 0usize;
             while turmoil::sim_elapsed().unwrap_or_default() + Duration::from_secs(1) < end {
@@ -719,8 +729,9 @@ impl Scenario {
         let gateways = self.gateway_names();
         let (end, trace) = (self.duration, trace.clone());
         sim.client("collaborators", async move {
-            let Some(token) = login_retrying(&gateways[0], end).await else {
-                return Err("no login within the run".into());
+            let Some(token) = login_retrying(&gateways[0], end, &trace, "collaborators").await
+            else {
+                return Ok(());
             };
             let mut tasks = Vec::new();
             for subscriber in first..first + count {
@@ -754,8 +765,8 @@ impl Scenario {
         let (end, seed, trace) = (self.duration, self.seed, trace.clone());
         sim.client("revoker", async move {
             let gateway = &gateways[subscriber % gateways.len()];
-            let Some(token) = login_retrying(gateway, end).await else {
-                return Err("no login within the run".into());
+            let Some(token) = login_retrying(gateway, end, &trace, "revoker").await else {
+                return Ok(());
             };
             let token_id = crate::client::token_id(&token).ok_or("a token without jti")?;
             let subscription = tokio::spawn(subscribe(SubscriberPlan {
@@ -878,14 +889,25 @@ fn http_observation(
     }
 }
 
-/// Logs in as alice, retrying until the gateway and Auth answer or the run ends.
-async fn login_retrying(gateway: &str, end: Duration) -> Option<String> {
+/// Logs in as alice, retrying until the gateway and Auth answer or the run ends; a login that
+/// never succeeds is recorded as [`Observation::LoginFailed`] by `host` (the invariants count it:
+/// the host's workload never ran).
+async fn login_retrying(
+    gateway: &str,
+    end: Duration,
+    trace: &SharedTrace,
+    host: &str,
+) -> Option<String> {
     while turmoil::sim_elapsed().unwrap_or_default() < end {
         if let Ok(token) = crate::client::login(&format!("{gateway}:8000"), "alice").await {
             return Some(token);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let what = Observation::LoginFailed {
+        gateway: gateway.to_owned(),
+    };
+    record(trace, host, what);
     None
 }
 
@@ -918,6 +940,15 @@ async fn subscribe(plan: SubscriberPlan) {
         drop_event,
         reconnect_on_gap,
     } = plan;
+    let gateway = address.split(':').next().unwrap_or_default().to_owned();
+    record(
+        &trace,
+        &host,
+        Observation::ClientStarted {
+            subscriber,
+            gateway,
+        },
+    );
     let mut resume: Option<(u64, String)> = None;
     let mut welcome: Option<(u64, String)> = None;
     let mut events_seen = 0usize;

@@ -19,6 +19,20 @@ pub struct Observed {
 /// The kinds of observation the invariants read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
+    /// A WebSocket client of the workload started (after its host logged in): from now on it
+    /// tries to connect to `gateway` until it is welcomed.
+    ClientStarted {
+        /// The logical subscriber.
+        subscriber: usize,
+        /// The gateway it connects to.
+        gateway: String,
+    },
+    /// A client host could not log in through `gateway` before the run ended, so its workload
+    /// never ran.
+    LoginFailed {
+        /// The gateway it asked.
+        gateway: String,
+    },
     /// A WebSocket subscriber connected (`resumed`: with a resume point).
     Connected {
         /// The logical subscriber (stable across reconnects).

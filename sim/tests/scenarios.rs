@@ -80,6 +80,67 @@ fn a_lost_event_is_caught_and_its_run_replays() {
     assert_eq!(again.violations, report.violations);
 }
 
+/// A gateway that refuses every WebSocket upgrade (its origin check, with the clients' origin
+/// taken off its list) leaves nothing for the delivery, presence and revocation invariants to
+/// judge. The served-clients invariant catches it, once for every WebSocket client.
+#[test]
+fn a_gateway_that_refuses_every_websocket_is_caught() {
+    let seed = seed::seed_or(9);
+    let report = Scenario::new("refused upgrades", seed)
+        .gateways(2)
+        .subscribers(4)
+        .collaborators(2)
+        .revocation_at(Duration::from_secs(6))
+        .duration(Duration::from_secs(10))
+        .sabotage(Sabotage::RefuseUpgrades)
+        .run();
+    eprintln!("{}", explore::summary(&report));
+    let unserved: Vec<_> = report
+        .violations
+        .iter()
+        .filter(|v| v.invariant == "every started client is served")
+        .collect();
+    // Four subscribers, two collaborators and the revoker (judged until its revocation).
+    assert_eq!(
+        unserved.len(),
+        7,
+        "every WebSocket client must be caught unserved; got {:?}",
+        report.violations
+    );
+}
+
+/// Auth refuses every call for the whole run, so the HTTP client never logs in: its valid-token
+/// workload never runs, and that is a violation rather than a quiet run.
+#[test]
+fn a_workload_that_cannot_log_in_is_caught() {
+    let seed = seed::seed_or(10);
+    let down = FaultSettings {
+        down: true,
+        ..FaultSettings::default()
+    };
+    let report = Scenario::new("no login", seed)
+        .subscribers(0)
+        .duration(Duration::from_secs(6))
+        .fault(
+            Duration::from_millis(10),
+            Fault::Backend {
+                host: "auth".into(),
+                faults: down,
+            },
+        )
+        .run();
+    eprintln!("{}", explore::summary(&report));
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == "every started client is served"
+                && v.detail.starts_with("http could not log in")),
+        "a login that never succeeded must be caught; got {:?}",
+        report.violations
+    );
+}
+
 #[test]
 fn generated_fault_schedules_keep_every_invariant() {
     let failures = explore::campaign(explore::CampaignSettings::from_env(), |line| {
