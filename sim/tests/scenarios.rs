@@ -1,7 +1,8 @@
-//! Scenarios through the scenario API: a quiet run, determinism, a deliberately broken
-//! observation caught by its invariant, and generated fault schedules (`SIM_SEEDS` of them,
-//! from `SIM_SEED`; `ci/sim-campaign.sh` runs thousands). Every failure prints its seed and the
-//! command that replays it.
+//! Scenarios through the scenario API: a quiet run, determinism on several seeds, deliberately
+//! broken gateways and observations caught by their invariants, and generated fault schedules
+//! (`SIM_SEEDS` of them, 300 by default, from `SIM_SEED` or a seed drawn for the run;
+//! `ci/sim-campaign.sh` runs thousands). Every failure prints its seed and the command that
+//! replays it.
 
 use std::time::Duration;
 
@@ -27,11 +28,23 @@ fn a_quiet_run_keeps_every_invariant() {
     report.assert_holds();
 }
 
-/// Seed 2's generated schedule crashes and restarts `gateway-1`: a crash must replay too.
+/// Several seeds, each run twice at once on two threads, give the same trace twice: seed 2 (its
+/// generated schedule crashes and restarts `gateway-1`: a crash must replay too) and three new
+/// ones on every run (from `SIM_SEED` when set, to replay).
 #[test]
 fn the_same_seed_gives_the_same_trace() {
-    let seed = seed::seed_or(2);
-    let run = || {
+    const TEST: &str = "the_same_seed_gives_the_same_trace";
+    let (base, drawn) = seed::seed_or_fresh();
+    let seeds = [2, base, base + 1, base + 2];
+    seed::announce(&format!(
+        "sim: determinism checked on seeds {seeds:?} ({}); again: SIM_SEED={base} cargo test -p sim --test scenarios {TEST}",
+        if drawn {
+            "drawn for this run"
+        } else {
+            "from SIM_SEED"
+        },
+    ));
+    let run = |seed: u64| {
         Scenario::new("determinism", seed)
             .gateways(2)
             .subscribers(6)
@@ -41,15 +54,27 @@ fn the_same_seed_gives_the_same_trace() {
             .faults(explore::fault_schedule(seed, 2, Duration::from_secs(10)))
             .run()
     };
-    let (first, second) = (run(), run());
-    assert!(!first.trace.observed.is_empty());
-    assert_eq!(
-        first.trace_hash(),
-        second.trace_hash(),
-        "seed {seed} gave two different traces ({} and {} observations)",
-        first.trace.observed.len(),
-        second.trace.observed.len()
-    );
+    for seed in seeds {
+        seed::replayable(seed, "scenarios", TEST, |seed| {
+            // At once on two threads: a trace depends on neither the thread nor what runs beside.
+            let (first, second) = std::thread::scope(|scope| {
+                let first = scope.spawn(|| run(seed));
+                let second = scope.spawn(|| run(seed));
+                (first.join(), second.join())
+            });
+            let (Ok(first), Ok(second)) = (first, second) else {
+                panic!("seed {seed}: a run panicked");
+            };
+            assert!(!first.trace.observed.is_empty());
+            assert_eq!(
+                first.trace_hash(),
+                second.trace_hash(),
+                "seed {seed} gave two different traces ({} and {} observations)",
+                first.trace.observed.len(),
+                second.trace.observed.len()
+            );
+        });
+    }
 }
 
 #[test]
@@ -141,15 +166,20 @@ fn a_workload_that_cannot_log_in_is_caught() {
     );
 }
 
+/// CI's campaign: `SIM_SEEDS` generated fault schedules (300 by default) from a first seed drawn
+/// for the run (or `SIM_SEED`), announced with the command that runs the same seeds again; every
+/// failed seed is listed with the command that replays it alone.
 #[test]
 fn generated_fault_schedules_keep_every_invariant() {
-    let failures = explore::campaign(explore::CampaignSettings::from_env(), |line| {
-        eprintln!("{line}")
-    });
+    let settings = explore::CampaignSettings::from_env();
+    seed::announce(&settings.describe());
+    let failures = explore::campaign(settings, |line| eprintln!("{line}"));
     assert!(
         failures.is_empty(),
-        "{} seed(s) failed:\n{}",
+        "{} of {} seed(s) failed ({}):\n{}",
         failures.len(),
+        settings.seeds,
+        settings.describe(),
         failures.join("\n")
     );
 }
