@@ -34,7 +34,7 @@ for scale in $scales; do
   simulated=$(grep -o 'over [0-9.]*s simulated' "$out" | grep -o '[0-9.]*' | head -1)
   rss=$(grep -o 'peak_rss_kb [0-9]*' "$out" | grep -o '[0-9]*$' | tail -1)
   verdict=$(grep -q '^scenario "generated".*: ok$' "$out" && echo ok || echo "FAILED (status $status)")
-  ratio=$(awk -v simulated="${simulated:-0}" -v wall="$wall" 'BEGIN { printf "%.4f", wall > 0 ? simulated / wall : 0 }')
+  ratio=$(awk -v simulated="${simulated:-0}" -v wall="$wall" 'BEGIN { printf "%.4f", (wall > 0 ? simulated / wall : 0) }')
   printf '%-12s %-6s %-8s %-10.1f %-16s %-12s %s\n' "$scale" "$seed" "${simulated:-?}" "$wall" "$ratio" "$(( ${rss:-0} / 1024 ))" "$verdict"
   [ "$status" -eq 0 ] || { echo "--- output of the failed run:"; tail -40 "$out"; }
   rm -f "$out"
