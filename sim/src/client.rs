@@ -11,7 +11,7 @@ use mock_backends::control_proto::control_service_client::ControlServiceClient;
 use seams::adapters::NetConnector;
 use tokio_tungstenite::{
     WebSocketStream, client_async_with_config,
-    tungstenite::{self, protocol::WebSocketConfig},
+    tungstenite::{self, client::IntoClientRequest, http::HeaderValue, protocol::WebSocketConfig},
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -22,6 +22,17 @@ pub type WebSocket = WebSocketStream<turmoil::net::TcpStream>;
 /// be answered (turmoil's TCP has no retransmission and no keepalive here); the client gives up.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An HTTP answer as the workload reads it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: serde_json::Value,
+    /// The `x-cache` header (`hit`, `miss`, `stale`) of an answer from a cached route.
+    pub x_cache: Option<String>,
+}
+
 /// Sends one HTTP/1.1 request to `address` (`host:port`) and returns the status and the body as
 /// JSON (`Null` when the body is not JSON). Gives up after [`HTTP_TIMEOUT`].
 pub async fn http(
@@ -31,11 +42,13 @@ pub async fn http(
     token: Option<&str>,
     body: &str,
 ) -> std::io::Result<(StatusCode, serde_json::Value)> {
-    http_with_id(address, method, path, token, body, None).await
+    let answer = http_with_id(address, method, path, token, body, None).await?;
+    Ok((answer.status, answer.body))
 }
 
 /// [`http`] with an `x-request-id`, which the gateway passes on to every backend call (retries
-/// included), so a backend's request log tells how many attempts the request cost.
+/// included), so a backend's request log tells how many attempts the request cost; the answer
+/// also says whether it came from the gateway's cache.
 pub async fn http_with_id(
     address: &str,
     method: Method,
@@ -43,7 +56,7 @@ pub async fn http_with_id(
     token: Option<&str>,
     body: &str,
     request_id: Option<&str>,
-) -> std::io::Result<(StatusCode, serde_json::Value)> {
+) -> std::io::Result<Answer> {
     let exchange = exchange(address, method, path, token, body, request_id);
     tokio::time::timeout(HTTP_TIMEOUT, exchange)
         .await
@@ -57,7 +70,7 @@ async fn exchange(
     token: Option<&str>,
     body: &str,
     request_id: Option<&str>,
-) -> std::io::Result<(StatusCode, serde_json::Value)> {
+) -> std::io::Result<Answer> {
     let other = |error: &dyn std::fmt::Display| std::io::Error::other(error.to_string());
     let stream = turmoil::net::TcpStream::connect(address).await?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -81,14 +94,23 @@ async fn exchange(
         .map_err(|e| other(&e))?;
     let response = sender.send_request(request).await.map_err(|e| other(&e))?;
     let status = response.status();
+    let x_cache = response
+        .headers()
+        .get("x-cache")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let bytes = response
         .into_body()
         .collect()
         .await
         .map_err(|e| other(&e))?
         .to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    Ok((status, json))
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok(Answer {
+        status,
+        body,
+        x_cache,
+    })
 }
 
 /// Logs in as a demo user through the gateway at `address`; returns the access token.
@@ -114,15 +136,22 @@ pub async fn websocket(address: &str, path: &str) -> Result<WebSocket, tungsteni
         })?
 }
 
+/// The `Origin` the sim's WebSocket clients present, as a browser would; scenario gateways list
+/// it in `websocket.allowed_origins` (`scenario::Sabotage::RefuseUpgrades` takes it off).
+pub const WEBSOCKET_ORIGIN: &str = "http://app.sim";
+
 async fn open_websocket(address: &str, path: &str) -> Result<WebSocket, tungstenite::Error> {
+    let mut request = format!("ws://{address}{path}").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("origin", HeaderValue::from_static(WEBSOCKET_ORIGIN));
     let stream = turmoil::net::TcpStream::connect(address).await?;
     // Small buffers: a scale run holds 100,000 of these in one process (the library's default
     // read buffer is 128 KiB).
     let config = WebSocketConfig::default()
         .read_buffer_size(4_096)
         .write_buffer_size(0);
-    let (socket, _) =
-        client_async_with_config(format!("ws://{address}{path}"), stream, Some(config)).await?;
+    let (socket, _) = client_async_with_config(request, stream, Some(config)).await?;
     Ok(socket)
 }
 

@@ -103,12 +103,19 @@ pub fn mock_backend(
 /// A gateway on host `name` with `config` (its event bus as the config says), wall clock `clock`.
 /// Each start is a new process with its own seed, derived from `seed` and how many times the host
 /// started before (so a restarted gateway has a new instance ID, as in production).
+///
+/// The host fails at once when `config.http.connections_max` is 0: a simulated gateway is given
+/// its cap explicitly, sized for its workload (`scenario::connections_max_for`), since 0 means
+/// "resolve it from the open-file limit", which only the binary does.
 pub fn gateway(sim: &mut turmoil::Sim<'_>, name: &str, config: Config, seed: u64, clock: SimClock) {
     let starts = Arc::new(AtomicU64::new(0));
     sim.host(name, move || {
         let (config, clock) = (config.clone(), clock.clone());
         let start = starts.fetch_add(1, Ordering::Relaxed);
         async move {
+            if config.http.connections_max == 0 {
+                return Err("a simulated gateway needs an explicit http.connections_max".into());
+            }
             let seams = Seams {
                 net: TurmoilNet,
                 clock: Arc::new(clock),
@@ -121,4 +128,33 @@ pub fn gateway(sim: &mut turmoil::Sim<'_>, name: &str, config: Config, seed: u64
             Ok(())
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_gateway_without_an_explicit_connections_cap_does_not_start() {
+        let mut sim = turmoil::Builder::new()
+            .simulation_duration(Duration::from_secs(5))
+            .build();
+        let config = Config::default();
+        assert_eq!(
+            config.http.connections_max, 0,
+            "the default is 'resolve it'"
+        );
+        gateway(&mut sim, "gateway", config, 1, SimClock::new());
+        sim.client("client", async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(())
+        });
+        let error = sim.run().expect_err("the gateway host must fail");
+        assert!(
+            error.to_string().contains("explicit http.connections_max"),
+            "{error}"
+        );
+    }
 }

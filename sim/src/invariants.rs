@@ -89,6 +89,7 @@ pub fn check(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
         trace, expect,
     ));
     violations.extend(shared_limits_hold_across_instances(trace, expect));
+    violations.extend(every_started_client_is_served(trace, expect));
     violations
 }
 
@@ -458,48 +459,103 @@ fn broken_windows(expect: &Expectations) -> BTreeMap<String, Vec<(Duration, Dura
     windows
 }
 
+/// The stretches of the run over which a gateway's readiness is judged, from its broken windows:
+/// (from, to, whether its path to Redis is broken then). Broken: from `detect` after a break
+/// until the repair. Whole: from `recover` after the run's start or a repair until the next
+/// break (or the run's end).
+fn readiness_stretches(
+    windows: &[(Duration, Duration)],
+    duration: Duration,
+    detect: Duration,
+    recover: Duration,
+) -> Vec<(Duration, Duration, bool)> {
+    let mut stretches = Vec::new();
+    let mut whole_from = recover;
+    for (from, to) in windows {
+        if *from > whole_from {
+            stretches.push((whole_from, *from, false));
+        }
+        stretches.push((*from + detect, (*to).min(duration), true));
+        whole_from = whole_from.max(to.saturating_add(recover));
+    }
+    stretches.push((whole_from, duration, false));
+    stretches.retain(|(from, to, _)| from < to);
+    stretches
+}
+
 /// **Readiness is false whenever end-to-end delivery is broken, and true again after repair.**
-/// A gateway whose path to Redis has been broken for 1.5 s must report its event bus unhealthy;
-/// one whose path has been whole for 3 s must report it healthy.
+/// A gateway whose path to Redis has been broken for 1.5 s must not report its event bus healthy;
+/// one whose path has been whole for 3 s must report it healthy (an unanswered probe then is a
+/// violation too). A probe is judged over its whole span, from sent to answered (or given up).
+/// And the check must not pass for want of samples: every such stretch at least
+/// [`READINESS_STRETCH_JUDGED`] long holds at least one probe of that gateway, answered or not.
 pub fn readiness_follows_event_delivery(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
+    const NAME: &str = "readiness follows event delivery";
     const DETECT: Duration = Duration::from_millis(1_500);
     const RECOVER: Duration = Duration::from_secs(3);
     let windows = broken_windows(expect);
-    trace
-        .observed
-        .iter()
-        .filter_map(|o| match &o.what {
-            Observation::Readiness {
-                gateway,
-                bus_healthy,
-            } => {
-                let gateway_windows = windows.get(gateway).map(Vec::as_slice).unwrap_or(&[]);
-                let broken_long = gateway_windows
-                    .iter()
-                    .any(|(from, to)| o.at >= *from + DETECT && o.at < *to);
-                let whole_long = o.at >= RECOVER
-                    && gateway_windows
-                        .iter()
-                        .all(|(from, to)| o.at < *from || o.at >= *to + RECOVER);
-                if broken_long && *bus_healthy {
-                    Some("ready while its path to Redis is broken")
-                } else if whole_long && !*bus_healthy {
-                    Some("not ready although its path to Redis is whole")
-                } else {
-                    None
-                }
-                .map(|detail| {
-                    Violation::new(
-                        "readiness follows event delivery",
-                        o.at,
-                        format!("{gateway}: {detail}"),
-                    )
-                })
-            }
+    let mut violations = Vec::new();
+    let mut probes: BTreeMap<&str, Vec<(Duration, Duration)>> = BTreeMap::new();
+    for o in &trace.observed {
+        let Observation::Readiness {
+            gateway,
+            sent,
+            bus_healthy,
+        } = &o.what
+        else {
+            continue;
+        };
+        probes.entry(gateway).or_default().push((*sent, o.at));
+        let gateway_windows = windows.get(gateway).map(Vec::as_slice).unwrap_or(&[]);
+        let broken_long = gateway_windows
+            .iter()
+            .any(|(from, to)| *sent >= *from + DETECT && o.at < *to);
+        let whole_long = *sent >= RECOVER
+            && gateway_windows
+                .iter()
+                .all(|(from, to)| o.at < *from || *sent >= to.saturating_add(RECOVER));
+        let detail = match bus_healthy {
+            Some(true) if broken_long => Some("ready while its path to Redis is broken"),
+            Some(false) if whole_long => Some("not ready although its path to Redis is whole"),
+            None if whole_long => Some("no answer to its readiness probe although whole"),
             _ => None,
-        })
-        .collect()
+        };
+        if let Some(detail) = detail {
+            violations.push(Violation::new(NAME, o.at, format!("{gateway}: {detail}")));
+        }
+    }
+    for gateway in &expect.gateways {
+        let gateway_windows = windows.get(gateway).map(Vec::as_slice).unwrap_or(&[]);
+        let sampled = probes
+            .get(gateway.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for (from, to, broken) in
+            readiness_stretches(gateway_windows, expect.duration, DETECT, RECOVER)
+        {
+            let judged = to.saturating_sub(from) >= READINESS_STRETCH_JUDGED;
+            let empty = !sampled
+                .iter()
+                .any(|(sent, answered)| *sent >= from && *answered <= to);
+            if judged && empty {
+                let state = if broken { "broken" } else { "whole" };
+                violations.push(Violation::new(
+                    NAME,
+                    from,
+                    format!(
+                        "{gateway}: no readiness probe from {from:?} to {to:?} (path to Redis {state}), nothing to judge"
+                    ),
+                ));
+            }
+        }
+    }
+    violations
 }
+
+/// The shortest stretch of a run in which `readiness_follows_event_delivery` requires a probe:
+/// a probe takes at most `scenario::PROBE_TIMEOUT` (1 s), then the prober waits 200 ms, so any
+/// stretch longer than two such cycles holds a whole probe.
+pub const READINESS_STRETCH_JUDGED: Duration = Duration::from_millis(2_500);
 
 /// One collaborator's presence set, kept as `docs/protocol.md` tells clients to keep it.
 #[derive(Debug, Default)]
@@ -840,36 +896,67 @@ pub fn breakers_open_on_failure_and_close_after_repair(
     violations
 }
 
+/// Whether the workload request observed as `what` went to Project: a valid-token request to
+/// one of Project's routes that Project received (its request ID is in `received`), or that the
+/// gateway may have sent towards it without reaching it (refused by its open breaker, or every
+/// attempt lost: the budget counts those calls too). Not: answers from the gateway's fresh cache
+/// (`x-cache: hit`), requests refused before any backend call (401, 403, 429,
+/// `auth_unavailable`), and other backends' routes (the `limited` client's Simulation route).
+fn reached_project(what: &Observation, received: &BTreeMap<String, u32>) -> bool {
+    let Observation::Http {
+        token: "valid",
+        path,
+        request_id,
+        status,
+        code,
+        cache,
+        ..
+    } = what
+    else {
+        return false;
+    };
+    if !path.starts_with("/api/projects") {
+        return false;
+    }
+    if received.contains_key(request_id) {
+        return true;
+    }
+    let from_cache = cache.as_deref() == Some("hit");
+    let refused_before_the_call =
+        matches!(status, Some(401 | 403 | 429)) || code.as_deref() == Some("auth_unavailable");
+    !from_cache && !refused_before_the_call
+}
+
 /// **Retries never exceed the budget.** The attempts Project received beyond the first of each
-/// of the workload's requests number at most `retry_budget_ratio` × the requests the workload
-/// sent to Project routes. In scenarios the budget's window outlasts the run and has no floor,
-/// so this is the budget's own guarantee, summed over every gateway process; it is checked at
-/// the backend, so a failing backend is never hit harder than its load times (1 + ratio).
+/// of the workload's requests number at most `retry_budget_ratio` × the workload's requests that
+/// reached Project (see `reached_project`: the calls the gateways made to it, not the cache's
+/// answers nor other backends' requests). In scenarios the budget's window outlasts the run and
+/// has no floor, so this is the budget's own guarantee, summed over every gateway process; it is
+/// checked at the backend, so a failing backend is never hit harder than its load times
+/// (1 + ratio).
 pub fn retries_stay_within_the_budget(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
-    let sent = trace
-        .observed
-        .iter()
-        .filter(|o| {
-            matches!(&o.what, Observation::Http { token: "valid", path, .. } if *path != "/api/auth/profile")
-        })
-        .count();
     let mut violations = Vec::new();
     for o in &trace.observed {
         let Observation::BackendAttempts { backend, attempts } = &o.what else {
             continue;
         };
+        let reached = trace
+            .observed
+            .iter()
+            .filter(|request| reached_project(&request.what, attempts))
+            .count();
         let retries: u64 = attempts
             .values()
             .map(|n| u64::from(n.saturating_sub(1)))
             .sum();
-        let allowed = expect.retry_budget_ratio * sent as f64;
+        let allowed = expect.retry_budget_ratio * reached as f64;
         if retries as f64 > allowed {
             let most = attempts.values().max().copied().unwrap_or(0);
             violations.push(Violation::new(
                 "retries stay within the budget",
                 o.at,
                 format!(
-                    "{backend} received {retries} retries for {sent} requests (budget {allowed:.1}; up to {most} attempts for one request)"
+                    "{backend} received {retries} retries for {reached} requests that reached it (budget {allowed:.1}; up to {most} attempts for one request)"
                 ),
             ));
         }
@@ -965,6 +1052,144 @@ pub fn project_traffic_flows_while_auth_cannot_answer(
                     ),
                 ));
             }
+        }
+    }
+    violations
+}
+
+/// The longest a welcome takes on a gateway nothing blocks: the handshake, the token's validation
+/// (a 1 s deadline, then local verification), the channel's permission check and the join on the
+/// bus, each a few turmoil messages of up to 100 ms.
+pub const WELCOME_TIME_MAX: Duration = Duration::from_secs(3);
+
+/// After a fault that blocks welcomes heals, how long the gateway may still turn clients away:
+/// its bus reconnecting and catching up with revocations, its breaker for Auth closing (open for
+/// 2 s at most, then a probe), a restarted gateway fetching Auth's keys.
+pub const WELCOME_RECOVERY: Duration = Duration::from_secs(3);
+
+/// A client whose gateway just became able to welcome it may still be waiting on an attempt sent
+/// into the fault (a handshake to a crashed gateway waits out the client's 5 s timeout), then
+/// pauses 250 ms before the next.
+pub const WELCOME_RETRY_CYCLE: Duration = Duration::from_millis(5_250);
+
+/// When `gateway` could not welcome a client, from the fault schedule, merged and each extended by
+/// [`WELCOME_RECOVERY`]: the gateway down (crashed, and the second after its restart), its path
+/// to Redis broken (partitioned or held either way, Redis crashed: joins need the bus), or its
+/// calls to Auth in trouble (knobs, partition, hold: tokens and channel permissions need Auth).
+fn welcome_blocked(expect: &Expectations, gateway: &str) -> Vec<(Duration, Duration)> {
+    let mut blocked: Vec<(Duration, Duration)> = down_windows(expect)
+        .remove(gateway)
+        .unwrap_or_default()
+        .into_iter()
+        .chain(broken_windows(expect).remove(gateway).unwrap_or_default())
+        .chain(
+            backend_trouble(expect, gateway, "auth")
+                .into_iter()
+                .map(|(from, to, _)| (from, to)),
+        )
+        .map(|(from, to)| (from, to.saturating_add(WELCOME_RECOVERY)))
+        .collect();
+    blocked.sort();
+    let mut merged: Vec<(Duration, Duration)> = Vec::new();
+    for (from, to) in blocked {
+        match merged.last_mut() {
+            Some((_, last_to)) if from <= *last_to => *last_to = (*last_to).max(to),
+            _ => merged.push((from, to)),
+        }
+    }
+    merged
+}
+
+/// The first stretch of `[started, until)` in which nothing in `blocked` kept a client out long
+/// enough for a welcome: [`WELCOME_TIME_MAX`] from its start, or, after a blocking fault healed,
+/// [`WELCOME_RETRY_CYCLE`] more for the attempt it may have had in flight.
+fn first_chance(
+    started: Duration,
+    until: Duration,
+    blocked: &[(Duration, Duration)],
+) -> Option<(Duration, Duration)> {
+    let mut cursor = started;
+    let mut after_fault = false;
+    let long_enough = |from: Duration, to: Duration, after_fault: bool| {
+        let needed = if after_fault {
+            WELCOME_RETRY_CYCLE + WELCOME_TIME_MAX
+        } else {
+            WELCOME_TIME_MAX
+        };
+        to.saturating_sub(from) >= needed
+    };
+    for (from, to) in blocked {
+        if *to <= cursor {
+            continue;
+        }
+        if cursor >= until {
+            return None;
+        }
+        let free_until = (*from).min(until);
+        if *from > cursor && long_enough(cursor, free_until, after_fault) {
+            return Some((cursor, free_until));
+        }
+        cursor = cursor.max(*to);
+        after_fault = true;
+    }
+    (cursor < until && long_enough(cursor, until, after_fault)).then_some((cursor, until))
+}
+
+/// **Every client the workload started is served.** Every WebSocket client (subscriber,
+/// collaborator, revoker) is welcomed at least once, unless the fault schedule kept it out for
+/// its whole window: from when it started (after its host logged in) to the end of the run (for
+/// the revoker, to the revocation, after which it must be refused), its gateway never went
+/// [`WELCOME_TIME_MAX`] (3 s) without being down, cut from Redis or unable to reach Auth (each
+/// until [`WELCOME_RECOVERY`], 3 s, after it healed), nor [`WELCOME_RETRY_CYCLE`] (5.25 s) more
+/// after such a fault, for the attempt the client may have had in flight. And every client host
+/// logs in: a login that never succeeded (each is retried until the run ends) is a violation,
+/// never excused, since the workload behind it never ran and every schedule heals its faults
+/// well before the end.
+pub fn every_started_client_is_served(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
+    const NAME: &str = "every started client is served";
+    let revoked = revoked_subscribers(trace);
+    let welcomed: BTreeSet<usize> = trace
+        .observed
+        .iter()
+        .filter_map(|o| match &o.what {
+            Observation::Frame { subscriber, frame } if frame["type"] == "welcome" => {
+                Some(*subscriber)
+            }
+            _ => None,
+        })
+        .collect();
+    let mut violations = Vec::new();
+    for o in &trace.observed {
+        match &o.what {
+            Observation::LoginFailed { gateway } => violations.push(Violation::new(
+                NAME,
+                o.at,
+                format!(
+                    "{} could not log in through {gateway} within the run: its workload never ran",
+                    o.host
+                ),
+            )),
+            Observation::ClientStarted {
+                subscriber,
+                gateway,
+            } if !welcomed.contains(subscriber) => {
+                let until = match (revoked.contains_key(subscriber), expect.revoke_at) {
+                    (true, Some(revoke_at)) => revoke_at.min(expect.duration),
+                    _ => expect.duration,
+                };
+                let blocked = welcome_blocked(expect, gateway);
+                if let Some((from, to)) = first_chance(o.at, until, &blocked) {
+                    violations.push(Violation::new(
+                        NAME,
+                        o.at,
+                        format!(
+                            "client {subscriber} ({}) on {gateway} was never welcomed, though nothing in the fault schedule kept it out from {from:?} to {to:?}",
+                            o.host
+                        ),
+                    ));
+                }
+            }
+            _ => {}
         }
     }
     violations
@@ -1109,6 +1334,7 @@ mod tests {
             sent: at(sent),
             status,
             code: code.map(str::to_owned),
+            cache: None,
         }
     }
 
@@ -1227,6 +1453,207 @@ mod tests {
         assert_eq!(never.len(), 1, "{never:?}");
     }
 
+    fn probe(trace: &mut Trace, sent_ms: u64, answered_ms: u64, bus_healthy: Option<bool>) {
+        let what = Observation::Readiness {
+            gateway: "gateway-1".to_owned(),
+            sent: at(sent_ms),
+            bus_healthy,
+        };
+        trace.push(at(answered_ms), "prober", what);
+    }
+
+    /// Probes every 500 ms of `[from_ms, to_ms)`, each answered 100 ms later with `answer(sent)`.
+    fn probes(trace: &mut Trace, from_ms: u64, to_ms: u64, answer: impl Fn(u64) -> Option<bool>) {
+        for sent in (from_ms..to_ms).step_by(500) {
+            probe(trace, sent, sent + 100, answer(sent));
+        }
+    }
+
+    #[test]
+    fn readiness_is_judged_on_answers_and_on_probes_left_unanswered() {
+        // gateway-1 cut from Redis from 5 s to 10 s, in a 20 s run.
+        let faults = vec![
+            (
+                at(5_000),
+                Fault::Partition("gateway-1".into(), "redis".into()),
+            ),
+            (
+                at(10_000),
+                Fault::Repair("gateway-1".into(), "redis".into()),
+            ),
+        ];
+        let healthy = |sent: u64| Some(!(6_500..10_000).contains(&sent));
+        let mut trace = Trace::default();
+        probes(&mut trace, 0, 20_000, healthy);
+        assert_eq!(
+            readiness_follows_event_delivery(&trace, &expect(20, faults.clone())),
+            []
+        );
+        // A probe that got no answer while the path was whole is a failure; while broken, not.
+        let mut unanswered = trace.clone();
+        probe(&mut unanswered, 15_050, 16_050, None);
+        probe(&mut unanswered, 7_050, 8_050, None);
+        let violations = readiness_follows_event_delivery(&unanswered, &expect(20, faults.clone()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].detail.contains("no answer"), "{violations:?}");
+        // Healthy while broken: caught.
+        let mut lying = Trace::default();
+        probes(&mut lying, 0, 20_000, |_| Some(true));
+        let violations = readiness_follows_event_delivery(&lying, &expect(20, faults));
+        assert!(!violations.is_empty());
+        assert!(
+            violations
+                .iter()
+                .all(|v| v.detail.contains("ready while its path to Redis is broken")),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn readiness_over_a_stretch_without_probes_is_a_violation() {
+        let faults = vec![
+            (
+                at(5_000),
+                Fault::Partition("gateway-1".into(), "redis".into()),
+            ),
+            (
+                at(10_000),
+                Fault::Repair("gateway-1".into(), "redis".into()),
+            ),
+        ];
+        // Probes only before the cut and after the recovery: the broken stretch (6.5 s to 10 s)
+        // has none, so the check would pass for want of samples.
+        let mut trace = Trace::default();
+        probes(&mut trace, 0, 5_000, |_| Some(true));
+        probes(&mut trace, 13_000, 20_000, |_| Some(true));
+        let violations = readiness_follows_event_delivery(&trace, &expect(20, faults.clone()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].at, at(6_500));
+        assert!(violations[0].detail.contains("broken"), "{violations:?}");
+        // No probe at all: every stretch is empty (whole before, broken, whole after).
+        let violations = readiness_follows_event_delivery(&Trace::default(), &expect(20, faults));
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        // A stretch shorter than READINESS_STRETCH_JUDGED is not required to hold a probe: the
+        // 2 s stretch from 3 s to 5 s here.
+        let late = vec![
+            (
+                at(5_000),
+                Fault::Partition("gateway-1".into(), "redis".into()),
+            ),
+            (
+                at(12_000),
+                Fault::Repair("gateway-1".into(), "redis".into()),
+            ),
+        ];
+        let mut trace = Trace::default();
+        probes(&mut trace, 6_500, 12_000, |_| Some(false));
+        probes(&mut trace, 15_000, 20_000, |_| Some(true));
+        assert_eq!(
+            readiness_follows_event_delivery(&trace, &expect(20, late)),
+            []
+        );
+    }
+
+    fn started(trace: &mut Trace, ms: u64, subscriber: usize) {
+        let what = Observation::ClientStarted {
+            subscriber,
+            gateway: "gateway-1".to_owned(),
+        };
+        trace.push(at(ms), "subscribers-1", what);
+    }
+
+    fn welcomed(trace: &mut Trace, ms: u64, subscriber: usize) {
+        let welcome =
+            json!({"type": "welcome", "channel": "user:u-1", "epoch": "e", "latest_offset": 0});
+        frame(trace, ms, subscriber, welcome);
+    }
+
+    #[test]
+    fn a_started_client_never_welcomed_is_caught_unless_faults_kept_it_out() {
+        let served = every_started_client_is_served;
+        // Three clients start at 1 s; 0 and 1 are welcomed, 2 never is.
+        let mut trace = Trace::default();
+        for subscriber in 0..3 {
+            started(&mut trace, 1_000, subscriber);
+        }
+        welcomed(&mut trace, 1_400, 0);
+        welcomed(&mut trace, 1_500, 1);
+        let violations = served(&trace, &expect(20, Vec::new()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0]
+                .detail
+                .starts_with("client 2 (subscribers-1) on gateway-1"),
+            "{violations:?}"
+        );
+        // Its gateway crashed at 2 s and restarted at 12 s, in a 20 s run: from 1 s to 2 s was
+        // too short for a welcome, and after the restart (free from 16 s: the second of startup
+        // and the recovery) too short for an attempt in flight plus a welcome. Excused.
+        let crash = |restart_ms| {
+            vec![
+                (at(2_000), Fault::Crash("gateway-1".into())),
+                (at(restart_ms), Fault::Restart("gateway-1".into())),
+            ]
+        };
+        assert_eq!(served(&trace, &expect(20, crash(12_000))), []);
+        // Restarted at 7 s, the gateway was free from 11 s: 9 s, enough for an attempt in
+        // flight (5.25 s) and a welcome (3 s). Caught. (Restarted at 8 s, 8 s would not be.)
+        assert_eq!(served(&trace, &expect(20, crash(8_000))), []);
+        let violations = served(&trace, &expect(20, crash(7_000)));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("from 11s to 20s"),
+            "{violations:?}"
+        );
+        // Cut from Redis, or Auth unreachable, from 4.5 s to the end: 1 s to 4.5 s was free
+        // long enough. Caught either way.
+        for fault in [
+            Fault::Partition("gateway-1".into(), "redis".into()),
+            Fault::Hold("gateway-1".into(), "auth".into()),
+        ] {
+            let violations = served(&trace, &expect(20, vec![(at(4_500), fault)]));
+            assert_eq!(violations.len(), 1, "{violations:?}");
+        }
+        // A fault on the other gateway or between other hosts excuses nothing.
+        let elsewhere = vec![
+            (at(1_500), Fault::Crash("gateway-2".into())),
+            (at(1_600), Fault::Partition("auth".into(), "project".into())),
+        ];
+        assert_eq!(served(&trace, &expect(20, elsewhere)).len(), 1);
+    }
+
+    #[test]
+    fn a_revoked_client_is_judged_until_its_revocation_and_a_failed_login_always() {
+        let mut trace = Trace::default();
+        started(&mut trace, 1_000, 7);
+        let what = Observation::Revoked {
+            subscriber: 7,
+            token_id: "t".to_owned(),
+        };
+        trace.push(at(4_200), "revoker", what);
+        let revoking = |revoke_ms| Expectations {
+            revoke_at: Some(at(revoke_ms)),
+            ..expect(20, Vec::new())
+        };
+        // Revoked 3.5 s after it started and never welcomed: it had its chance.
+        assert_eq!(
+            every_started_client_is_served(&trace, &revoking(4_500)).len(),
+            1
+        );
+        // Revoked 2.5 s after it started: too short to judge.
+        assert_eq!(every_started_client_is_served(&trace, &revoking(3_500)), []);
+        let what = Observation::LoginFailed {
+            gateway: "gateway-1".to_owned(),
+        };
+        trace.push(at(20_000), "http", what);
+        let violations = every_started_client_is_served(&trace, &revoking(3_500));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.starts_with("http could not log in"),
+            "{violations:?}"
+        );
+    }
+
     #[test]
     fn a_request_unanswered_while_its_gateway_was_down_is_excused_and_only_then() {
         let crash = vec![
@@ -1281,12 +1708,12 @@ mod tests {
     #[test]
     fn more_retries_than_the_budget_allows_are_caught() {
         let mut trace = Trace::default();
-        for sent in (0..10).map(|n| 1_000 + n * 250) {
-            trace.push(
-                at(sent + 10),
-                "http",
-                http("/api/projects", sent, Some(200), None),
-            );
+        for n in 0..10 {
+            let mut what = http("/api/projects", 1_000 + n * 250, Some(200), None);
+            if let Observation::Http { request_id, .. } = &mut what {
+                *request_id = format!("h-{n}");
+            }
+            trace.push(at(1_010 + n * 250), "http", what);
         }
         let attempts = |per_request: &[u32]| Observation::BackendAttempts {
             backend: "project".to_owned(),
@@ -1304,13 +1731,80 @@ mod tests {
             attempts(&[2, 2, 1, 1, 1, 1, 1, 1, 1, 1]),
         );
         assert!(retries_stay_within_the_budget(&within, &expect(20, Vec::new())).is_empty());
-        trace.push(
+        let mut over = trace.clone();
+        over.push(
             at(20_000),
             "runner",
             attempts(&[3, 2, 1, 1, 1, 1, 1, 1, 1, 1]),
         );
-        let violations = retries_stay_within_the_budget(&trace, &expect(20, Vec::new()));
+        let violations = retries_stay_within_the_budget(&over, &expect(20, Vec::new()));
         assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("3 retries for 10 requests"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn requests_that_never_reached_project_do_not_widen_the_retry_budget() {
+        let mut trace = Trace::default();
+        let push = |trace: &mut Trace, n: u64, mut what: Observation| {
+            if let Observation::Http { request_id, .. } = &mut what {
+                *request_id = format!("h-{n}");
+            }
+            trace.push(at(1_010 + n * 100), "http", what);
+        };
+        // Ten Project calls that reached it, and three retries among them: over the budget (2).
+        for n in 0..10 {
+            push(
+                &mut trace,
+                n,
+                http("/api/projects", n * 100, Some(200), None),
+            );
+        }
+        // Twenty answers that never reached Project: the limited client's Simulation route,
+        // template lists from the gateway's cache, a refusal before the call.
+        for n in 10..20 {
+            let mut limited = http(crate::scenario::LIMITED_PATH, n * 100, Some(429), None);
+            if let Observation::Http { request_id, .. } = &mut limited {
+                *request_id = format!("l-{n}");
+            }
+            trace.push(at(1_010 + n * 100), "limited", limited);
+        }
+        for n in 20..29 {
+            let mut cached = http("/api/projects/templates", n * 100, Some(200), None);
+            if let Observation::Http { cache, .. } = &mut cached {
+                *cache = Some("hit".to_owned());
+            }
+            push(&mut trace, n, cached);
+        }
+        let refused = http("/api/projects", 2_900, Some(503), Some("auth_unavailable"));
+        push(&mut trace, 29, refused);
+        let per_request = [2, 2, 2, 1, 1, 1, 1, 1, 1, 1];
+        let attempts = |per_request: &[u32]| Observation::BackendAttempts {
+            backend: "project".to_owned(),
+            attempts: per_request
+                .iter()
+                .enumerate()
+                .map(|(n, attempts)| (format!("h-{n}"), *attempts))
+                .collect(),
+        };
+        let mut judged = trace.clone();
+        judged.push(at(20_000), "runner", attempts(&per_request));
+        let violations = retries_stay_within_the_budget(&judged, &expect(20, Vec::new()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("3 retries for 10 requests"),
+            "{violations:?}"
+        );
+        // Five calls the gateway sent towards Project without reaching it (refused by its open
+        // breaker) count as calls, as the budget counts them: 15 calls allow 3 retries.
+        for n in 30..35 {
+            let what = http("/api/projects", n * 100, Some(503), Some("circuit_open"));
+            push(&mut trace, n, what);
+        }
+        trace.push(at(20_000), "runner", attempts(&per_request));
+        assert!(retries_stay_within_the_budget(&trace, &expect(20, Vec::new())).is_empty());
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! Deterministic simulation of the gateway on turmoil.
 //!
 //! The real gateway and mock-backend code run on turmoil's simulated network and clock: only the
-//! seams differ. This crate holds:
+//! seams differ. Modules, from the seams up (`docs/simulation.md` is the guide):
 //!
-//! - [`client`]: HTTP and WebSocket clients for client hosts.
-//! - [`hosts`]: the simulated Redis, mock-backend and gateway hosts, set up once.
 //! - [`net`]: [`TurmoilNet`], the turmoil implementation of the `Net` seam.
 //! - [`clock`]: [`SimClock`], wall-clock time derived from turmoil's simulated epoch, with skew.
-//! - [`seed`]: how a run's seed is chosen and how a failing run says how to replay it.
 //! - [`redis`]: [`redis::SimRedis`], a simulated Redis host speaking the RESP subset the project
 //!   uses, running the project's Lua scripts unchanged.
+//! - [`hosts`]: the simulated Redis, mock-backend and gateway hosts, set up once.
+//! - [`client`]: HTTP and WebSocket clients for client hosts, and the mock backends' control plane.
+//! - [`trace`]: what a run observed, in order, and the trace's hash (its fingerprint).
+//! - [`scenario`]: a topology, a workload, a fault schedule and a duration, run into a trace;
+//!   the scenario gateways' configuration and the sabotages that prove invariants can fail.
+//! - [`invariants`]: the properties every trace must have, each a documented function.
+//! - [`explore`]: fault schedules generated from a seed, and campaigns over many seeds.
+//! - [`seed`]: how a run's seed is chosen and how a failing run says how to replay it.
 //!
-//! Scenario tests live in `sim/tests/`. Later issues add here: client hosts with HTTP and WebSocket workloads, fault schedules,
-//! invariant checkers, trace hashing and seed exploration (see `docs/simulation.md`).
+//! Scenario tests live in `sim/tests/`.
 
 pub mod client;
 pub mod clock;

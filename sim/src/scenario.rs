@@ -89,6 +89,11 @@ pub enum Sabotage {
     NoLocalVerification,
     /// The gateways keep their rate limits to themselves instead of sharing them through Redis.
     LocalLimits,
+    /// The gateways refuse every WebSocket upgrade: the sim's WebSocket clients present an
+    /// `Origin` ([`crate::client::WEBSOCKET_ORIGIN`]), as browsers do, and this takes it off the
+    /// gateways' `websocket.allowed_origins`, so the gateway's own origin check answers every
+    /// upgrade 403 `origin_not_allowed`.
+    RefuseUpgrades,
 }
 
 /// A scenario to run. Build with [`Scenario::new`] and the builder methods; [`Scenario::run`].
@@ -162,16 +167,31 @@ pub fn redis_bus_config(seed: u64) -> RedisBusConfig {
     }
 }
 
-/// The gateway's configuration in a scenario.
-pub fn gateway_config(seed: u64) -> Config {
+/// Connections a scenario gateway keeps beyond what its workload needs (see [`connections_max_for`]).
+pub const CONNECTIONS_MARGIN: usize = 64;
+
+/// The `http.connections_max` for a simulated gateway whose clients hold at most `websockets`
+/// WebSocket connections and `http_clients` HTTP connections (each HTTP client asks one request
+/// at a time) on the API and WebSocket ports. The cap counts a WebSocket for its whole life.
+/// Any of them may land on one gateway, and each may hold a second connection for a moment (a
+/// client reconnecting before the gateway has seen its previous connection close), so the cap is
+/// twice that, plus [`CONNECTIONS_MARGIN`]. The gateway library never reads the host's open-file
+/// limit, and turmoil has none: every simulated gateway is given its cap explicitly.
+pub fn connections_max_for(websockets: usize, http_clients: usize) -> usize {
+    2 * (websockets + http_clients) + CONNECTIONS_MARGIN
+}
+
+/// The gateway's configuration in a scenario, with `connections_max` open connections at most
+/// on its API and WebSocket ports together (see [`connections_max_for`]).
+pub fn gateway_config(seed: u64, connections_max: usize) -> Config {
     let mut config = Config::default();
+    config.http.connections_max = connections_max;
     config.listen.api = any(8000);
     config.listen.websocket = any(8001);
     config.listen.health = any(8002);
     config.listen.metrics = any(8003);
-    // Explicit: the gateway library never reads the host's open-file limit, and a simulation
-    // must not depend on the machine running it. Room for the largest scale runs.
-    config.http.connections_max = 200_000;
+    // The sim's WebSocket clients present this origin, as browsers do.
+    config.websocket.allowed_origins = vec![crate::client::WEBSOCKET_ORIGIN.to_owned()];
     for (name, backend) in config.backends.iter_mut() {
         backend.address = match name.as_str() {
             "auth" => "auth:9000".to_owned(),
@@ -453,10 +473,22 @@ impl Scenario {
         }
     }
 
-    /// A gateway's configuration in this scenario: [`gateway_config`], its retry budget's window
-    /// fitted to the run, and the sabotage if any.
+    /// The connections the workload may hold on one gateway, as [`connections_max_for`] counts
+    /// them: every WebSocket client (subscribers, collaborators, the revoker), and one HTTP
+    /// connection for each of the `http` and `limited` clients and each client host's login.
+    fn connections_max(&self) -> usize {
+        let revoker = usize::from(self.revoke_at.is_some());
+        let websockets = self.subscribers + self.collaborators + revoker;
+        let subscriber_hosts = self.subscribers.div_ceil(self.subscribers_per_host.max(1));
+        let logins = subscriber_hosts + usize::from(self.collaborators > 0) + revoker;
+        let http_clients = 1 + usize::from(self.limited_interval.is_some()) + logins;
+        connections_max_for(websockets, http_clients)
+    }
+
+    /// A gateway's configuration in this scenario: [`gateway_config`] with the connections cap
+    /// its workload needs, its retry budget's window fitted to the run, and the sabotage if any.
     fn gateway_config(&self, seed: u64) -> Config {
-        let mut config = gateway_config(seed);
+        let mut config = gateway_config(seed, self.connections_max());
         fit_retry_budget_window(&mut config, self.duration);
         match self.sabotage {
             Some(Sabotage::NoRetryBudget) => {
@@ -467,6 +499,7 @@ impl Scenario {
             }
             Some(Sabotage::NoLocalVerification) => config.auth.local_verification = false,
             Some(Sabotage::LocalLimits) => config.rate_limit.shared = false,
+            Some(Sabotage::RefuseUpgrades) => config.websocket.allowed_origins.clear(),
             Some(Sabotage::DropEvent(_)) | None => {}
         }
         config
@@ -475,9 +508,10 @@ impl Scenario {
     fn expectations(&self) -> invariants::Expectations {
         invariants::Expectations {
             // The budget the gateways are meant to have, whatever a sabotage gave them.
-            retry_budget_ratio: gateway_config(self.seed).backends["project"]
-                .retry
-                .budget_ratio,
+            retry_budget_ratio:
+                gateway_config(self.seed, self.connections_max()).backends["project"]
+                    .retry
+                    .budget_ratio,
             duration: self.duration,
             gateways: self.gateway_names(),
             faults: self.faults.clone(),
@@ -488,7 +522,7 @@ impl Scenario {
             shared_limit: self.limited_interval.map(|_| invariants::SharedLimit {
                 limit: LIMITED_LIMIT,
                 retry_interval: Duration::from_millis(
-                    gateway_config(self.seed)
+                    gateway_config(self.seed, self.connections_max())
                         .rate_limit
                         .shared_retry_interval_ms,
                 ),
@@ -544,7 +578,10 @@ impl Scenario {
         let http_gateways = gateways.clone();
         let http_interval = self.http_interval;
         sim.client("http", async move {
-            let token = login_retrying(&http_gateways[0], end).await;
+            let Some(token) = login_retrying(&http_gateways[0], end, &http_trace, "http").await
+            else {
+                return Ok(());
+            };
             let forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1LTEifQ.bm90LWEtc2lnbmF0dXJl";
             let mut round = 0usize;
             while turmoil::sim_elapsed().unwrap_or_default() < end {
@@ -552,10 +589,9 @@ impl Scenario {
                 round += 1;
                 let asks = HTTP_PATHS
                     .into_iter()
-                    .map(|path| ("valid", token.as_deref(), path))
-                    .chain([("invalid", Some(forged), HTTP_PATHS[0])]);
+                    .map(|path| ("valid", token.as_str(), path))
+                    .chain([("invalid", forged, HTTP_PATHS[0])]);
                 for (number, (kind, token, path)) in asks.enumerate() {
-                    let Some(token) = token else { continue };
                     let sent = turmoil::sim_elapsed().unwrap_or_default();
                     let request_id = format!("h-{round}-{number}");
                     let answer = crate::client::http_with_id(
@@ -568,22 +604,10 @@ impl Scenario {
                     )
                     .await
                     .ok();
-                    let status = answer.as_ref().map(|(status, _)| status.as_u16());
-                    let code = answer
-                        .as_ref()
-                        .and_then(|(_, body)| body["error"]["code"].as_str().map(str::to_owned));
                     record(
                         &http_trace,
                         "http",
-                        Observation::Http {
-                            token: kind,
-                            path,
-                            request_id,
-                            gateway: gateway.clone(),
-                            sent,
-                            status,
-                            code,
-                        },
+                        http_observation(kind, path, request_id, gateway, sent, answer),
                     );
                 }
                 tokio::time::sleep(http_interval).await;
@@ -594,28 +618,14 @@ impl Scenario {
         let prober_trace = trace.clone();
         let prober_gateways = gateways.clone();
         sim.client("prober", async move {
-            while turmoil::sim_elapsed().unwrap_or_default() < end {
-                for gateway in &prober_gateways {
-                    let answer = crate::client::http(
-                        &format!("{gateway}:8002"),
-                        Method::GET,
-                        "/health/ready",
-                        None,
-                        "",
-                    )
-                    .await;
-                    if let Ok((_, report)) = answer {
-                        record(
-                            &prober_trace,
-                            "prober",
-                            Observation::Readiness {
-                                gateway: gateway.clone(),
-                                bus_healthy: report["dependencies"]["event_bus"]["healthy"] == true,
-                            },
-                        );
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            // One prober per gateway, so a gateway that does not answer never delays the others'
+            // samples.
+            let probers: Vec<_> = prober_gateways
+                .into_iter()
+                .map(|gateway| tokio::spawn(probe_readiness(gateway, end, prober_trace.clone())))
+                .collect();
+            for prober in probers {
+                let _ = prober.await;
             }
             Ok(())
         });
@@ -630,9 +640,9 @@ impl Scenario {
             let host_gateways = gateways.clone();
             let sabotage = self.sabotage;
             sim.client(host.clone(), async move {
-                let token = login_retrying(&host_gateways[0], end).await;
+                let token = login_retrying(&host_gateways[0], end, &host_trace, &host).await;
                 let Some(token) = token else {
-                    return Err("no login within the run".into());
+                    return Ok(());
                 };
                 let mut tasks = Vec::new();
                 for subscriber in first..last {
@@ -675,8 +685,8 @@ impl Scenario {
         let gateways = self.gateway_names();
         let (end, trace) = (self.duration, trace.clone());
         sim.client("limited", async move {
-            let Some(token) = login_retrying(&gateways[0], end).await else {
-                return Err("no login within the run".into());
+            let Some(token) = login_retrying(&gateways[0], end, &trace, "limited").await else {
+                return Ok(());
             };
             let mut round = 0usize;
             while turmoil::sim_elapsed().unwrap_or_default() + Duration::from_secs(1) < end {
@@ -697,17 +707,7 @@ impl Scenario {
                 record(
                     &trace,
                     "limited",
-                    Observation::Http {
-                        token: "valid",
-                        path: LIMITED_PATH,
-                        request_id,
-                        gateway: gateway.clone(),
-                        sent,
-                        status: answer.as_ref().map(|(status, _)| status.as_u16()),
-                        code: answer.as_ref().and_then(|(_, body)| {
-                            body["error"]["code"].as_str().map(str::to_owned)
-                        }),
-                    },
+                    http_observation("valid", LIMITED_PATH, request_id, gateway, sent, answer),
                 );
                 tokio::time::sleep(interval).await;
             }
@@ -729,8 +729,9 @@ impl Scenario {
         let gateways = self.gateway_names();
         let (end, trace) = (self.duration, trace.clone());
         sim.client("collaborators", async move {
-            let Some(token) = login_retrying(&gateways[0], end).await else {
-                return Err("no login within the run".into());
+            let Some(token) = login_retrying(&gateways[0], end, &trace, "collaborators").await
+            else {
+                return Ok(());
             };
             let mut tasks = Vec::new();
             for subscriber in first..first + count {
@@ -764,8 +765,8 @@ impl Scenario {
         let (end, seed, trace) = (self.duration, self.seed, trace.clone());
         sim.client("revoker", async move {
             let gateway = &gateways[subscriber % gateways.len()];
-            let Some(token) = login_retrying(gateway, end).await else {
-                return Err("no login within the run".into());
+            let Some(token) = login_retrying(gateway, end, &trace, "revoker").await else {
+                return Ok(());
             };
             let token_id = crate::client::token_id(&token).ok_or("a token without jti")?;
             let subscription = tokio::spawn(subscribe(SubscriberPlan {
@@ -838,14 +839,75 @@ impl Scenario {
     }
 }
 
-/// Logs in as alice, retrying until the gateway and Auth answer or the run ends.
-async fn login_retrying(gateway: &str, end: Duration) -> Option<String> {
+/// How long the prober waits for a readiness answer, as a load balancer's probe would; past it
+/// the probe is recorded as unanswered.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the prober waits between two probes of one gateway.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Probes `/health/ready` of `gateway` until `end`, recording every probe, answered or not.
+async fn probe_readiness(gateway: String, end: Duration, trace: SharedTrace) {
+    while turmoil::sim_elapsed().unwrap_or_default() < end {
+        let sent = turmoil::sim_elapsed().unwrap_or_default();
+        let address = format!("{gateway}:8002");
+        let probe = crate::client::http(&address, Method::GET, "/health/ready", None, "");
+        let bus_healthy = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+            Ok(Ok((_, report))) => report["dependencies"]["event_bus"]["healthy"].as_bool(),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        let what = Observation::Readiness {
+            gateway: gateway.clone(),
+            sent,
+            bus_healthy,
+        };
+        record(&trace, "prober", what);
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+}
+
+/// What the trace keeps of a workload request sent at `sent` and its answer (`None`: none came).
+fn http_observation(
+    token: &'static str,
+    path: &'static str,
+    request_id: String,
+    gateway: &str,
+    sent: Duration,
+    answer: Option<crate::client::Answer>,
+) -> Observation {
+    Observation::Http {
+        token,
+        path,
+        request_id,
+        gateway: gateway.to_owned(),
+        sent,
+        status: answer.as_ref().map(|answer| answer.status.as_u16()),
+        code: answer
+            .as_ref()
+            .and_then(|answer| answer.body["error"]["code"].as_str().map(str::to_owned)),
+        cache: answer.and_then(|answer| answer.x_cache),
+    }
+}
+
+/// Logs in as alice, retrying until the gateway and Auth answer or the run ends; a login that
+/// never succeeds is recorded as [`Observation::LoginFailed`] by `host` (the invariants count it:
+/// the host's workload never ran).
+async fn login_retrying(
+    gateway: &str,
+    end: Duration,
+    trace: &SharedTrace,
+    host: &str,
+) -> Option<String> {
     while turmoil::sim_elapsed().unwrap_or_default() < end {
         if let Ok(token) = crate::client::login(&format!("{gateway}:8000"), "alice").await {
             return Some(token);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let what = Observation::LoginFailed {
+        gateway: gateway.to_owned(),
+    };
+    record(trace, host, what);
     None
 }
 
@@ -878,6 +940,15 @@ async fn subscribe(plan: SubscriberPlan) {
         drop_event,
         reconnect_on_gap,
     } = plan;
+    let gateway = address.split(':').next().unwrap_or_default().to_owned();
+    record(
+        &trace,
+        &host,
+        Observation::ClientStarted {
+            subscriber,
+            gateway,
+        },
+    );
     let mut resume: Option<(u64, String)> = None;
     let mut welcome: Option<(u64, String)> = None;
     let mut events_seen = 0usize;
@@ -1073,4 +1144,30 @@ fn workload_attempts(logs: &RequestLogs, backend: &str) -> std::collections::BTr
         }
     }
     attempts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_gateway_gets_a_cap_sized_for_its_workload() {
+        let small = Scenario::new("small", 1).subscribers(8).collaborators(4);
+        let cap = small.gateway_config(1).http.connections_max;
+        // 8 + 4 WebSockets; the http client and two logins (subscribers, collaborators).
+        assert_eq!(cap, 2 * (12 + 3) + CONNECTIONS_MARGIN);
+        // The scale run: 100,000 subscribers on 200 client hosts, the revoker and the limited
+        // client; all could be on one gateway, each reconnecting.
+        let scale = Scenario::new("scale", 1)
+            .gateways(2)
+            .subscribers(100_000)
+            .collaborators(4)
+            .revocation_at(Duration::from_secs(4))
+            .limited_client(Duration::from_millis(50));
+        let cap = scale.gateway_config(1).http.connections_max;
+        assert!(cap >= 2 * 100_005, "{cap}");
+        // A sabotage changes other settings, never the cap.
+        let sabotaged = scale.clone().sabotage(Sabotage::LocalLimits);
+        assert_eq!(sabotaged.gateway_config(1).http.connections_max, cap);
+    }
 }

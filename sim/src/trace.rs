@@ -19,6 +19,20 @@ pub struct Observed {
 /// The kinds of observation the invariants read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observation {
+    /// A WebSocket client of the workload started (after its host logged in): from now on it
+    /// tries to connect to `gateway` until it is welcomed.
+    ClientStarted {
+        /// The logical subscriber.
+        subscriber: usize,
+        /// The gateway it connects to.
+        gateway: String,
+    },
+    /// A client host could not log in through `gateway` before the run ended, so its workload
+    /// never ran.
+    LoginFailed {
+        /// The gateway it asked.
+        gateway: String,
+    },
     /// A WebSocket subscriber connected (`resumed`: with a resume point).
     Connected {
         /// The logical subscriber (stable across reconnects).
@@ -70,13 +84,19 @@ pub enum Observation {
         status: Option<u16>,
         /// The error body's `code`, when there was one.
         code: Option<String>,
+        /// The answer's `x-cache` (`hit`: from the gateway's cache, no backend call).
+        cache: Option<String>,
     },
-    /// A readiness sample of one gateway: whether its event bus was reported healthy.
+    /// A readiness probe of one gateway, observed when it ended: the answer reflects the gateway
+    /// at some moment between `sent` and then.
     Readiness {
         /// The gateway.
         gateway: String,
-        /// The `event_bus` dependency's `healthy`.
-        bus_healthy: bool,
+        /// When the probe was sent.
+        sent: Duration,
+        /// The `event_bus` dependency's `healthy`; `None` when the probe got no readable answer
+        /// (no connection, no answer within the prober's timeout, no health report).
+        bus_healthy: Option<bool>,
     },
     /// A subscriber's token was revoked, and the revocation was seen (live or in history) on
     /// `auth:revocations` at this observation's time.

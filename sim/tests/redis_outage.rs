@@ -23,7 +23,7 @@ use mock_backends::ServiceKind;
 use serde_json::{Value, json};
 use sim::{
     SimClock, TurmoilNet, hosts,
-    scenario::{gateway_config, redis_bus_config},
+    scenario::{connections_max_for, gateway_config, redis_bus_config},
     seed,
 };
 use tokio_tungstenite::tungstenite::Message;
@@ -67,7 +67,9 @@ fn run(seed: u64) {
     hosts::gateway(
         &mut sim,
         "gateway",
-        gateway_config(seed),
+        // One WebSocket client and its login; the prober asks the health port, which the cap
+        // does not count.
+        gateway_config(seed, connections_max_for(1, 1)),
         seed,
         SimClock::new(),
     );

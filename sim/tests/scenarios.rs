@@ -1,7 +1,8 @@
-//! Scenarios through the scenario API: a quiet run, determinism, a deliberately broken
-//! observation caught by its invariant, and generated fault schedules (`SIM_SEEDS` of them,
-//! from `SIM_SEED`; `ci/sim-campaign.sh` runs thousands). Every failure prints its seed and the
-//! command that replays it.
+//! Scenarios through the scenario API: a quiet run, determinism on several seeds, deliberately
+//! broken gateways and observations caught by their invariants, and generated fault schedules
+//! (`SIM_SEEDS` of them, 300 by default, from `SIM_SEED` or a seed drawn for the run;
+//! `ci/sim-campaign.sh` runs thousands). Every failure prints its seed and the command that
+//! replays it.
 
 use std::time::Duration;
 
@@ -27,11 +28,23 @@ fn a_quiet_run_keeps_every_invariant() {
     report.assert_holds();
 }
 
-/// Seed 2's generated schedule crashes and restarts `gateway-1`: a crash must replay too.
+/// Several seeds, each run twice at once on two threads, give the same trace twice: seed 2 (its
+/// generated schedule crashes and restarts `gateway-1`: a crash must replay too) and three new
+/// ones on every run (from `SIM_SEED` when set, to replay).
 #[test]
 fn the_same_seed_gives_the_same_trace() {
-    let seed = seed::seed_or(2);
-    let run = || {
+    const TEST: &str = "the_same_seed_gives_the_same_trace";
+    let (base, drawn) = seed::seed_or_fresh();
+    let seeds = [2, base, base + 1, base + 2];
+    seed::announce(&format!(
+        "sim: determinism checked on seeds {seeds:?} ({}); again: SIM_SEED={base} cargo test -p sim --test scenarios {TEST}",
+        if drawn {
+            "drawn for this run"
+        } else {
+            "from SIM_SEED"
+        },
+    ));
+    let run = |seed: u64| {
         Scenario::new("determinism", seed)
             .gateways(2)
             .subscribers(6)
@@ -41,15 +54,27 @@ fn the_same_seed_gives_the_same_trace() {
             .faults(explore::fault_schedule(seed, 2, Duration::from_secs(10)))
             .run()
     };
-    let (first, second) = (run(), run());
-    assert!(!first.trace.observed.is_empty());
-    assert_eq!(
-        first.trace_hash(),
-        second.trace_hash(),
-        "seed {seed} gave two different traces ({} and {} observations)",
-        first.trace.observed.len(),
-        second.trace.observed.len()
-    );
+    for seed in seeds {
+        seed::replayable(seed, "scenarios", TEST, |seed| {
+            // At once on two threads: a trace depends on neither the thread nor what runs beside.
+            let (first, second) = std::thread::scope(|scope| {
+                let first = scope.spawn(|| run(seed));
+                let second = scope.spawn(|| run(seed));
+                (first.join(), second.join())
+            });
+            let (Ok(first), Ok(second)) = (first, second) else {
+                panic!("seed {seed}: a run panicked");
+            };
+            assert!(!first.trace.observed.is_empty());
+            assert_eq!(
+                first.trace_hash(),
+                second.trace_hash(),
+                "seed {seed} gave two different traces ({} and {} observations)",
+                first.trace.observed.len(),
+                second.trace.observed.len()
+            );
+        });
+    }
 }
 
 #[test]
@@ -80,15 +105,81 @@ fn a_lost_event_is_caught_and_its_run_replays() {
     assert_eq!(again.violations, report.violations);
 }
 
+/// A gateway that refuses every WebSocket upgrade (its origin check, with the clients' origin
+/// taken off its list) leaves nothing for the delivery, presence and revocation invariants to
+/// judge. The served-clients invariant catches it, once for every WebSocket client.
+#[test]
+fn a_gateway_that_refuses_every_websocket_is_caught() {
+    let seed = seed::seed_or(9);
+    let report = Scenario::new("refused upgrades", seed)
+        .gateways(2)
+        .subscribers(4)
+        .collaborators(2)
+        .revocation_at(Duration::from_secs(6))
+        .duration(Duration::from_secs(10))
+        .sabotage(Sabotage::RefuseUpgrades)
+        .run();
+    eprintln!("{}", explore::summary(&report));
+    let unserved: Vec<_> = report
+        .violations
+        .iter()
+        .filter(|v| v.invariant == "every started client is served")
+        .collect();
+    // Four subscribers, two collaborators and the revoker (judged until its revocation).
+    assert_eq!(
+        unserved.len(),
+        7,
+        "every WebSocket client must be caught unserved; got {:?}",
+        report.violations
+    );
+}
+
+/// Auth refuses every call for the whole run, so the HTTP client never logs in: its valid-token
+/// workload never runs, and that is a violation rather than a quiet run.
+#[test]
+fn a_workload_that_cannot_log_in_is_caught() {
+    let seed = seed::seed_or(10);
+    let down = FaultSettings {
+        down: true,
+        ..FaultSettings::default()
+    };
+    let report = Scenario::new("no login", seed)
+        .subscribers(0)
+        .duration(Duration::from_secs(6))
+        .fault(
+            Duration::from_millis(10),
+            Fault::Backend {
+                host: "auth".into(),
+                faults: down,
+            },
+        )
+        .run();
+    eprintln!("{}", explore::summary(&report));
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.invariant == "every started client is served"
+                && v.detail.starts_with("http could not log in")),
+        "a login that never succeeded must be caught; got {:?}",
+        report.violations
+    );
+}
+
+/// CI's campaign: `SIM_SEEDS` generated fault schedules (300 by default) from a first seed drawn
+/// for the run (or `SIM_SEED`), announced with the command that runs the same seeds again; every
+/// failed seed is listed with the command that replays it alone.
 #[test]
 fn generated_fault_schedules_keep_every_invariant() {
-    let failures = explore::campaign(explore::CampaignSettings::from_env(), |line| {
-        eprintln!("{line}")
-    });
+    let settings = explore::CampaignSettings::from_env();
+    seed::announce(&settings.describe());
+    let failures = explore::campaign(settings, |line| eprintln!("{line}"));
     assert!(
         failures.is_empty(),
-        "{} seed(s) failed:\n{}",
+        "{} of {} seed(s) failed ({}):\n{}",
         failures.len(),
+        settings.seeds,
+        settings.describe(),
         failures.join("\n")
     );
 }
@@ -190,16 +281,18 @@ fn retries_against_a_failing_backend_stay_within_the_budget() {
     assert!(retried(&report) > 0, "no call was retried at all");
 
     let unbudgeted = run(Some(Sabotage::NoRetryBudget));
+    let caught: Vec<_> = unbudgeted
+        .violations
+        .iter()
+        .filter(|v| v.invariant == "retries stay within the budget")
+        .collect();
     eprintln!(
-        "budgeted: {} retries; unbudgeted: {}",
+        "budgeted: {} retries; unbudgeted: {} ({caught:?})",
         retried(&report),
         retried(&unbudgeted)
     );
     assert!(
-        unbudgeted
-            .violations
-            .iter()
-            .any(|v| v.invariant == "retries stay within the budget"),
+        !caught.is_empty(),
         "a gateway without a budget must be caught; got {:?}",
         unbudgeted.violations
     );

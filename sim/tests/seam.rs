@@ -27,8 +27,6 @@ fn gateway_config() -> Config {
     config.listen.websocket = any(8001);
     config.listen.health = any(8002);
     config.listen.metrics = any(8003);
-    // Explicit: a simulation never reads the host's open-file limit.
-    config.http.connections_max = 1_000;
     for (name, backend) in config.backends.iter_mut() {
         backend.address = match name.as_str() {
             "auth" => "auth:9000".to_owned(),
@@ -38,6 +36,8 @@ fn gateway_config() -> Config {
         backend.deadline_ms = BACKEND_DEADLINE.as_millis() as u64;
     }
     config.auth.validation_deadline_ms = VALIDATION_DEADLINE.as_millis() as u64;
+    // One HTTP client (a simulated gateway is always given its cap: see `connections_max_for`).
+    config.http.connections_max = sim::scenario::connections_max_for(0, 1);
     // Validate on every request, so each call crosses the gateway–Auth link this test cuts.
     config.auth.token_cache_ttl_ms = 1;
     config
