@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     aggregate::Aggregate,
-    routing::{BodyMapping, Route, RouteTable},
+    routing::{BodyMapping, Route, RouteTable, path_template::Shadowed},
 };
 
 /// The document for `routes` and `aggregates`.
@@ -21,7 +21,7 @@ pub fn document(routes: &RouteTable, aggregates: &[Arc<Aggregate>]) -> Value {
     let mut schemas = Schemas::default();
     let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for route in routes.routes() {
-        let operation = operation(route, &mut schemas);
+        let operation = operation(route, routes, &mut schemas);
         paths
             .entry(openapi_path(route.template.as_str()))
             .or_default()
@@ -78,7 +78,7 @@ fn openapi_path(template: &str) -> String {
     path
 }
 
-fn operation(route: &Route, schemas: &mut Schemas) -> Value {
+fn operation(route: &Route, routes: &RouteTable, schemas: &mut Schemas) -> Value {
     let input = route.input();
     let mut parameters: Vec<Value> = route
         .template
@@ -88,7 +88,7 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
                 "name": path.join("."),
                 "in": "path",
                 "required": true,
-                "schema": {"type": "string"},
+                "schema": path_variable_schema(route, routes, path),
             })
         })
         .collect();
@@ -146,6 +146,54 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
         });
     }
     operation
+}
+
+/// A path variable's schema: any text, except the values with which the path would belong to a
+/// more specific template (docs/request-lifecycle.md, "Path matching"): `id` of
+/// `/api/projects/{id}` is never `templates`.
+fn path_variable_schema(route: &Route, routes: &RouteTable, variable: &[String]) -> Value {
+    let mut literals: Vec<&str> = Vec::new();
+    let mut verb_patterns: Vec<String> = Vec::new();
+    for other in routes.routes() {
+        match route.template.shadowed_by(&other.template) {
+            Some(Shadowed::Literal(path, literal)) if path == variable => literals.push(literal),
+            // At least one character, then `:verb` at the end (`[\s\S]`: any character, in
+            // every regex dialect a client may validate with).
+            Some(Shadowed::VerbSuffix(path, verb)) if path == variable => {
+                verb_patterns.push(format!("[\\s\\S]:{}$", ecma_escape(verb)));
+            }
+            _ => {}
+        }
+    }
+    // Several routes share a template (one per method): each value once.
+    literals.sort_unstable();
+    literals.dedup();
+    verb_patterns.sort_unstable();
+    verb_patterns.dedup();
+    let mut forbidden: Vec<Value> = verb_patterns
+        .into_iter()
+        .map(|pattern| json!({"pattern": pattern}))
+        .collect();
+    if !literals.is_empty() {
+        forbidden.insert(0, json!({"enum": literals}));
+    }
+    match forbidden.len() {
+        0 => json!({"type": "string"}),
+        1 => json!({"type": "string", "not": forbidden.remove(0)}),
+        _ => json!({"type": "string", "not": {"anyOf": forbidden}}),
+    }
+}
+
+/// `text` as a regular expression matching itself, in the syntax ECMA-262, RE2 and Python share.
+fn ecma_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 fn aggregate_operation(aggregate: &Aggregate) -> Value {

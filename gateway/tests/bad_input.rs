@@ -209,7 +209,7 @@ async fn unsupported_methods_on_known_paths_are_405_with_allow() {
     let (stack, token) = stack_and_token().await;
     for (method, path, allowed) in [
         ("DELETE", "/api/auth/login", "POST"),
-        ("PUT", "/api/projects", "GET, POST"),
+        ("PUT", "/api/projects", "POST, GET"),
         ("GET", "/api/simulations/s-1:stop", "POST"),
         ("OPTIONS", "/api/projects/templates", "GET"),
     ] {
@@ -217,13 +217,9 @@ async fn unsupported_methods_on_known_paths_are_405_with_allow() {
             .send(json_request(method, path, Some(&token), ""))
             .await;
         answer.assert_error(405, "method_not_allowed");
-        let allow = answer.headers["allow"].to_str().unwrap().to_owned();
-        for method in allowed.split(", ") {
-            assert!(
-                allow.contains(method),
-                "{path}: Allow {allow:?} lacks {method}"
-            );
-        }
+        // Exactly the methods that work on the path: a literal template's path does not
+        // advertise the methods of the variable template it shadows.
+        assert_eq!(answer.headers["allow"], allowed, "{method} {path}");
     }
 }
 

@@ -123,6 +123,43 @@ async fn the_document_is_served_without_a_token_and_describes_every_route() {
     );
 }
 
+/// The document reads paths as the gateway routes them: a literal path lists only its own
+/// methods, and a variable never takes a value that makes the path another template's.
+#[tokio::test]
+async fn literal_paths_own_their_methods_and_variables_exclude_them() {
+    let stack = Stack::start().await;
+    let document = stack
+        .send(json_request("GET", "/openapi.json", None, ""))
+        .await
+        .json;
+    let methods = |path: &str| -> Vec<String> {
+        document["paths"][path]
+            .as_object()
+            .unwrap_or_else(|| panic!("{path} is described"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(methods("/api/projects/templates"), ["get"]);
+    assert_eq!(methods("/api/projects/{id}"), ["delete", "get", "patch"]);
+    for method in ["get", "patch", "delete"] {
+        let id = &document["paths"]["/api/projects/{id}"][method]["parameters"][0];
+        assert_eq!(id["name"], "id");
+        assert_eq!(
+            id["schema"],
+            serde_json::json!({"type": "string", "not": {"enum": ["templates"]}}),
+            "{method}"
+        );
+    }
+    let simulation_id = &document["paths"]["/api/simulations/{id}"]["get"]["parameters"][0];
+    assert_eq!(
+        simulation_id["schema"]["not"],
+        serde_json::json!({"anyOf": [{"enum": ["status"]}, {"pattern": "[\\s\\S]:stop$"}]})
+    );
+    let stop_id = &document["paths"]["/api/simulations/{id}:stop"]["post"]["parameters"][0];
+    assert_eq!(stop_id["schema"], serde_json::json!({"type": "string"}));
+}
+
 #[tokio::test]
 async fn a_route_added_by_a_proto_annotation_is_described_with_no_gateway_code() {
     let pool = dynamic::compile("echo.proto");
