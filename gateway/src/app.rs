@@ -278,7 +278,8 @@ impl App {
             .collect::<Result<_, _>>()?;
         let tls = crate::tls::acceptor(&config.tls)?;
         let openapi = bytes::Bytes::from(
-            serde_json::to_vec(&crate::openapi::document(&routes, &aggregates)).unwrap_or_default(),
+            serde_json::to_vec(&crate::openapi::document(&routes, &validation, &aggregates))
+                .unwrap_or_default(),
         );
         // Validated with the config; HSTS only over TLS.
         let security_headers = Arc::new(config.security_headers.headers(tls.is_some()).map_err(

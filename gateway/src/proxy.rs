@@ -1,5 +1,6 @@
 //! The routing and backend-call phases: match the route, transcode JSON to a dynamic gRPC
-//! request, call the backend with the caller's context as metadata, and transcode the answer.
+//! request, check it against the contract's field rules, call the backend with the caller's
+//! context as metadata, and transcode the answer.
 
 use std::sync::Arc;
 

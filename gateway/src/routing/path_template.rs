@@ -172,53 +172,6 @@ impl PathTemplate {
     }
 }
 
-/// Values of a variable that a more specific template takes over: a request path made with such
-/// a value (written unencoded) belongs to the other template, not to this one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Shadowed<'t> {
-    /// The variable equal to this literal: `id` = `templates` beside `/api/projects/templates`.
-    Literal(&'t [String], &'t str),
-    /// The variable ending in `:verb` after at least one character: `id` = `s-1:stop` beside
-    /// `/api/simulations/{id}:stop`.
-    VerbSuffix(&'t [String], &'t str),
-}
-
-impl PathTemplate {
-    /// What `other` takes over from this template's single-segment variables, when the two
-    /// differ in exactly that: a literal (or a verb) where this template has a variable.
-    pub fn shadowed_by<'t>(&'t self, other: &'t PathTemplate) -> Option<Shadowed<'t>> {
-        if self.segments.len() != other.segments.len() {
-            return None;
-        }
-        let single_variable_at = |index: usize| {
-            self.variables
-                .iter()
-                .find(|v| v.start == index && v.end == index + 1)
-                .map(|v| v.field_path.as_slice())
-        };
-        let differing: Vec<usize> = (0..self.segments.len())
-            .filter(|&index| self.segments[index] != other.segments[index])
-            .collect();
-        match (&self.verb, &other.verb, differing.as_slice()) {
-            (Some(_), _, _) | (None, None, []) => None,
-            (None, None, &[index]) => match (&self.segments[index], &other.segments[index]) {
-                (Segment::Single, Segment::Literal(literal)) => {
-                    Some(Shadowed::Literal(single_variable_at(index)?, literal))
-                }
-                _ => None,
-            },
-            (None, Some(verb), []) => {
-                let last = self.segments.len() - 1;
-                (self.segments[last] == Segment::Single)
-                    .then(|| single_variable_at(last))
-                    .flatten()
-                    .map(|field_path| Shadowed::VerbSuffix(field_path, verb))
-            }
-            _ => None,
-        }
-    }
-}
-
 impl fmt::Display for PathTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
@@ -514,33 +467,6 @@ mod tests {
         let verb = PathTemplate::parse("/api/projects/{id}:stop").unwrap();
         assert_eq!(literal.specificity_cmp(&variable), Ordering::Greater);
         assert_eq!(verb.specificity_cmp(&literal), Ordering::Greater);
-    }
-
-    #[test]
-    fn literal_and_verb_templates_shadow_values_of_a_variable() {
-        let parse = |t: &str| PathTemplate::parse(t).unwrap();
-        let by_id = parse("/api/projects/{id}");
-        let id = ["id".to_owned()];
-        assert_eq!(
-            by_id.shadowed_by(&parse("/api/projects/templates")),
-            Some(Shadowed::Literal(&id, "templates"))
-        );
-        assert_eq!(
-            by_id.shadowed_by(&parse("/api/projects/{id}:stop")),
-            Some(Shadowed::VerbSuffix(&id, "stop"))
-        );
-        for unrelated in [
-            "/api/projects/{id}",
-            "/api/projects",
-            "/api/simulations/templates",
-            "/api/projects/{id}/files",
-            "/api/projects/templates:stop",
-        ] {
-            assert_eq!(by_id.shadowed_by(&parse(unrelated)), None, "{unrelated}");
-        }
-        // A variable over several segments is not narrowed by one literal.
-        let nested = parse("/v1/{name=projects/*}");
-        assert_eq!(nested.shadowed_by(&parse("/v1/projects/all")), None);
     }
 
     /// A template made of literals and single-segment variables, with the values to fill it.
