@@ -292,6 +292,17 @@ async fn the_platform_contract_is_in_the_document() {
         .await
         .json;
     let schemas = &document["components"]["schemas"];
+    for body in [
+        "auth.v1.LoginRequest",
+        "project.v1.NewProject",
+        "project.v1.ProjectPatch",
+        "simulation.v1.StartSimulationRequest",
+    ] {
+        assert_eq!(
+            schemas[body]["additionalProperties"], false,
+            "{body}: the gateway refuses unknown fields"
+        );
+    }
     assert_eq!(
         schemas["project.v1.NewProject"]["required"],
         json!(["name"])
