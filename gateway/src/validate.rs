@@ -885,6 +885,25 @@ mod tests {
     }
 
     #[test]
+    fn a_field_inside_a_message_is_named_by_the_path_variable_that_binds_it() {
+        let table = rules_table();
+        assert_eq!(
+            check(
+                &table,
+                http::Method::POST,
+                "/api/rules/Ab:rename",
+                r#"{"id":"12345"}"#
+            ),
+            [
+                r#"body field "id" must be at most 4 characters (string.max_len)"#,
+                r#"path variable "item.name" must match the pattern "^[a-z]+$" (string.pattern)"#,
+                r#"body field "item.count" must be at least 1 (int64.gt)"#,
+                r#"body field "item.weight" is required (required)"#,
+            ]
+        );
+    }
+
+    #[test]
     fn absence_is_admitted_where_the_rules_let_the_zero_value_pass() {
         let pool = pool("rules.proto", "", false);
         let validation = Validation::compile(&rules_table()).unwrap();

@@ -273,6 +273,21 @@ async fn every_enforced_rule_is_stated_in_the_schema() {
         json!({"type": "string", "nullable": true})
     );
     assert_eq!(replace["parameters"][0]["schema"]["pattern"], "^[a-z]+$");
+    // A body whose `item.name` the path binds: `item` (required) is always present, `name`
+    // unchecked in it, the rest of `item` checked as usual.
+    let rename = &document["paths"]["/api/rules/{item.name}:rename"]["post"];
+    let body = &rename["requestBody"]["content"]["application/json"]["schema"];
+    assert!(body.get("required").is_none(), "{body}");
+    assert_eq!(rename["requestBody"]["required"], false);
+    assert_eq!(body["properties"]["item"]["nullable"], true);
+    assert_eq!(
+        body["properties"]["item"]["required"],
+        json!(["count", "weight"])
+    );
+    assert_eq!(
+        body["properties"]["item"]["properties"]["name"],
+        json!({"type": "string", "nullable": true})
+    );
     for status in ["400", "401", "404", "413", "415", "429"] {
         assert_eq!(
             check["responses"][status]["content"]["application/json"]["schema"]["$ref"],

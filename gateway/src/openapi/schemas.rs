@@ -154,22 +154,20 @@ impl<'v> Schemas<'v> {
                 .map(|(_, rest)| rest)
                 .collect();
             let rules = self.validation.rules(&field);
-            let schema = if inner.iter().any(|rest| rest.is_empty()) {
-                self.request_property(&field, &FieldRules::default())
-            } else {
-                if !rules.admits_absence(&field) {
-                    required.push(field.json_name().to_owned());
+            let schema = match field.kind() {
+                _ if inner.iter().any(|rest| rest.is_empty()) => {
+                    self.request_property(&field, &FieldRules::default())
                 }
-                match field.kind() {
-                    Kind::Message(nested) if !inner.is_empty() => {
-                        let object = self.request_object(&nested, &inner);
-                        if rules.admits_absence(&field) {
-                            nullable(object)
-                        } else {
-                            object
-                        }
+                // The path sets a field inside this message, so the message is always present:
+                // the body may leave it out.
+                Kind::Message(nested) if !inner.is_empty() => {
+                    nullable(self.request_object(&nested, &inner))
+                }
+                _ => {
+                    if !rules.admits_absence(&field) {
+                        required.push(field.json_name().to_owned());
                     }
-                    _ => self.request_property(&field, rules),
+                    self.request_property(&field, rules)
                 }
             };
             properties.insert(field.json_name().to_owned(), schema);
