@@ -288,6 +288,14 @@ async fn every_enforced_rule_is_stated_in_the_schema() {
         body["properties"]["item"]["properties"]["name"],
         json!({"type": "string", "nullable": true})
     );
+    let tag = &document["paths"]["/api/rules/{item.name}:tag"]["post"];
+    assert_eq!(tag["requestBody"]["required"], false);
+    let body = &tag["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["required"], json!(["count", "weight"]));
+    assert_eq!(
+        body["properties"]["name"],
+        json!({"type": "string", "nullable": true})
+    );
     for status in ["400", "401", "404", "413", "415", "429"] {
         assert_eq!(
             check["responses"][status]["content"]["application/json"]["schema"]["$ref"],

@@ -147,10 +147,9 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
                     .filter(|(first, _)| first.as_str() == field.name())
                     .map(|(_, rest)| rest)
                     .collect();
-                Some((
-                    schemas.request_body(&message, &inner),
-                    !schemas.admits_absence(field),
-                ))
+                // A path variable inside the body field sets it, so the body may be left out.
+                let required = inner.is_empty() && !schemas.admits_absence(field);
+                Some((schemas.request_body(&message, &inner), required))
             }
             _ => None,
         },
@@ -191,7 +190,7 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
 /// The 4xx answers any routed request can get (docs/errors.md), by status; the backend's own
 /// (403, 409, ...) and the server errors are under `default`.
 fn client_errors(route: &Route) -> Vec<(&'static str, String)> {
-    let mut errors = vec![
+    vec![
         (
             "400",
             "The request breaks the contract: `invalid_field` (a field rule, named in the \
@@ -224,9 +223,7 @@ fn client_errors(route: &Route) -> Vec<(&'static str, String)> {
             "429",
             "`rate_limited` (with `Retry-After`) or the backend's `resource_exhausted`".to_owned(),
         ),
-    ];
-    errors.sort_by_key(|(status, _)| *status);
-    errors
+    ]
 }
 
 fn aggregate_operation(aggregate: &Aggregate) -> Value {
