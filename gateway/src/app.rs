@@ -34,6 +34,7 @@ use crate::{
     request_id::{self, RequestIdGenerator},
     revocations::RevocationLog,
     routing::{Route, RouteTable, RouteTableError},
+    validate::{RuleError, Validation},
     websocket::{self, WebSocketState},
 };
 
@@ -46,6 +47,9 @@ pub enum StartError {
     /// The descriptors do not make a valid route table.
     #[error("cannot build routes: {0}")]
     Routes(#[from] RouteTableError),
+    /// A request field's validation rules cannot be enforced.
+    #[error("cannot enforce {0}")]
+    Rules(#[from] RuleError),
     /// A backend's address is invalid.
     #[error(transparent)]
     Backend(#[from] BackendSetupError),
@@ -103,6 +107,8 @@ pub struct Seams<N> {
 pub struct App {
     config: Arc<Config>,
     routes: Arc<RouteTable>,
+    /// The request field rules, checked before every backend call.
+    validation: Arc<Validation>,
     backends: Backends,
     validator: Arc<TokenValidator>,
     metrics: Arc<Metrics>,
@@ -234,6 +240,7 @@ impl App {
                 });
             }
         }
+        let validation = Validation::compile(&routes)?;
         let deadlines = by_route_group(
             &routes,
             &config.routes.deadlines_ms,
@@ -271,7 +278,8 @@ impl App {
             .collect::<Result<_, _>>()?;
         let tls = crate::tls::acceptor(&config.tls)?;
         let openapi = bytes::Bytes::from(
-            serde_json::to_vec(&crate::openapi::document(&routes, &aggregates)).unwrap_or_default(),
+            serde_json::to_vec(&crate::openapi::document(&routes, &validation, &aggregates))
+                .unwrap_or_default(),
         );
         // Validated with the config; HSTS only over TLS.
         let security_headers = Arc::new(config.security_headers.headers(tls.is_some()).map_err(
@@ -366,6 +374,7 @@ impl App {
         Ok(Self {
             config: Arc::new(config),
             routes: Arc::new(routes),
+            validation: Arc::new(validation),
             backends,
             validator,
             metrics,
@@ -440,6 +449,7 @@ impl App {
             json_depth_max: self.config.http.json_depth_max,
             deadlines: self.deadlines.clone(),
             cache: self.cache.clone(),
+            validation: self.validation.clone(),
         });
         let aggregated =
             aggregate::router(&self.aggregates, &proxy, &self.validator, &self.rate_limits);

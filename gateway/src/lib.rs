@@ -14,6 +14,7 @@
 //! - [`aggregate`]: composite GET routes whose parts are called in parallel.
 //! - [`openapi`]: the OpenAPI document, generated from the routes.
 //! - [`transcode`]: JSON ⇄ dynamic protobuf messages.
+//! - [`validate`]: the `.proto` field rules, checked on every transcoded request.
 //! - [`codec`]: the tonic codec for dynamic messages.
 //! - [`backends`]: backend channels dialled through the `Net` seam.
 //! - [`error`]: the one error shape and the gRPC-to-HTTP table.
@@ -61,6 +62,7 @@ pub mod routing;
 pub mod server;
 pub mod tls;
 pub mod transcode;
+pub mod validate;
 pub mod websocket;
 
 pub use app::{App, Seams, StartError};

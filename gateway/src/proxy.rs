@@ -1,5 +1,6 @@
 //! The routing and backend-call phases: match the route, transcode JSON to a dynamic gRPC
-//! request, call the backend with the caller's context as metadata, and transcode the answer.
+//! request, check it against the contract's field rules, call the backend with the caller's
+//! context as metadata, and transcode the answer.
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use crate::{
     request_id::{self, RequestId},
     routing::{Capture, Route, RouteLookup, RouteTable},
     transcode::{self, TranscodeError},
+    validate::Validation,
 };
 
 /// Metadata keys carrying the caller's identity to backends. Clients' own headers are never
@@ -94,6 +96,8 @@ pub struct Proxy {
     pub deadlines: Arc<std::collections::BTreeMap<String, std::time::Duration>>,
     /// The response cache of configured GET routes.
     pub cache: ResponseCache,
+    /// The request field rules of every route.
+    pub validation: Arc<Validation>,
 }
 
 /// The final handler: transcode, call, transcode back.
@@ -141,6 +145,11 @@ pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response,
             }
             other => ApiError::bad_request("invalid_argument", other.to_string()),
         })?;
+    // Before the cache and the backend: a request the contract refuses costs neither.
+    proxy
+        .validation
+        .check(route, &message)
+        .map_err(|invalid| ApiError::bad_request("invalid_field", invalid.to_string()))?;
     let backend = proxy
         .backends
         .for_service(route.service_name())

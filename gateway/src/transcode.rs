@@ -50,7 +50,11 @@ pub fn build_request(
         BodyMapping::Whole => parse_json_message(&input, body)?,
         BodyMapping::Field(field) => {
             let mut message = DynamicMessage::new(input.clone());
-            if let Kind::Message(field_type) = field.kind() {
+            // An empty body leaves the field unset, so a required body (`PATCH
+            // /api/projects/{id}`) is refused by validation rather than read as `{}`.
+            if let Kind::Message(field_type) = field.kind()
+                && !is_empty_body(body)
+            {
                 let value = parse_json_message(&field_type, body)?;
                 message.set_field(field, Value::Message(value));
             }
@@ -125,12 +129,17 @@ pub fn response_to_json(
     Ok(out)
 }
 
+/// A body of no bytes, or only white space, is no body.
+fn is_empty_body(body: &[u8]) -> bool {
+    body.iter().all(u8::is_ascii_whitespace)
+}
+
 /// An empty body stands for `{}`: `POST /api/simulations/{id}:stop` needs no body.
 fn parse_json_message(
     descriptor: &MessageDescriptor,
     body: &[u8],
 ) -> Result<DynamicMessage, TranscodeError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if is_empty_body(body) {
         return Ok(DynamicMessage::new(descriptor.clone()));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(body);

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{Stack, dynamic, json_request};
 
 /// Every `$ref` in `value`.
@@ -123,6 +123,29 @@ async fn the_document_is_served_without_a_token_and_describes_every_route() {
     );
 }
 
+/// The document reads paths as the gateway routes them: a literal path lists only its own
+/// methods, as OpenAPI matches a concrete path before a templated one.
+#[tokio::test]
+async fn a_literal_path_lists_only_its_own_methods() {
+    let stack = Stack::start().await;
+    let document = stack
+        .send(json_request("GET", "/openapi.json", None, ""))
+        .await
+        .json;
+    let methods = |path: &str| -> Vec<String> {
+        document["paths"][path]
+            .as_object()
+            .unwrap_or_else(|| panic!("{path} is described"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    assert_eq!(methods("/api/projects/templates"), ["get"]);
+    assert_eq!(methods("/api/projects/{id}"), ["delete", "get", "patch"]);
+    assert_eq!(methods("/api/simulations/status"), ["get"]);
+    assert_eq!(methods("/api/simulations/{id}:stop"), ["post"]);
+}
+
 #[tokio::test]
 async fn a_route_added_by_a_proto_annotation_is_described_with_no_gateway_code() {
     let pool = dynamic::compile("echo.proto");
@@ -155,4 +178,179 @@ async fn a_route_added_by_a_proto_annotation_is_described_with_no_gateway_code()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(query, ["repeat"]);
+}
+
+/// The document of a route added by a `.proto` file (no backend needed to read it).
+async fn document_of(file: &str, service: &str, methods: &[&str]) -> Value {
+    let pool = dynamic::compile(file);
+    let config = dynamic::config_with_backend(service, "127.0.0.1:9".parse().unwrap(), methods);
+    let app = dynamic::app(config, &pool);
+    let answer = support::send(
+        app.api_router(),
+        http::Request::get("/openapi.json")
+            .body(axum::body::Body::empty())
+            .unwrap(),
+    )
+    .await;
+    validated(&answer.json);
+    answer.json
+}
+
+/// Every rule kind the gateway enforces is in the document, with the JSON Schema keyword that
+/// says the same, in the body, the query and the path.
+#[tokio::test]
+async fn every_enforced_rule_is_stated_in_the_schema() {
+    let document = document_of("rules.proto", "rules.v1.RulesService", &[]).await;
+    let item = &document["components"]["schemas"]["rules.v1.Item"];
+    assert_eq!(
+        item["additionalProperties"], false,
+        "unknown fields are refused"
+    );
+    assert_eq!(item["required"], json!(["name", "count", "weight"]));
+    let field = |name: &str| &item["properties"][name];
+    assert_eq!(
+        field("name"),
+        &json!({"type": "string", "minLength": 2, "maxLength": 5, "pattern": "^[a-z]+$"})
+    );
+    // Optional: rules apply when set, and null (not set) is fine.
+    assert_eq!(
+        field("note"),
+        &json!({"type": "string", "minLength": 3, "nullable": true})
+    );
+    // `gt: 0, lte: 10` on an int64: a JSON number or a decimal string, both bounded.
+    let count = field("count")["anyOf"].as_array().unwrap();
+    assert_eq!(
+        count[0],
+        json!({"type": "integer", "format": "int64", "minimum": 1, "maximum": 10})
+    );
+    assert_eq!(count[1]["type"], "string");
+    assert_eq!(field("size")["anyOf"][0]["maximum"], 7);
+    assert_eq!(field("size")["anyOf"][0]["nullable"], true);
+    assert_eq!(field("tags")["maxItems"], 2);
+    assert_eq!(
+        field("inner")["allOf"][0]["$ref"],
+        "#/components/schemas/rules.v1.Inner"
+    );
+    assert_eq!(
+        document["components"]["schemas"]["rules.v1.Inner"]["required"],
+        json!(["code"]),
+        "a plain string with min_len 1 cannot be left out"
+    );
+    // Required (protovalidate's spelling) on a uint64: present and not zero.
+    let weight = field("weight")["anyOf"].as_array().unwrap();
+    assert_eq!(weight[0]["minimum"], 1);
+    assert!(weight[0].get("nullable").is_none());
+    // defined_only: the names, or the numbers the enum defines.
+    assert_eq!(
+        field("color")["anyOf"],
+        json!([
+            {"type": "string", "enum": ["COLOR_UNSPECIFIED", "COLOR_RED"], "nullable": true},
+            {"type": "integer", "format": "int32", "minimum": 0, "maximum": 1},
+        ])
+    );
+
+    let check = &document["paths"]["/api/rules/{id}:check"]["post"];
+    assert_eq!(
+        check["parameters"],
+        json!([
+            {"name": "id", "in": "path", "required": true,
+             "schema": {"type": "string", "maxLength": 4}},
+            {"name": "page_size", "in": "query", "required": false,
+             "schema": {"type": "integer", "format": "int32", "minimum": 0, "maximum": 99}},
+        ])
+    );
+    assert_eq!(check["requestBody"]["required"], true, "`item` is required");
+    assert_eq!(
+        check["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/rules.v1.Item"
+    );
+    // A whole-message body whose `name` the path binds: the body may carry it, unchecked.
+    let replace = &document["paths"]["/api/rules/{name}"]["put"];
+    let body = &replace["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["required"], json!(["count", "weight"]));
+    assert_eq!(
+        body["properties"]["name"],
+        json!({"type": "string", "nullable": true})
+    );
+    assert_eq!(replace["parameters"][0]["schema"]["pattern"], "^[a-z]+$");
+    // A body whose `item.name` the path binds: `item` (required) is always present, `name`
+    // unchecked in it, the rest of `item` checked as usual.
+    let rename = &document["paths"]["/api/rules/{item.name}:rename"]["post"];
+    let body = &rename["requestBody"]["content"]["application/json"]["schema"];
+    assert!(body.get("required").is_none(), "{body}");
+    assert_eq!(rename["requestBody"]["required"], false);
+    assert_eq!(body["properties"]["item"]["nullable"], true);
+    assert_eq!(
+        body["properties"]["item"]["required"],
+        json!(["count", "weight"])
+    );
+    assert_eq!(
+        body["properties"]["item"]["properties"]["name"],
+        json!({"type": "string", "nullable": true})
+    );
+    let tag = &document["paths"]["/api/rules/{item.name}:tag"]["post"];
+    assert_eq!(tag["requestBody"]["required"], false);
+    let body = &tag["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["required"], json!(["count", "weight"]));
+    assert_eq!(
+        body["properties"]["name"],
+        json!({"type": "string", "nullable": true})
+    );
+    for status in ["400", "401", "404", "413", "415", "429"] {
+        assert_eq!(
+            check["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/Error",
+            "{status}"
+        );
+    }
+}
+
+/// The platform's own contract, as the issue lists it: limits, required fields, the body a
+/// PATCH needs and the one a verb route does not.
+#[tokio::test]
+async fn the_platform_contract_is_in_the_document() {
+    let stack = Stack::start().await;
+    let document = stack
+        .send(json_request("GET", "/openapi.json", None, ""))
+        .await
+        .json;
+    let schemas = &document["components"]["schemas"];
+    for body in [
+        "auth.v1.LoginRequest",
+        "project.v1.NewProject",
+        "project.v1.ProjectPatch",
+        "simulation.v1.StartSimulationRequest",
+    ] {
+        assert_eq!(
+            schemas[body]["additionalProperties"], false,
+            "{body}: the gateway refuses unknown fields"
+        );
+    }
+    assert_eq!(
+        schemas["project.v1.NewProject"]["required"],
+        json!(["name"])
+    );
+    assert_eq!(
+        schemas["project.v1.NewProject"]["properties"]["name"]["maxLength"],
+        100
+    );
+    assert_eq!(
+        schemas["simulation.v1.StartSimulationRequest"]["properties"]["projectId"]["maxLength"],
+        64
+    );
+    assert_eq!(
+        schemas["auth.v1.LoginRequest"]["required"],
+        json!(["username", "password"])
+    );
+    let page_size = &document["paths"]["/api/projects"]["get"]["parameters"][0];
+    assert_eq!(page_size["name"], "page_size");
+    assert_eq!(page_size["schema"]["minimum"], 0);
+    assert_eq!(
+        document["paths"]["/api/projects/{id}"]["patch"]["requestBody"]["required"],
+        true
+    );
+    assert_eq!(
+        document["paths"]["/api/simulations/{id}:stop"]["post"]["requestBody"]["required"], false,
+        "stopping needs no body"
+    );
 }

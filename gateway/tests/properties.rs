@@ -57,7 +57,14 @@ proptest! {
                 prop_assert_eq!(captures.len(), route.template.variable_paths().count());
                 prop_assert!(!gateway::routing::path_template::has_dot_segment(&path));
             }
-            RouteLookup::MethodNotAllowed(allowed) => prop_assert!(!allowed.contains(&method)),
+            RouteLookup::MethodNotAllowed(allowed) => {
+                prop_assert!(!allowed.contains(&method));
+                // `Allow` is exactly the methods that would work on this path.
+                for other in [Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::PUT] {
+                    let works = matches!(table().lookup(&other, &path), RouteLookup::Found(..));
+                    prop_assert_eq!(works, allowed.contains(&other), "{} {}", other, path);
+                }
+            }
             RouteLookup::NotFound | RouteLookup::BadPath(_) => {}
         }
     }

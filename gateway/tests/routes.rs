@@ -297,3 +297,30 @@ async fn unknown_paths_are_404_and_wrong_methods_are_405_with_allow() {
         assert!(allow.contains(method), "Allow {allow:?} lacks {method}");
     }
 }
+
+/// A literal template owns its path: `/api/projects/templates` is `ListTemplates` for every
+/// method, never `UpdateProject` or `DeleteProject` with `id = "templates"` (which is still
+/// reachable percent-encoded, as `/api/projects/template%73`).
+#[tokio::test]
+async fn a_literal_path_answers_only_its_own_methods() {
+    let stack = Stack::start().await;
+    let token = stack.login("alice").await;
+    for method in ["PATCH", "DELETE", "OPTIONS", "PUT"] {
+        let answer = stack
+            .send(json_request(
+                method,
+                "/api/projects/templates",
+                Some(&token),
+                r#"{"name":"x"}"#,
+            ))
+            .await;
+        answer.assert_error(405, "method_not_allowed");
+        assert_eq!(answer.headers["allow"], "GET", "{method}");
+    }
+    // The backend's own 404, not the route table's: the encoded id reached GetProject.
+    let message = stack
+        .get("/api/projects/template%73", &token)
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(message, r#"project "templates" not found"#);
+}

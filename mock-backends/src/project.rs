@@ -165,9 +165,12 @@ impl ProjectService for ProjectBackend {
             .ok_or_else(|| Status::invalid_argument("project is required"))?;
         let name = validate_name(&name)?;
         validate_description(&description)?;
+        // NOT_FOUND, not INVALID_ARGUMENT: whether a template exists depends on the catalogue,
+        // and gRPC keeps INVALID_ARGUMENT for requests that are wrong whatever the state. The
+        // API contract can say which IDs are well formed, not which ones exist.
         if !template_id.is_empty() && !demo::TEMPLATES.iter().any(|t| t.id == template_id) {
-            return Err(Status::invalid_argument(format!(
-                "unknown template {template_id:?}"
+            return Err(Status::not_found(format!(
+                "template {template_id:?} not found"
             )));
         }
         if self.projects().len() >= self.inner.projects_max {

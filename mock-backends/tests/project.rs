@@ -105,6 +105,18 @@ async fn bad_input_is_an_invalid_argument() {
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{name:?}");
     }
+    let status = harness
+        .project()
+        .create_project(as_user(BOB, CreateProjectRequest { project: None }))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+}
+
+/// Whether a template exists depends on the catalogue, not on the request's form: NOT_FOUND.
+#[tokio::test]
+async fn a_project_from_an_unknown_template_is_not_found() {
+    let harness = Harness::start().await;
     let mut unknown_template = new_project("ok");
     unknown_template.project.as_mut().unwrap().template_id = "t-nope".to_owned();
     let status = harness
@@ -112,13 +124,8 @@ async fn bad_input_is_an_invalid_argument() {
         .create_project(as_user(BOB, unknown_template))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
-    let status = harness
-        .project()
-        .create_project(as_user(BOB, CreateProjectRequest { project: None }))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(status.message(), r#"template "t-nope" not found"#);
 }
 
 #[tokio::test]

@@ -2,7 +2,13 @@
 //!
 //! - `proto/auth/v1`, `proto/project/v1`, `proto/simulation/v1`: the three backend services. Methods
 //!   clients may call carry `google.api.http` annotations; the gateway derives its routes from them.
-//! - `proto/google/api`: the `HttpRule` option, defined here from its public specification.
+//!   Their request fields carry `google.api.field_behavior` and `buf.validate.field` annotations,
+//!   which the gateway enforces before calling the service and writes into its OpenAPI document.
+//! - `proto/google/api`: the `HttpRule` option and the `field_behavior` annotation (`REQUIRED`),
+//!   defined here from their public specifications.
+//! - `proto/buf/validate`: the part of protovalidate's field rules the gateway enforces (string
+//!   lengths and patterns, integer bounds, enum values, list sizes), same package and numbers as
+//!   the public specification.
 //!
 //! The crate exports the generated prost types and tonic stubs for each package, and
 //! [`FILE_DESCRIPTOR_SET`], the encoded descriptors the gateway builds its route table from.
@@ -12,9 +18,9 @@
 /// Encoded `google.protobuf.FileDescriptorSet` of every service above and its imports.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 
-/// `google.api`: the HTTP annotation types.
+/// `google.api`: the HTTP and field behaviour annotation types.
 pub mod google {
-    /// The `HttpRule` option and its extension.
+    /// The `HttpRule` option and the `FieldBehavior` enum.
     pub mod api {
         include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
     }

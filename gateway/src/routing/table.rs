@@ -178,24 +178,28 @@ impl RouteTable {
 
     /// Finds the route for a request.
     ///
-    /// When a path matches a template with a verb (`/api/simulations/{id}:stop`), templates
-    /// without a verb are not considered, so `GET /api/simulations/s-1:stop` is a 405 rather than
-    /// a lookup of a simulation called `s-1:stop`.
+    /// A path belongs to the most specific template that matches it, and only routes with a
+    /// template of that same shape are considered: `/api/projects/templates` belongs to
+    /// `ListTemplates` alone, so `PATCH` there is 405 with `Allow: GET` rather than
+    /// `UpdateProject` with `id = "templates"`, and `GET /api/simulations/s-1:stop` is 405 rather
+    /// than a lookup of a simulation called `s-1:stop` (a verb template is the more specific).
+    /// So `Allow` lists exactly the methods that would work on the path.
     pub fn lookup(&self, method: &Method, path: &str) -> RouteLookup {
         if has_dot_segment(path) {
             return RouteLookup::BadPath(PathError::DotSegment);
         }
         let mut allowed: Vec<Method> = Vec::new();
-        let mut verb_matched = false;
-        // Routes are sorted with verb templates first.
+        let mut best: Option<&PathTemplate> = None;
+        // Routes are sorted most specific first, so those of the best template's shape follow
+        // its first match, before any less specific one.
         for route in &self.routes {
-            if verb_matched && !route.template.has_verb() {
+            if best.is_some_and(|best| route.template.specificity_cmp(best).is_lt()) {
                 break;
             }
             let Some(matched) = route.template.matches(path) else {
                 continue;
             };
-            verb_matched |= route.template.has_verb();
+            best.get_or_insert(&route.template);
             if route.method != *method {
                 if !allowed.contains(&route.method) {
                     allowed.push(route.method.clone());
@@ -344,4 +348,61 @@ pub(crate) fn resolve_field_path(
         field = Some(found);
     }
     field.ok_or_else(|| "empty field path".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        RouteTable::from_pool(&crate::app::builtin_descriptors(), &[]).expect("valid routes")
+    }
+
+    fn found(table: &RouteTable, method: Method, path: &str) -> Option<String> {
+        match table.lookup(&method, path) {
+            RouteLookup::Found(route, _) => Some(route.grpc_method.name().to_owned()),
+            _ => None,
+        }
+    }
+
+    fn allow(table: &RouteTable, method: Method, path: &str) -> Vec<Method> {
+        match table.lookup(&method, path) {
+            RouteLookup::MethodNotAllowed(allow) => allow,
+            other => panic!("{method} {path}: expected 405, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_literal_template_owns_its_path_for_every_method() {
+        let table = table();
+        let path = "/api/projects/templates";
+        assert_eq!(
+            found(&table, Method::GET, path).as_deref(),
+            Some("ListTemplates")
+        );
+        for method in [Method::PATCH, Method::DELETE, Method::OPTIONS] {
+            assert_eq!(allow(&table, method, path), [Method::GET]);
+        }
+        // Any other value of the variable still reaches the variable template's routes.
+        let other = "/api/projects/p-1";
+        assert_eq!(
+            found(&table, Method::PATCH, other).as_deref(),
+            Some("UpdateProject")
+        );
+        assert_eq!(
+            allow(&table, Method::PUT, other),
+            [Method::GET, Method::PATCH, Method::DELETE]
+        );
+    }
+
+    #[test]
+    fn a_verb_template_owns_its_path() {
+        let table = table();
+        let path = "/api/simulations/s-1:stop";
+        assert_eq!(
+            found(&table, Method::POST, path).as_deref(),
+            Some("StopSimulation")
+        );
+        assert_eq!(allow(&table, Method::GET, path), [Method::POST]);
+    }
 }

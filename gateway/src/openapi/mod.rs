@@ -2,24 +2,38 @@
 //! route added by a `.proto` annotation appears here too) and served at `GET /openapi.json`.
 //!
 //! Every route with its path and query parameters, request body and answer, in the proto3 JSON
-//! mapping the transcoder speaks (camelCase names, 64-bit integers as strings, enums by name,
-//! `Timestamp` as RFC 3339); every error as the one error shape; aggregation routes; bearer
-//! authentication where a route needs it.
+//! mapping the transcoder speaks; the contract's field rules as JSON Schema keywords, read from
+//! the same compiled rules the gateway enforces ([`Validation`]); every error as the one error
+//! shape, with the 4xx answers the gateway itself gives; aggregation routes; bearer
+//! authentication where a route needs it. docs/errors.md, "Validation", says what the schemas
+//! state and where proto3 JSON reads more spellings than they list.
+//!
+//! - [`schemas`]: message and field schemas, in the request and the response form.
+//! - [`decimal`]: patterns for integers written as decimal text.
 
-use std::{collections::BTreeMap, sync::Arc};
+mod decimal;
+mod schemas;
 
-use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor};
+use std::sync::Arc;
+
+use prost_reflect::Kind;
 use serde_json::{Map, Value, json};
 
+use self::schemas::Schemas;
 use crate::{
     aggregate::Aggregate,
-    routing::{BodyMapping, Route, RouteTable},
+    routing::{BodyMapping, Route, RouteTable, table::resolve_field_path},
+    validate::Validation,
 };
 
-/// The document for `routes` and `aggregates`.
-pub fn document(routes: &RouteTable, aggregates: &[Arc<Aggregate>]) -> Value {
-    let mut schemas = Schemas::default();
-    let mut paths: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+/// The document for `routes` (whose request rules are `validation`) and `aggregates`.
+pub fn document(
+    routes: &RouteTable,
+    validation: &Validation,
+    aggregates: &[Arc<Aggregate>],
+) -> Value {
+    let mut schemas = Schemas::new(validation);
+    let mut paths: std::collections::BTreeMap<String, Map<String, Value>> = Default::default();
     for route in routes.routes() {
         let operation = operation(route, &mut schemas);
         paths
@@ -33,7 +47,7 @@ pub fn document(routes: &RouteTable, aggregates: &[Arc<Aggregate>]) -> Value {
             .or_default()
             .insert("get".to_owned(), aggregate_operation(aggregate));
     }
-    let mut components = schemas.0;
+    let mut components = schemas.into_components();
     components.insert("Error".to_owned(), error_schema());
     components.insert("Aggregate".to_owned(), aggregate_schema());
     json!({
@@ -42,7 +56,8 @@ pub fn document(routes: &RouteTable, aggregates: &[Arc<Aggregate>]) -> Value {
             "title": "Simulation platform API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The API gateway's HTTP/JSON API, generated from the gRPC services' \
-                google.api.http annotations. Errors: docs/errors.md.",
+                google.api.http annotations; request rules from their google.api.field_behavior \
+                and buf.validate annotations, enforced by the gateway. Errors: docs/errors.md.",
         },
         "paths": paths,
         "components": {
@@ -80,22 +95,20 @@ fn openapi_path(template: &str) -> String {
 
 fn operation(route: &Route, schemas: &mut Schemas) -> Value {
     let input = route.input();
-    let mut parameters: Vec<Value> = route
-        .template
-        .variable_paths()
-        .map(|path| {
+    let bound: Vec<&[String]> = route.template.variable_paths().collect();
+    let mut parameters: Vec<Value> = bound
+        .iter()
+        .map(|&path| {
+            // Start-up checked that every variable binds a scalar field of the request.
+            let schema = resolve_field_path(&input, path)
+                .map_or(json!({"type": "string"}), |field| schemas.parameter(&field));
             json!({
                 "name": path.join("."),
                 "in": "path",
                 "required": true,
-                "schema": {"type": "string"},
+                "schema": schema,
             })
         })
-        .collect();
-    let bound: Vec<String> = route
-        .template
-        .variable_paths()
-        .map(|path| path.join("."))
         .collect();
     let body_owner = match &route.body {
         BodyMapping::Whole => None,
@@ -107,45 +120,110 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
     if let Some(owner) = &body_owner {
         for field in input.fields() {
             let scalar = !field.is_map() && !matches!(field.kind(), Kind::Message(_));
-            if scalar && !bound.contains(&field.name().to_owned()) && field.name() != owner {
+            let is_bound = bound.iter().any(|path| path == &[field.name().to_owned()]);
+            if scalar && !is_bound && field.name() != owner {
                 parameters.push(json!({
                     "name": field.name(),
                     "in": "query",
-                    "required": false,
-                    "schema": schemas.field(&field),
+                    "required": !schemas.admits_absence(&field),
+                    "schema": schemas.parameter(&field),
                 }));
             }
         }
     }
+    // The body: its schema, and whether it may be left out (an empty body is no fields).
     let request_body = match &route.body {
         BodyMapping::None => None,
-        BodyMapping::Whole => Some(schemas.message(&input)),
-        BodyMapping::Field(field) => Some(schemas.field(field)),
+        BodyMapping::Whole => Some((
+            schemas.request_body(&input, &bound),
+            !schemas.body_is_optional(&input, &bound),
+        )),
+        // Route building accepts only singular message fields as body fields.
+        BodyMapping::Field(field) => match field.kind() {
+            Kind::Message(message) => {
+                let inner: Vec<&[String]> = bound
+                    .iter()
+                    .filter_map(|path| path.split_first())
+                    .filter(|(first, _)| first.as_str() == field.name())
+                    .map(|(_, rest)| rest)
+                    .collect();
+                // A path variable inside the body field sets it, so the body may be left out.
+                let required = inner.is_empty() && !schemas.admits_absence(field);
+                Some((schemas.request_body(&message, &inner), required))
+            }
+            _ => None,
+        },
     };
     let answer = match &route.response_body {
-        Some(field) => schemas.field(field),
-        None => schemas.message(&route.grpc_method.output()),
+        Some(field) => schemas.response_field(field),
+        None => schemas.response_message(&route.grpc_method.output()),
     };
+    let mut responses = json!({
+        "200": {
+            "description": "The method's answer",
+            "content": {"application/json": {"schema": answer}},
+        },
+        "default": {"$ref": "#/components/responses/Error"},
+    });
+    for (status, description) in client_errors(route) {
+        responses[status] = json!({
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        });
+    }
     let mut operation = json!({
         "operationId": route.grpc_method.name(),
         "summary": format!("{} ({})", route.label, route.grpc_method.full_name()),
         "parameters": parameters,
-        "responses": {
-            "200": {
-                "description": "The method's answer",
-                "content": {"application/json": {"schema": answer}},
-            },
-            "default": {"$ref": "#/components/responses/Error"},
-        },
+        "responses": responses,
         "security": if route.public { json!([]) } else { json!([{"bearer": []}]) },
     });
-    if let Some(schema) = request_body {
+    if let Some((schema, required)) = request_body {
         operation["requestBody"] = json!({
-            "required": true,
+            "required": required,
             "content": {"application/json": {"schema": schema}},
         });
     }
     operation
+}
+
+/// The 4xx answers any routed request can get (docs/errors.md), by status; the backend's own
+/// (403, 409, ...) and the server errors are under `default`.
+fn client_errors(route: &Route) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "400",
+            "The request breaks the contract: `invalid_field` (a field rule, named in the \
+             message), `invalid_json`, `json_too_deep`, `invalid_argument` (a query parameter \
+             or path variable), `invalid_path`; or the backend's `invalid_argument`, \
+             `failed_precondition`, `out_of_range`"
+                .to_owned(),
+        ),
+        (
+            "401",
+            if route.public {
+                "`unauthenticated`: the backend refused the credentials".to_owned()
+            } else {
+                "`unauthenticated`: no valid bearer token".to_owned()
+            },
+        ),
+        (
+            "404",
+            "`not_found`: the backend has no such resource".to_owned(),
+        ),
+        (
+            "413",
+            "`payload_too_large`: the body is over the gateway's limit".to_owned(),
+        ),
+        (
+            "415",
+            "`unsupported_media_type`: a body that is not `application/json`".to_owned(),
+        ),
+        (
+            "429",
+            "`rate_limited` (with `Retry-After`) or the backend's `resource_exhausted`".to_owned(),
+        ),
+    ]
 }
 
 fn aggregate_operation(aggregate: &Aggregate) -> Value {
@@ -204,94 +282,6 @@ fn aggregate_schema() -> Value {
                 },
             },
         },
-    })
-}
-
-/// The component schemas of the messages met so far, by full name.
-#[derive(Default)]
-struct Schemas(Map<String, Value>);
-
-impl Schemas {
-    /// A `$ref` to `message`, adding its schema (and those it uses) the first time.
-    fn message(&mut self, message: &MessageDescriptor) -> Value {
-        if let Some(known) = well_known(message.full_name()) {
-            return known;
-        }
-        let name = message.full_name().to_owned();
-        if !self.0.contains_key(&name) {
-            // Placeholder first: a message may refer to itself.
-            self.0.insert(name.clone(), json!({}));
-            let properties: Map<String, Value> = message
-                .fields()
-                .map(|field| (field.json_name().to_owned(), self.field(&field)))
-                .collect();
-            self.0.insert(
-                name.clone(),
-                json!({"type": "object", "properties": properties}),
-            );
-        }
-        json!({"$ref": format!("#/components/schemas/{name}")})
-    }
-
-    /// The schema of one field's JSON value.
-    fn field(&mut self, field: &FieldDescriptor) -> Value {
-        if field.is_map() {
-            let Kind::Message(entry) = field.kind() else {
-                return json!({"type": "object"});
-            };
-            let value = entry
-                .get_field_by_name("value")
-                .map_or(json!({}), |value| self.single(&value.kind()));
-            return json!({"type": "object", "additionalProperties": value});
-        }
-        let single = self.single(&field.kind());
-        if field.cardinality() == Cardinality::Repeated {
-            json!({"type": "array", "items": single})
-        } else {
-            single
-        }
-    }
-
-    fn single(&mut self, kind: &Kind) -> Value {
-        match kind {
-            Kind::Double | Kind::Float => json!({"type": "number"}),
-            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-                json!({"type": "integer", "format": "int32"})
-            }
-            Kind::Uint32 | Kind::Fixed32 => {
-                json!({"type": "integer", "format": "int64", "minimum": 0})
-            }
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => {
-                json!({"type": "string", "format": "int64"})
-            }
-            Kind::Bool => json!({"type": "boolean"}),
-            Kind::String => json!({"type": "string"}),
-            Kind::Bytes => json!({"type": "string", "format": "byte"}),
-            Kind::Enum(descriptor) => {
-                let names: Vec<String> = descriptor.values().map(|v| v.name().to_owned()).collect();
-                json!({"type": "string", "enum": names})
-            }
-            Kind::Message(message) => self.message(message),
-        }
-    }
-}
-
-/// The JSON forms of the well-known types the contracts use.
-fn well_known(full_name: &str) -> Option<Value> {
-    Some(match full_name {
-        "google.protobuf.Timestamp" => json!({"type": "string", "format": "date-time"}),
-        "google.protobuf.Duration" => json!({"type": "string", "example": "1.5s"}),
-        "google.protobuf.Empty" => json!({"type": "object"}),
-        "google.protobuf.Struct" => json!({"type": "object"}),
-        "google.protobuf.Value" => json!({}),
-        "google.protobuf.StringValue" => json!({"type": "string", "nullable": true}),
-        "google.protobuf.BoolValue" => json!({"type": "boolean", "nullable": true}),
-        "google.protobuf.Int32Value" => json!({"type": "integer", "nullable": true}),
-        "google.protobuf.Int64Value" => {
-            json!({"type": "string", "format": "int64", "nullable": true})
-        }
-        "google.protobuf.DoubleValue" => json!({"type": "number", "nullable": true}),
-        _ => return None,
     })
 }
 
