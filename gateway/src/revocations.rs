@@ -184,13 +184,22 @@ impl RevocationLog {
     fn apply_history(&self, hub: &Hub, applied: &mut Option<(String, u64)>, history: &History) {
         let next = match applied.as_ref() {
             Some((epoch, offset)) if *epoch == history.epoch => offset + 1,
-            // A new epoch (Redis lost its data): its revocations start at offset 1.
-            Some(_) => 1,
+            // A new epoch: Redis lost its data, and with it whatever the old epoch held past the
+            // last revocation applied here. None of that can be read any more, and this instance
+            // was cut off when it was lost, so it cannot tell whether anything was revoked. (The
+            // simulation found a token revoked just before a Redis crash keep its connection.)
+            // The new epoch's revocations start at offset 1.
+            Some((epoch, offset)) => {
+                let lost = format!("epoch {epoch} after offset {offset}");
+                self.assume_any_revoked(hub, &lost);
+                1
+            }
             // The first read: whatever history holds is all there is to know.
             None => history.oldest_offset.max(1),
         };
         if history.latest_offset >= next && history.oldest_offset > next {
-            self.assume_any_revoked(hub, next, history.oldest_offset - 1);
+            let trimmed = format!("offsets {next} to {}", history.oldest_offset - 1);
+            self.assume_any_revoked(hub, &trimmed);
         }
         let mut last = applied
             .as_ref()
@@ -238,10 +247,10 @@ impl RevocationLog {
         }
     }
 
-    /// Revocations `from..=to` are gone from history unread: any token or permission may have
-    /// been revoked. Forgets every cached validation and permission answer and closes every
+    /// Revocations (`lost`: which) are gone from history unread: any token or permission may
+    /// have been revoked. Forgets every cached validation and permission answer and closes every
     /// connection with 1001, so each client reconnects and is judged by Auth afresh.
-    fn assume_any_revoked(&self, hub: &Hub, from: u64, to: u64) {
+    fn assume_any_revoked(&self, hub: &Hub, lost: &str) {
         self.validator.forget_all();
         self.permissions.forget_all();
         let closed = hub.close_where(
@@ -250,8 +259,7 @@ impl RevocationLog {
             "revocations were missed; reconnect",
         );
         tracing::warn!(
-            from,
-            to,
+            lost,
             closed,
             "revocations missed beyond history; every connection closed"
         );

@@ -204,6 +204,40 @@ fn a_revocation_missed_during_a_partition_is_applied_before_the_replay() {
     report.assert_holds();
 }
 
+/// Found by generated seed 23572621: `gateway-1`, the revoker's, is cut from Redis's messages
+/// while Auth revokes the token, and Redis crashes (losing the revocation) before the gateway has
+/// read it. An epoch change of `auth:revocations` must count as revocations missed: every
+/// connection is closed with 1001 and judged afresh on reconnecting. (The gateway used to carry
+/// on in the new epoch, and the revoked token's connection received everything published after.)
+#[test]
+fn a_revocation_lost_in_a_redis_crash_closes_every_connection() {
+    let seed = seed::seed_or(23_572_621);
+    let report = Scenario::new("revocation lost in a Redis crash", seed)
+        .gateways(2)
+        .subscribers(8)
+        .collaborators(4)
+        .revocation_at(Duration::from_millis(5_600))
+        .limited_client(Duration::from_millis(50))
+        .fault(ms(2_100), Fault::Hold("gateway-2".into(), "redis".into()))
+        .fault(ms(2_700), Fault::Release("gateway-2".into(), "redis".into()))
+        .fault(ms(4_200), Fault::PartitionOneWay("redis".into(), "gateway-1".into()))
+        .fault(ms(5_600), Fault::Repair("redis".into(), "gateway-1".into()))
+        .fault(ms(6_100), Fault::Crash("redis".into()))
+        .fault(ms(7_600), Fault::Restart("redis".into()))
+        .duration(Duration::from_secs(14))
+        .run();
+    eprintln!("{}", explore::summary(&report));
+    report.assert_holds();
+    let revoker_closed = report.trace.observed.iter().any(|o| {
+        o.host == "revoker" && matches!(o.what, Observation::Disconnected { code: Some(1001), .. })
+    });
+    assert!(revoker_closed, "the revoked token's connection was never closed with 1001");
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
 /// Auth goes down for five seconds under two gateways: each gateway's breaker for Auth opens
 /// (profile calls answered 503 `circuit_open` without calling Auth), forged tokens still get 401
 /// (local verification), and the breakers close once Auth is back.
