@@ -514,6 +514,21 @@ impl App {
         &self.hub
     }
 
+    /// Prepares the Redis link of shared rate limits (nothing when limits are local), until it
+    /// is ready or `shutdown` changes.
+    pub fn spawn_rate_limit_preparation(
+        &self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let limits = self.rate_limits.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = limits.prepare_shared() => {}
+                _ = shutdown.changed() => {}
+            }
+        })
+    }
+
     /// Starts listening for Auth's revocations; stops when `shutdown` changes.
     pub fn spawn_revocation_listener(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
         tokio::spawn(crate::revocations::listen(

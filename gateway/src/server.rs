@@ -95,6 +95,7 @@ pub async fn serve<L: NetListener>(
     let (stop_sender, stop) = watch::channel(false);
     let health_checks = app.spawn_health_checks(stop.clone());
     let revocations = app.spawn_revocation_listener(stop.clone());
+    let rate_limit_preparation = app.spawn_rate_limit_preparation(stop.clone());
     let timeouts = ConnectionTimeouts {
         header_read: Duration::from_millis(http.header_read_timeout_ms),
         idle: Duration::from_millis(http.idle_timeout_ms),
@@ -132,6 +133,7 @@ pub async fn serve<L: NetListener>(
     let drained = tokio::time::timeout(grace, futures::future::join_all(servers)).await;
     health_checks.abort();
     revocations.abort();
+    rate_limit_preparation.abort();
     match drained {
         Ok(_) => tracing::info!("drained"),
         Err(_) => tracing::warn!(

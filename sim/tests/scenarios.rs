@@ -219,8 +219,14 @@ fn a_revocation_lost_in_a_redis_crash_closes_every_connection() {
         .revocation_at(Duration::from_millis(5_600))
         .limited_client(Duration::from_millis(50))
         .fault(ms(2_100), Fault::Hold("gateway-2".into(), "redis".into()))
-        .fault(ms(2_700), Fault::Release("gateway-2".into(), "redis".into()))
-        .fault(ms(4_200), Fault::PartitionOneWay("redis".into(), "gateway-1".into()))
+        .fault(
+            ms(2_700),
+            Fault::Release("gateway-2".into(), "redis".into()),
+        )
+        .fault(
+            ms(4_200),
+            Fault::PartitionOneWay("redis".into(), "gateway-1".into()),
+        )
         .fault(ms(5_600), Fault::Repair("redis".into(), "gateway-1".into()))
         .fault(ms(6_100), Fault::Crash("redis".into()))
         .fault(ms(7_600), Fault::Restart("redis".into()))
@@ -229,9 +235,49 @@ fn a_revocation_lost_in_a_redis_crash_closes_every_connection() {
     eprintln!("{}", explore::summary(&report));
     report.assert_holds();
     let revoker_closed = report.trace.observed.iter().any(|o| {
-        o.host == "revoker" && matches!(o.what, Observation::Disconnected { code: Some(1001), .. })
+        o.host == "revoker"
+            && matches!(
+                o.what,
+                Observation::Disconnected {
+                    code: Some(1001),
+                    ..
+                }
+            )
     });
-    assert!(revoker_closed, "the revoked token's connection was never closed with 1001");
+    assert!(
+        revoker_closed,
+        "the revoked token's connection was never closed with 1001"
+    );
+}
+
+/// Found by generated seed 750954610: the `limited` client asks from the start, and a gateway's
+/// first shared decision had to dial Redis and load the GCRA script within the 300 ms decision
+/// timeout. It rarely could, so both gateways fell back to their local limits and admitted a
+/// burst each, past the shared limit. The gateways now prepare the link when they start.
+#[test]
+fn a_limit_shared_through_redis_holds_from_the_first_request() {
+    let seed = seed::seed_or(750_954_610);
+    let hang = |hang| Fault::Backend {
+        host: "project".into(),
+        faults: FaultSettings {
+            hang,
+            ..FaultSettings::default()
+        },
+    };
+    let report = Scenario::new("a shared limit from the first request", seed)
+        .gateways(2)
+        .subscribers(8)
+        .collaborators(4)
+        .revocation_at(Duration::from_millis(5_600))
+        .limited_client(Duration::from_millis(50))
+        .fault(ms(2_100), Fault::Partition("gateway-1".into(), "auth".into()))
+        .fault(ms(3_500), Fault::Repair("gateway-1".into(), "auth".into()))
+        .fault(ms(5_600), hang(true))
+        .fault(ms(6_700), hang(false))
+        .duration(Duration::from_secs(14))
+        .run();
+    eprintln!("{}", explore::summary(&report));
+    report.assert_holds();
 }
 
 fn ms(millis: u64) -> Duration {

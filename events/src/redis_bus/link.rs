@@ -98,6 +98,24 @@ impl<N: Net> RedisLink<N> {
         Ok((connection, true))
     }
 
+    /// Makes sure the command connection is up and `script` is loaded (`SCRIPT LOAD`), within
+    /// `within`: dialling and loading are what make a first [`RedisLink::run_script`] slow (a
+    /// dial, then `EVALSHA`, `NOSCRIPT`, `SCRIPT LOAD` and `EVALSHA` again), so a user whose
+    /// calls have a tight bound prepares the link ahead of them.
+    pub async fn prepare(&self, script: &redis::Script, within: Duration) -> Result<(), String> {
+        let attempt = async {
+            let (mut connection, _) = self.command_connection().await?;
+            script
+                .load_async(&mut connection)
+                .await
+                .map(drop)
+                .map_err(|error| format!("redis: {error}"))
+        };
+        tokio::time::timeout(within, attempt)
+            .await
+            .map_err(|_| format!("redis: no answer within {} ms", within.as_millis()))?
+    }
+
     /// Runs one script invocation on the command connection, bounded by the command timeout.
     /// A failed connection is dropped so the next call dials again.
     pub async fn run_script<T: redis::FromRedisValue>(

@@ -441,7 +441,9 @@ mod tests {
             roles: Vec::new(),
             token_id: "t-1".to_owned(),
         };
-        hub.join(&channel, member, queue.clone(), None).await.unwrap();
+        hub.join(&channel, member, queue.clone(), None)
+            .await
+            .unwrap();
         assert_eq!(frames(&queue)[0]["type"], "welcome");
 
         let messages = [event("current", 3), event("lost", 51), event("current", 4)];

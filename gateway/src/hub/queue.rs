@@ -126,10 +126,13 @@ impl OutQueue {
     }
 
     /// Ends the replay: events that arrived live meanwhile are delivered, minus any the replay
-    /// already covered.
+    /// already covered. A connection closed during the replay (a revocation) gets none of them.
     pub fn go_live(&self) {
         let mut state = self.lock();
         let buffered = state.buffered.take().unwrap_or_default();
+        if state.closing.is_some() {
+            return;
+        }
         for (event, frame, admitted) in &buffered {
             self.accept(&mut state, event, frame, *admitted, true);
         }
@@ -356,6 +359,30 @@ mod tests {
             .map(|f| f["offset"].as_u64().unwrap())
             .collect();
         assert_eq!(offsets, [2, 3, 4]);
+    }
+
+    /// A revocation closes a connection while it joins: the replay stops, and what arrived live
+    /// meanwhile is not delivered either. (It used to be, after the close was decided, behind a
+    /// `missed` gap for the replay the closing queue had refused: the simulation saw a revoked
+    /// token's connection sent both.)
+    #[test]
+    fn a_connection_closed_during_its_replay_gets_nothing_more() {
+        let queue = OutQueue::new("simulation:s-1", 10, false);
+        queue.start_at("e", 0);
+        let (three, three_frame) = event(3);
+        queue.push_event(&three, &three_frame, true, false); // live, buffered
+        let (one, one_frame) = event(1);
+        queue.push_event(&one, &one_frame, true, true); // replayed
+        queue.close(close_code::REVOKED, "token revoked");
+        let (two, two_frame) = event(2);
+        assert!(!queue.push_event(&two, &two_frame, true, true));
+        queue.go_live();
+        let offsets: Vec<u64> = drain(&queue)
+            .iter()
+            .map(|f| f["offset"].as_u64().expect("only events"))
+            .collect();
+        assert_eq!(offsets, [1]);
+        assert!(matches!(queue.try_next(), Some(Outbound::Close(4003, _))));
     }
 
     #[test]

@@ -226,6 +226,14 @@ impl RateLimits {
         limits
     }
 
+    /// Prepares the Redis link of shared limits ahead of the first decision (nothing when limits
+    /// are local); see [`SharedLimits::prepare`].
+    pub async fn prepare_shared(&self) {
+        if let Some(shared) = &self.shared {
+            shared.prepare().await;
+        }
+    }
+
     /// Whether a per-IP limit is configured (else its layer need not run).
     pub fn limits_ips(&self) -> bool {
         self.per_ip.is_some()

@@ -36,6 +36,9 @@ pub struct SharedCheck {
 /// Runs the script; boxed so the limits need not be generic over the network seam.
 trait GcraRunner: Send + Sync {
     fn run<'a>(&'a self, checks: &'a [SharedCheck]) -> BoxFuture<'a, Result<Vec<i64>, String>>;
+
+    /// Dials and loads the script ahead of the first decision, within `within`.
+    fn prepare(&self, within: Duration) -> BoxFuture<'_, Result<(), String>>;
 }
 
 struct RedisGcra<N> {
@@ -58,6 +61,10 @@ impl<N: Net> GcraRunner for RedisGcra<N> {
             self.link.run_script(invocation).await
         })
     }
+
+    fn prepare(&self, within: Duration) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.link.prepare(&self.script, within))
+    }
 }
 
 /// Whether decisions are being made in Redis, and since when not.
@@ -72,6 +79,8 @@ pub struct SharedLimits {
     runner: Box<dyn GcraRunner>,
     address: String,
     retry_interval: Duration,
+    /// Bound of each try of [`SharedLimits::prepare`].
+    prepare_timeout: Duration,
     fallback: Mutex<Fallback>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
@@ -96,10 +105,11 @@ impl SharedLimits {
         health: Arc<Health>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let connect_timeout = Duration::from_millis(redis.connect_timeout_ms);
         let link = RedisLink::new(
             net,
             redis.address.clone(),
-            Duration::from_millis(redis.connect_timeout_ms).min(timeout),
+            connect_timeout.min(timeout),
             timeout,
         );
         health.set_rate_limits(true, format!("shared through Redis at {}", redis.address));
@@ -111,9 +121,30 @@ impl SharedLimits {
             }),
             address: redis.address.clone(),
             retry_interval,
+            prepare_timeout: timeout + connect_timeout,
             fallback: Mutex::new(Fallback::default()),
             health,
             metrics,
+        }
+    }
+
+    /// Dials Redis and loads the script before the first decision needs them, trying again every
+    /// retry interval until it works: a first decision that had to do both would rarely fit its
+    /// timeout, and would send the instance to its local limits for a retry interval (the
+    /// simulation saw two gateways just started admit a burst each, past the shared limit).
+    /// Each try gets the decision timeout plus the connect timeout.
+    pub async fn prepare(&self) {
+        loop {
+            match self.runner.prepare(self.prepare_timeout).await {
+                Ok(()) => {
+                    tracing::debug!(address = %self.address, "rate limits: Redis link ready");
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(address = %self.address, %error, "rate limits: Redis not ready yet");
+                    tokio::time::sleep(self.retry_interval).await;
+                }
+            }
         }
     }
 
@@ -222,6 +253,10 @@ mod tests {
             let next = self.0.lock().unwrap().remove(0);
             Box::pin(async move { next })
         }
+
+        fn prepare(&self, _: Duration) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
     }
 
     fn limits(answers: Vec<Result<Vec<i64>, String>>) -> (SharedLimits, Arc<Health>, Arc<Metrics>) {
@@ -231,6 +266,7 @@ mod tests {
             runner: Box::new(Scripted(Mutex::new(answers))),
             address: "redis:6379".into(),
             retry_interval: Duration::from_secs(1),
+            prepare_timeout: Duration::from_secs(1),
             fallback: Mutex::new(Fallback::default()),
             health: health.clone(),
             metrics: metrics.clone(),
