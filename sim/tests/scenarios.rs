@@ -270,7 +270,10 @@ fn a_limit_shared_through_redis_holds_from_the_first_request() {
         .collaborators(4)
         .revocation_at(Duration::from_millis(5_600))
         .limited_client(Duration::from_millis(50))
-        .fault(ms(2_100), Fault::Partition("gateway-1".into(), "auth".into()))
+        .fault(
+            ms(2_100),
+            Fault::Partition("gateway-1".into(), "auth".into()),
+        )
         .fault(ms(3_500), Fault::Repair("gateway-1".into(), "auth".into()))
         .fault(ms(5_600), hang(true))
         .fault(ms(6_700), hang(false))
