@@ -94,12 +94,57 @@ pub fn check(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
 }
 
 /// The subscribers whose token was revoked, and when the revocation was seen on `auth:revocations`.
-fn revoked_subscribers(trace: &Trace) -> BTreeMap<usize, Duration> {
-    trace
+fn revoked_subscribers(trace: &Trace, expect: &Expectations) -> BTreeMap<usize, Duration> {
+    let mut revoked: BTreeMap<usize, Duration> = trace
         .observed
         .iter()
         .filter_map(|o| match &o.what {
             Observation::Revoked { subscriber, .. } => Some((*subscriber, o.at)),
+            _ => None,
+        })
+        .collect();
+    for (subscriber, lost_until) in revocations_lost_in_a_crash(trace, expect) {
+        revoked.entry(subscriber).or_insert(lost_until);
+    }
+    revoked
+}
+
+/// Revocations Auth acknowledged that nobody ever saw on `auth:revocations`, with a Redis crash
+/// after the acknowledgement: Redis lost them with its data, as it may without persistence. The
+/// gateways cannot hear of them; what they do instead is treat the new epoch of
+/// `auth:revocations` as revocations missed (every connection closed, every token judged by Auth
+/// afresh), once Redis is back. So each such subscriber counts as revoked from the restart after
+/// the crash (the end of the run if there is none).
+fn revocations_lost_in_a_crash(trace: &Trace, expect: &Expectations) -> Vec<(usize, Duration)> {
+    let seen: BTreeSet<usize> = trace
+        .observed
+        .iter()
+        .filter_map(|o| match &o.what {
+            Observation::Revoked { subscriber, .. } => Some(*subscriber),
+            _ => None,
+        })
+        .collect();
+    let redis = |fault: &Fault, crash: bool| match (fault, crash) {
+        (Fault::Crash(host), true) | (Fault::Restart(host), false) => host == "redis",
+        _ => false,
+    };
+    trace
+        .observed
+        .iter()
+        .filter_map(|o| match &o.what {
+            Observation::RevocationAcknowledged { subscriber } if !seen.contains(subscriber) => {
+                let crash = expect
+                    .faults
+                    .iter()
+                    .find(|(at, fault)| *at >= o.at && redis(fault, true))?
+                    .0;
+                let restart = expect
+                    .faults
+                    .iter()
+                    .find(|(at, fault)| *at >= crash && redis(fault, false))
+                    .map_or(expect.duration, |(at, _)| *at);
+                Some((*subscriber, restart))
+            }
             _ => None,
         })
         .collect()
@@ -293,7 +338,7 @@ pub fn subscribers_catch_up_by_the_end(trace: &Trace, expect: &Expectations) -> 
             "nothing was published",
         )];
     };
-    let revoked = revoked_subscribers(trace);
+    let revoked = revoked_subscribers(trace, expect);
     let mut reached: BTreeMap<usize, (String, u64)> = BTreeMap::new();
     let mut notification_subscribers = BTreeSet::new();
     for observed in &trace.observed {
@@ -725,18 +770,20 @@ pub fn presence_converges_without_ghosts(trace: &Trace, expect: &Expectations) -
 /// revoker's token is revoked (seen on `auth:revocations`, live or in history), nothing published more than
 /// half a second later reaches it, and no new connection of it is welcomed (joins a channel). The half second is the
 /// revocation's way through Redis pub/sub to the gateway; after a bus outage the gateway reads
-/// missed revocations before it replays missed events, so the bound holds across faults.
+/// missed revocations before it replays missed events, so the bound holds across faults. A
+/// revocation Redis lost in a crash before anyone saw it counts from Redis's restart (see
+/// `revocations_lost_in_a_crash`); one that never appeared otherwise is a violation.
 pub fn revoked_tokens_get_nothing_new(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
     const NAME: &str = "a revoked token gets nothing new";
     const GRACE: Duration = Duration::from_millis(500);
-    let revoked = revoked_subscribers(trace);
+    let revoked = revoked_subscribers(trace, expect);
     if let Some(at) = expect.revoke_at
         && revoked.is_empty()
     {
         return vec![Violation::new(
             NAME,
             at,
-            "the revocation never appeared on auth:revocations",
+            "the revocation never appeared on auth:revocations (nor did Redis lose it in a crash)",
         )];
     }
     let published_at: BTreeMap<(&str, &str, u64), Duration> = trace
@@ -1159,7 +1206,7 @@ fn first_chance(
 /// well before the end.
 pub fn every_started_client_is_served(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
     const NAME: &str = "every started client is served";
-    let revoked = revoked_subscribers(trace);
+    let revoked = revoked_subscribers(trace, expect);
     let welcomed: BTreeSet<usize> = trace
         .observed
         .iter()
@@ -1664,6 +1711,54 @@ mod tests {
             (at(1_600), Fault::Partition("auth".into(), "project".into())),
         ];
         assert_eq!(served(&trace, &expect(20, elsewhere)).len(), 1);
+    }
+
+    /// Auth acknowledged the revocation, and Redis crashed before anyone saw it: Redis lost it, so
+    /// it is judged from the restart (the gateways then treat the lost epoch as revocations
+    /// missed). Without the crash, a revocation never seen is still a violation.
+    #[test]
+    fn a_revocation_redis_lost_in_a_crash_counts_from_the_restart() {
+        let mut trace = Trace::default();
+        let welcome =
+            json!({"type": "welcome", "channel": "user:u-1", "epoch": "e", "latest_offset": 0});
+        frame(&mut trace, 100, 7, welcome);
+        let what = Observation::RevocationAcknowledged { subscriber: 7 };
+        trace.push(at(5_600), "revoker", what);
+        let published = |offset, started_ms| Observation::Published {
+            started: at(started_ms),
+            channel: "user:u-1".to_owned(),
+            epoch: "e".to_owned(),
+            offset,
+            audience: None,
+        };
+        trace.push(at(5_700), "publisher", published(1, 5_700));
+        trace.push(at(7_100), "publisher", published(2, 7_100));
+        let event = |offset| json!({"type": "event", "channel": "user:u-1", "epoch": "e", "offset": offset, "data": {}});
+        frame(&mut trace, 5_750, 7, event(1));
+        let crash = vec![
+            (at(5_800), Fault::Crash("redis".into())),
+            (at(6_500), Fault::Restart("redis".into())),
+        ];
+        let revoking = |faults| Expectations {
+            revoke_at: Some(at(5_600)),
+            ..expect(20, faults)
+        };
+        // Lost in the crash: what was published before the restart may arrive; nothing after.
+        assert_eq!(
+            revoked_tokens_get_nothing_new(&trace, &revoking(crash.clone())),
+            []
+        );
+        let mut late = trace.clone();
+        frame(&mut late, 7_150, 7, event(2));
+        let violations = revoked_tokens_get_nothing_new(&late, &revoking(crash));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        // No crash: a revocation nobody saw is a violation.
+        let violations = revoked_tokens_get_nothing_new(&trace, &revoking(Vec::new()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("never appeared"),
+            "{violations:?}"
+        );
     }
 
     #[test]

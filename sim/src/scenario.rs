@@ -797,6 +797,10 @@ impl Scenario {
                         token_id: token_id.clone(),
                     };
                     revoked = control.revoke_token(request).await.is_ok();
+                    if revoked {
+                        let what = Observation::RevocationAcknowledged { subscriber };
+                        record(&trace, "revoker", what);
+                    }
                 }
                 let poll = tokio::time::sleep(Duration::from_millis(100));
                 tokio::select! {

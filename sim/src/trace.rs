@@ -98,6 +98,12 @@ pub enum Observation {
         /// (no connection, no answer within the prober's timeout, no health report).
         bus_healthy: Option<bool>,
     },
+    /// Auth acknowledged revoking a subscriber's token (its `RevokeToken` returned): it has
+    /// published the revocation, or keeps trying until Redis takes it.
+    RevocationAcknowledged {
+        /// The logical subscriber whose token it is.
+        subscriber: usize,
+    },
     /// A subscriber's token was revoked, and the revocation was seen (live or in history) on
     /// `auth:revocations` at this observation's time.
     Revoked {
