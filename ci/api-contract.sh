@@ -19,16 +19,11 @@ SCHEMATHESIS_VERSION=4.32.5
 examples="${1:-200}"
 seed="${2:-1}"
 timeout_s="${API_CONTRACT_TIMEOUT_S:-600}"
-venv=target/schemathesis-venv
 results="results/api-contract-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
 
-# A venv under target/, made once and reused while it holds the pinned version.
-if [ "$("$venv/bin/st" --version 2>/dev/null)" != "st, version $SCHEMATHESIS_VERSION" ]; then
-  echo "== installing schemathesis $SCHEMATHESIS_VERSION into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-fi
+source ci/lib/pinned-venv.sh
+pinned_venv schemathesis "schemathesis==$SCHEMATHESIS_VERSION"
 
 echo "== building the dev stack"
 cargo build -q -p dev-stack

@@ -9,10 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 connections="${1:-10000}"
-python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets
+source ci/lib/pinned-venv.sh
+pinned_venv websockets "websockets==17.4"
 cargo build --release -q -p dev-stack
 source ci/lib/dev-stack.sh
 results="results/ws-memory-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
 start_dev_stack target/release/dev-stack "$results/dev-stack.log" RUST_LOG=warn
-python3 ci/ws-memory.py --pid "$stack_pid" --token "$token" --connections "$connections"
+"$venv/bin/python" ci/ws-memory.py --pid "$stack_pid" --token "$token" --connections "$connections"

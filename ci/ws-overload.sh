@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 connections="${1:-20500}"
 processes="${2:-2}"
-python3 -c 'import websockets' 2>/dev/null || python3 -m pip install -q websockets
+source ci/lib/pinned-venv.sh
+pinned_venv websockets "websockets==17.4"
 cargo build --release -q -p dev-stack
 results="results/ws-overload-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$results"
@@ -20,7 +21,7 @@ source ci/lib/dev-stack.sh
 start_dev_stack target/release/dev-stack "$results/dev-stack.log" RUST_LOG=info
 grep -m1 'connection cap' "$results/dev-stack.log" | sed 's/\x1b\[[0-9;]*m//g' || true
 status=0
-python3 ci/ws-overload.py --token "$token" --connections "$connections" --processes "$processes" |
+"$venv/bin/python" ci/ws-overload.py --token "$token" --connections "$connections" --processes "$processes" |
   tee "$results/summary.json" || status=$?
 failures=$(grep -c 'accept failed' "$results/dev-stack.log" || true)
 echo "accept failures logged by the gateway: $failures (log in $results)"
