@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use prost_reflect::DynamicMessage;
+use prost::Message as _;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::{
@@ -172,6 +172,8 @@ pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response,
         deadline,
         metrics: proxy.metrics.clone(),
     };
+    // Encoded once: a retry sends the same bytes again.
+    let message = Bytes::from(message.encode_to_vec());
     let fetch = move || -> BoxFuture<'static, Result<Bytes, ApiError>> {
         Box::pin(call.run(message, metadata))
     };
@@ -221,7 +223,7 @@ struct BackendCall {
 }
 
 impl BackendCall {
-    async fn run(self, message: DynamicMessage, metadata: MetadataMap) -> Result<Bytes, ApiError> {
+    async fn run(self, message: Bytes, metadata: MetadataMap) -> Result<Bytes, ApiError> {
         let Self {
             backend,
             route,
@@ -233,7 +235,6 @@ impl BackendCall {
             .call(
                 route.grpc_path.clone(),
                 message,
-                route.grpc_method.output(),
                 metadata,
                 deadline,
                 route.retryable,
@@ -263,7 +264,7 @@ impl BackendCall {
                 return Err(ApiError::from_grpc_status(&status));
             }
         };
-        let json = transcode::response_to_json(&route, &response).map_err(|error| {
+        let json = route.answer.to_json(&response).map_err(|error| {
             tracing::error!(%error, "response transcoding failed");
             ApiError::new(
                 StatusCode::BAD_GATEWAY,

@@ -14,14 +14,14 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use http::uri::PathAndQuery;
-use prost_reflect::{DynamicMessage, MessageDescriptor};
 use seams::{Net, adapters::NetConnector};
 use tokio::time::Instant;
 use tonic::{Status, metadata::MetadataMap, transport::Endpoint};
 
 use crate::{
-    codec::DynamicCodec,
+    codec::WireCodec,
     config::{BackendConfig, Config, millis},
     resilience::{
         RetryBudget,
@@ -197,12 +197,11 @@ impl Backend {
     pub async fn call(
         &self,
         path: PathAndQuery,
-        request: DynamicMessage,
-        response_type: MessageDescriptor,
+        request: Bytes,
         metadata: MetadataMap,
         deadline: Duration,
         retryable: bool,
-    ) -> (Result<DynamicMessage, CallError>, CallReport) {
+    ) -> (Result<Bytes, CallError>, CallReport) {
         let give_up_at = Instant::now() + deadline;
         let max_attempts = self.0.retry.config().max_attempts.max(1);
         let mut report = CallReport::default();
@@ -217,7 +216,6 @@ impl Backend {
                 &lease,
                 path.clone(),
                 request.clone(),
-                response_type.clone(),
                 metadata.clone(),
                 remaining,
             )
@@ -252,17 +250,17 @@ impl Backend {
     }
 }
 
-/// Calls a unary method with a dynamic request, once, on a leased channel, without any breaker.
+/// Calls a unary method with an encoded request, once, on a leased channel, without any breaker;
+/// the answer is the encoded response.
 /// The deadline is sent as `grpc-timeout` and also enforced here, so a backend that never answers
 /// cannot hold the request past it.
 pub async fn unary(
     lease: &Lease,
     path: PathAndQuery,
-    request: DynamicMessage,
-    response_type: MessageDescriptor,
+    request: Bytes,
     metadata: MetadataMap,
     deadline: Duration,
-) -> Result<DynamicMessage, Status> {
+) -> Result<Bytes, Status> {
     let mut grpc = tonic::client::Grpc::new(lease.channel());
     let call = async {
         grpc.ready()
@@ -271,7 +269,7 @@ pub async fn unary(
         let mut request =
             tonic::Request::from_parts(metadata, tonic::Extensions::default(), request);
         request.set_timeout(deadline);
-        grpc.unary(request, path, DynamicCodec::new(response_type))
+        grpc.unary(request, path, WireCodec)
             .await
             .map(tonic::Response::into_inner)
     };

@@ -10,6 +10,7 @@ use prost_reflect::{
 };
 
 use super::path_template::{Capture, PathError, PathTemplate, TemplateError, has_dot_segment};
+use crate::transcode::{Answer, Plans};
 
 /// The name of the HTTP annotation extension in the descriptor pool.
 const HTTP_EXTENSION: &str = "google.api.http";
@@ -40,6 +41,8 @@ pub struct Route {
     pub body: BodyMapping,
     /// When set, only this response field is returned as the HTTP body.
     pub response_body: Option<FieldDescriptor>,
+    /// How the gRPC answer is written as the JSON body (compiled from the descriptors).
+    pub answer: Answer,
     /// Whether the route is reachable without a token.
     pub public: bool,
     /// A low-cardinality label for logs and metrics: `GET /api/projects/{id}`.
@@ -125,6 +128,7 @@ impl RouteTable {
             return Ok(Self::default());
         };
         let mut routes: Vec<Arc<Route>> = Vec::new();
+        let plans = Arc::new(Plans::compile(pool));
         for service in pool.services() {
             for method in service.methods() {
                 let options = method.options();
@@ -152,7 +156,7 @@ impl RouteTable {
                     bindings.extend(extra.iter().filter_map(|v| v.as_message().cloned()));
                 }
                 for binding in &bindings {
-                    let route = build_route(&method, &method_name, binding, public)?;
+                    let route = build_route(&method, &method_name, binding, public, &plans)?;
                     if let Some(existing) = routes.iter().find(|r| {
                         r.method == route.method && r.template.as_str() == route.template.as_str()
                     }) {
@@ -224,6 +228,7 @@ fn build_route(
     method_name: &str,
     rule: &DynamicMessage,
     public: bool,
+    plans: &Arc<Plans>,
 ) -> Result<Route, RouteTableError> {
     let binding_error = |reason: String| RouteTableError::Binding {
         method: method_name.to_owned(),
@@ -304,6 +309,7 @@ fn build_route(
     let grpc_path = format!("/{}/{}", method.parent_service().full_name(), method.name());
     let grpc_path = PathAndQuery::try_from(grpc_path)
         .map_err(|_| binding_error("the method name is not a valid gRPC path".into()))?;
+    let answer = Answer::new(plans, &method.output(), response_body.as_ref());
     Ok(Route {
         label: format!("{http_method} {}", template.as_str()),
         retryable: http_method == Method::GET || is_idempotent(method),
@@ -313,6 +319,7 @@ fn build_route(
         grpc_path,
         body,
         response_body,
+        answer,
         public,
     })
 }

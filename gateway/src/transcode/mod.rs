@@ -2,14 +2,24 @@
 //!
 //! A request message is built from three sources, in this order (later wins): the JSON body (the
 //! whole message or one field of it, per the route's `body`), the query string (fields not bound by
-//! the body), then the path variables. Responses are written as canonical proto3 JSON.
+//! the body), then the path variables. Answers are written from their wire bytes as canonical
+//! proto3 JSON by [`Answer`], with no message built in between (see `to_json`).
 //!
 //! Policy for fields the message does not have: rejected with 400, in the body and in the query
 //! string alike, so a typo never passes silently. See `docs/errors.md`.
 
+mod plan;
+mod to_json;
+mod wire;
+
+pub use plan::Plans;
+pub use wire::WireError;
+
+use std::sync::Arc;
+
 use prost_reflect::{
     DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
-    SerializeOptions, Value,
+    Value,
 };
 
 use crate::routing::{BodyMapping, Capture, Route, table::resolve_field_path};
@@ -33,7 +43,8 @@ pub enum TranscodeError {
     },
 }
 
-/// Why a response could not be written as JSON (a gateway or backend fault, not the client's).
+/// Why an answer could not be written as JSON: the backend sent bytes that are not its declared
+/// type (a backend fault, answered 502).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot encode the response as JSON: {0}")]
 pub struct ResponseEncodeError(String);
@@ -93,40 +104,43 @@ pub fn build_request(
     Ok(message)
 }
 
-/// Writes a gRPC response as canonical proto3 JSON (or just its `response_body` field).
-pub fn response_to_json(
-    route: &Route,
-    response: &DynamicMessage,
-) -> Result<Vec<u8>, ResponseEncodeError> {
-    // Emitting default values keeps the response shape stable for clients (`"roles": []` rather
-    // than a missing key); names are lowerCamelCase, 64-bit integers are strings, per proto3 JSON.
-    let options = SerializeOptions::new().skip_default_fields(false);
-    let mut out = Vec::with_capacity(256);
-    match &route.response_body {
-        Some(field) => {
-            let value = response.get_field(field);
-            let mut holder = DynamicMessage::new(response.descriptor());
-            holder.set_field(field, value.into_owned());
-            // Serialise the holder and take the one field back out, so the field's value gets
-            // exactly the proto3 JSON mapping of its type.
-            let as_json = holder
-                .serialize_with_options(serde_json::value::Serializer, &options)
-                .map_err(|e| ResponseEncodeError(e.to_string()))?;
-            let inner = as_json
-                .get(field.json_name())
-                .cloned()
-                .unwrap_or(serde_json::Value::Null);
-            serde_json::to_writer(&mut out, &inner)
-                .map_err(|e| ResponseEncodeError(e.to_string()))?;
-        }
-        None => {
-            let mut serializer = serde_json::Serializer::new(&mut out);
-            response
-                .serialize_with_options(&mut serializer, &options)
-                .map_err(|e| ResponseEncodeError(e.to_string()))?;
+/// How one route's gRPC answer becomes its JSON body: the compiled plan of the output type, and
+/// the field to answer with when the route names a `response_body`.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    plans: Arc<Plans>,
+    message: plan::MessageId,
+    field: Option<u32>,
+}
+
+impl Answer {
+    /// The answer of a method whose output type is `output`, whole or only `response_body`.
+    pub fn new(
+        plans: &Arc<Plans>,
+        output: &MessageDescriptor,
+        response_body: Option<&FieldDescriptor>,
+    ) -> Self {
+        let message = plans
+            .id_of(output.full_name())
+            .expect("the plans were compiled from the output type's pool");
+        Self {
+            plans: plans.clone(),
+            message,
+            field: response_body.map(FieldDescriptor::number),
         }
     }
-    Ok(out)
+
+    /// Writes an encoded gRPC answer as canonical proto3 JSON, with default values (so clients
+    /// see a stable shape: `"roles": []` rather than no key); a malformed answer is an error.
+    pub fn to_json(&self, wire: &[u8]) -> Result<Vec<u8>, ResponseEncodeError> {
+        let mut out = Vec::with_capacity(wire.len() * 2 + 16);
+        match self.field {
+            None => to_json::write_message(&self.plans, self.message, wire, &mut out),
+            Some(number) => to_json::write_field(&self.plans, self.message, number, wire, &mut out),
+        }
+        .map_err(|error| ResponseEncodeError(error.to_string()))?;
+        Ok(out)
+    }
 }
 
 /// A body of no bytes, or only white space, is no body.
