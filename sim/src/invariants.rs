@@ -1306,13 +1306,16 @@ fn redis_cuts(expect: &Expectations) -> Vec<(usize, Duration, Duration, bool)> {
 /// the window's edges. While a gateway cannot reach Redis it decides alone, admitting up to the
 /// full limit itself: each such time adds, per gateway affected, the burst and the rate over the
 /// cut plus the retry interval and a second; a Redis that lost its data adds a burst more.
-/// Requests that got no answer are not counted (they may or may not have been admitted).
+/// Requests that got no answer are not counted (they may or may not have been admitted), nor
+/// those answered before the limit was asked (401, or 503 `auth_unavailable`: authentication
+/// comes first, so a skewed clock or an Auth outage refuses them without charging the limit).
 pub fn shared_limits_hold_across_instances(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
     const NAME: &str = "shared limits hold across instances";
     let Some(shared) = expect.shared_limit else {
         return Vec::new();
     };
-    let limited: Vec<(Duration, Duration, u16)> = trace
+    // (sent, answered, admitted by the limit)
+    let limited: Vec<(Duration, Duration, bool)> = trace
         .observed
         .iter()
         .filter_map(|o| match &o.what {
@@ -1320,8 +1323,17 @@ pub fn shared_limits_hold_across_instances(trace: &Trace, expect: &Expectations)
                 path,
                 sent,
                 status: Some(status),
+                code,
                 ..
-            } if *path == crate::scenario::LIMITED_PATH => Some((*sent, o.at, *status)),
+            } if *path == crate::scenario::LIMITED_PATH => {
+                // Refused by the limit, or answered before it was asked (authentication).
+                let not_admitted = *status == 429
+                    || matches!(
+                        code.as_deref(),
+                        Some("unauthenticated" | "auth_unavailable")
+                    );
+                Some((*sent, o.at, !not_admitted))
+            }
             _ => None,
         })
         .collect();
@@ -1344,10 +1356,7 @@ pub fn shared_limits_hold_across_instances(trace: &Trace, expect: &Expectations)
             gateways as f64 * allowance(span) + if lost { f64::from(limit.burst) } else { 0.0 }
         })
         .sum();
-    let admitted = limited
-        .iter()
-        .filter(|(_, _, status)| *status != 429)
-        .count();
+    let admitted = limited.iter().filter(|(_, _, admitted)| *admitted).count();
     let bound = shared_bound + local_bound;
     if admitted as f64 <= bound {
         return Vec::new();
@@ -2037,5 +2046,43 @@ mod tests {
         // Without the limited client nothing is judged.
         expectations.shared_limit = None;
         assert!(shared_limits_hold_across_instances(&run(100), &expectations).is_empty());
+    }
+
+    /// Seed 58872828: a skewed gateway clock made two requests 401 before the limit was asked.
+    /// Answers given before the limit (authentication: 401, 503 `auth_unavailable`) were not
+    /// admitted by it; a backend's error after it was.
+    #[test]
+    fn only_requests_past_the_limit_count_as_admitted() {
+        let shared = SharedLimit {
+            limit: gateway::rate_limit::Limit {
+                per_second: 2.0,
+                burst: 4,
+            },
+            retry_interval: Duration::from_secs(1),
+        };
+        let mut expectations = expect(20, Vec::new());
+        expectations.shared_limit = Some(shared);
+        // 24 admitted fill the bound (24.5); more answers that never reached the limit add none.
+        let run = |before_limit: &[(u16, &str)], after_limit: Option<(u16, &str)>| {
+            let mut trace = Trace::default();
+            let mut answers: Vec<(u16, Option<&str>)> = vec![(200, None); 24];
+            answers.extend(before_limit.iter().map(|(s, c)| (*s, Some(*c))));
+            answers.extend(after_limit.map(|(s, c)| (s, Some(c))));
+            answers.resize(101, (429, Some("rate_limited")));
+            for (n, (status, code)) in answers.into_iter().enumerate() {
+                let sent = n as u64 * 100;
+                let what = http(crate::scenario::LIMITED_PATH, sent, Some(status), code);
+                trace.push(at(sent + 10), "limited", what);
+            }
+            trace
+        };
+        let before = [(401, "unauthenticated"), (503, "auth_unavailable")];
+        let judged = shared_limits_hold_across_instances(&run(&before, None), &expectations);
+        assert!(judged.is_empty(), "{judged:?}");
+        let judged = shared_limits_hold_across_instances(
+            &run(&before, Some((503, "backend_unavailable"))),
+            &expectations,
+        );
+        assert_eq!(judged.len(), 1, "{judged:?}");
     }
 }
