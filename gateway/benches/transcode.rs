@@ -1,6 +1,9 @@
 //! Route matching plus JSON-to-protobuf transcoding of a typical request, and the check of the
 //! contract's field rules on it: the per-request work the gateway adds before a backend call.
-//! Run: `cargo bench -p gateway --bench transcode`.
+//! Then an answer written as JSON two ways in the same run: the streaming writer the gateway uses
+//! (`Answer::to_json`, wire bytes straight to JSON) beside what it did before (prost-reflect:
+//! decode a `DynamicMessage`, then serialise it), for the profile, a page of 20 projects and a
+//! 1 MB list. Run: `cargo bench -p gateway --bench transcode`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gateway::{
@@ -80,5 +83,98 @@ fn route_and_transcode(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, route_and_transcode);
+/// An encoded answer of `route`'s output type, built from its proto3 JSON.
+fn encoded_answer(route: &gateway::routing::Route, json: &serde_json::Value) -> Vec<u8> {
+    let options = prost_reflect::DeserializeOptions::new();
+    let message = prost_reflect::DynamicMessage::deserialize_with_options(
+        route.grpc_method.output(),
+        json,
+        &options,
+    )
+    .expect("the answer fits its type");
+    message.encode_to_vec()
+}
+
+fn answers(c: &mut Criterion) {
+    let table = RouteTable::from_pool(&builtin_descriptors(), &[]).expect("routes build");
+    let route = |method: Method, path: &str| match table.lookup(&method, path) {
+        RouteLookup::Found(route, _) => route,
+        _ => panic!("{path} must match"),
+    };
+    let project = |n: usize| {
+        serde_json::json!({
+            "id": format!("p-{n}"),
+            "name": format!("Wind tunnel {n}"),
+            "description": "Turbulence study at Mach 0.8, with the \"fine\" mesh",
+            "ownerId": "u-alice",
+            "templateId": "t-cfd",
+            "createTime": "2026-11-30T10:15:00.250Z",
+            "updateTime": "2026-12-01T08:00:00Z",
+        })
+    };
+    let profile = route(Method::GET, "/api/auth/profile");
+    let projects = route(Method::GET, "/api/projects");
+    let page = |count: usize| {
+        serde_json::json!({
+            "projects": (0..count).map(project).collect::<Vec<_>>(),
+            "nextPageToken": "20",
+        })
+    };
+    let cases = [
+        (
+            "GET /api/auth/profile",
+            profile.clone(),
+            encoded_answer(
+                &profile,
+                &serde_json::json!({
+                    "userId": "u-alice", "username": "alice", "displayName": "Alice Liddell",
+                    "email": "alice@example.com", "roles": ["admin", "user"],
+                }),
+            ),
+        ),
+        (
+            "GET /api/projects (20 projects)",
+            projects.clone(),
+            encoded_answer(&projects, &page(20)),
+        ),
+        (
+            "a 1 MB ListProjectsResponse",
+            projects.clone(),
+            encoded_answer(&projects, &page(5_000)),
+        ),
+    ];
+    let old_options = prost_reflect::SerializeOptions::new().skip_default_fields(false);
+    for (name, route, wire) in cases {
+        let mut group = c.benchmark_group(format!("answer to JSON: {name} ({} bytes)", wire.len()));
+        group.throughput(criterion::Throughput::Bytes(wire.len() as u64));
+        group.bench_function("streaming writer", |b| {
+            b.iter(|| {
+                route
+                    .answer
+                    .to_json(std::hint::black_box(&wire))
+                    .expect("valid")
+            })
+        });
+        group.bench_function("prost-reflect (decode, serialise)", |b| {
+            b.iter(|| {
+                let message = prost_reflect::DynamicMessage::decode(
+                    route.grpc_method.output(),
+                    std::hint::black_box(wire.as_slice()),
+                )
+                .expect("valid");
+                let mut out = Vec::with_capacity(256);
+                message
+                    .serialize_with_options(
+                        &mut serde_json::Serializer::new(&mut out),
+                        &old_options,
+                    )
+                    .expect("serialisable");
+                out
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, route_and_transcode, answers);
 criterion_main!(benches);
