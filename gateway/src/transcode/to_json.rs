@@ -216,10 +216,17 @@ impl<'p, 'a, 'o> Writer<'p, 'a, 'o> {
     fn field_value(&mut self, field: &FieldPlan, run: Range<usize>) -> Result<(), WireError> {
         match field.cardinality {
             Cardinality::Single => match field.kind {
-                ValueKind::Message(id) => {
-                    let segments = self.message_segments(run)?;
-                    self.message(id, &segments)
-                }
+                ValueKind::Message(id) => match run.len() {
+                    // Almost always: one occurrence, nothing to merge.
+                    1 => match self.scratch[run.start].raw {
+                        Raw::Delimited(bytes) | Raw::Group(bytes) => self.message(id, &[bytes]),
+                        _ => Err(WireError("a message field with the wrong wire type")),
+                    },
+                    _ => {
+                        let segments = self.message_segments(run)?;
+                        self.message(id, &segments)
+                    }
+                },
                 kind => match run.end.checked_sub(1).filter(|last| *last >= run.start) {
                     Some(last) => {
                         let raw = self.scratch[last].raw;
@@ -616,6 +623,11 @@ fn time(out: &mut Vec<u8>, kind: WellKnown, seconds: i64, nanos: i32) -> Result<
         if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&seconds) {
             return Err(WireError("a timestamp out of range"));
         }
+        if (0..1_000_000_000).contains(&nanos) {
+            rfc3339(out, seconds, nanos.unsigned_abs());
+            return Ok(());
+        }
+        // Nanos out of their range: prost's own normalisation, as prost-reflect writes them.
         write!(out, "\"{}\"", prost_types::Timestamp { seconds, nanos })
     } else {
         if seconds.unsigned_abs() > MAX_DURATION_SECONDS || nanos.unsigned_abs() > MAX_NANOS {
@@ -624,6 +636,60 @@ fn time(out: &mut Vec<u8>, kind: WellKnown, seconds: i64, nanos: i32) -> Result<
         write!(out, "\"{}\"", prost_types::Duration { seconds, nanos })
     };
     written.map_err(|_| WireError("a time that cannot be written"))
+}
+
+/// Writes a timestamp in range with canonical nanos as `"YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|
+/// .fffffffff]Z"`, the form prost's `Display` gives, without the formatting machinery.
+fn rfc3339(out: &mut Vec<u8>, seconds: i64, nanos: u32) {
+    let days = seconds.div_euclid(86_400);
+    let of_day = seconds.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    out.push(b'"');
+    digits(out, year.unsigned_abs(), 4);
+    out.push(b'-');
+    digits(out, month.unsigned_abs(), 2);
+    out.push(b'-');
+    digits(out, day.unsigned_abs(), 2);
+    out.push(b'T');
+    digits(out, (of_day / 3_600).unsigned_abs(), 2);
+    out.push(b':');
+    digits(out, (of_day / 60 % 60).unsigned_abs(), 2);
+    out.push(b':');
+    digits(out, (of_day % 60).unsigned_abs(), 2);
+    if nanos != 0 {
+        out.push(b'.');
+        if nanos.is_multiple_of(1_000_000) {
+            digits(out, u64::from(nanos / 1_000_000), 3);
+        } else if nanos.is_multiple_of(1_000) {
+            digits(out, u64::from(nanos / 1_000), 6);
+        } else {
+            digits(out, u64::from(nanos), 9);
+        }
+    }
+    out.extend_from_slice(b"Z\"");
+}
+
+/// `value` in decimal, zero-padded to `width` digits.
+fn digits(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut buffer = [b'0'; 20];
+    let mut at = buffer.len();
+    let mut rest = value;
+    while rest > 0 || at == buffer.len() {
+        at -= 1;
+        buffer[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let start = at.min(buffer.len() - width);
+    out.extend_from_slice(&buffer[start..]);
 }
 
 const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
@@ -724,4 +790,38 @@ pub fn string(out: &mut Vec<u8>, text: &str) {
     }
     out.extend_from_slice(&bytes[plain..]);
     out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_written_as_prost_writes_them_at_the_edges() {
+        let edges = [
+            MIN_TIMESTAMP_SECONDS,
+            MIN_TIMESTAMP_SECONDS + 86_399,
+            -62_135_596_800 + 365 * 86_400,
+            -1,
+            0,
+            951_782_400,     // 2000-02-29
+            4_107_542_400,   // 2100-03-01 (2100 is no leap year)
+            253_402_214_400, // 9999-12-31
+            MAX_TIMESTAMP_SECONDS,
+        ];
+        for seconds in edges {
+            for nanos in [0, 1, 500_000_000, 123_456_000, 999_999_999] {
+                let mut ours = Vec::new();
+                rfc3339(&mut ours, seconds, nanos);
+                let prost = format!(
+                    "\"{}\"",
+                    prost_types::Timestamp {
+                        seconds,
+                        nanos: nanos as i32
+                    }
+                );
+                assert_eq!(String::from_utf8(ours).unwrap(), prost, "{seconds} {nanos}");
+            }
+        }
+    }
 }
