@@ -463,8 +463,27 @@ proptest! {
         let descriptor = &all[pick.index(all.len())];
         let streamed = streamed_json(pool, descriptor, &bytes);
         if let (Ok(expected), Ok(streamed)) = (oracle_json(descriptor, &bytes), streamed) {
-            prop_assert_eq!(streamed, expected);
+            prop_assert!(agree(&streamed, &expected), "{streamed}\n{expected}");
         }
+    }
+}
+
+/// Equal, but for the one deliberate difference (see
+/// `float_wrappers_write_non_finite_values_as_strings`): arbitrary bytes may hold a float wrapper
+/// with NaN or an infinity, which prost-reflect writes as null.
+fn agree(written: &serde_json::Value, reference: &serde_json::Value) -> bool {
+    use serde_json::Value as Json;
+    match (written, reference) {
+        (Json::String(s), Json::Null) => matches!(s.as_str(), "NaN" | "Infinity" | "-Infinity"),
+        (Json::Array(a), Json::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| agree(a, b))
+        }
+        (Json::Object(a), Json::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .all(|(key, a)| b.get(key).is_some_and(|b| agree(a, b)))
+        }
+        _ => written == reference,
     }
 }
 
