@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Short fuzz runs (libFuzzer through cargo-fuzz, nightly) of the code that reads untrusted input:
-# route lookup, JSON/query transcoding, WebSocket client frames. Not a CI step: each target runs
+# route lookup, JSON/query transcoding, answers written as JSON (beside prost-reflect), WebSocket
+# client frames. Not a CI step: each target runs
 # for `seconds` (the same entry points run as proptest properties in every CI run, in
 # gateway/tests/properties.rs). Seeds live in fuzz/corpus (kept small); what a run finds goes to
 # target/fuzz-corpus, crashes to fuzz/artifacts. Exit status: non-zero when a target crashes.
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(path_match transcode ws_frame)
+[ ${#targets[@]} -gt 0 ] || targets=(path_match transcode answer ws_frame)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q '^nightly' || { echo "fuzz: a nightly toolchain is needed (rustup toolchain install nightly)"; exit 1; }
 for target in "${targets[@]}"; do
