@@ -58,7 +58,8 @@ fn agree(written: &serde_json::Value, reference: &serde_json::Value) -> bool {
         }
         (Value::Object(a), Value::Object(b)) => {
             a.len() == b.len()
-                && a.iter().all(|(key, a)| b.get(key).is_some_and(|b| agree(a, b)))
+                && a.iter()
+                    .all(|(key, a)| b.get(key).is_some_and(|b| agree(a, b)))
         }
         _ => written == reference,
     }
