@@ -24,8 +24,6 @@ pub struct MessagePlan {
     pub fields: Vec<FieldPlan>,
     /// Set for the well-known types, which have JSON forms of their own.
     pub well_known: Option<WellKnown>,
-    /// How many oneofs (synthetic ones of proto3 `optional` included) the message has.
-    pub oneofs: u16,
     /// Finds a field from its number.
     by_number: FieldIndex,
 }
@@ -266,7 +264,6 @@ fn compile_message(
     MessagePlan {
         fields,
         well_known: WellKnown::of(message.full_name()),
-        oneofs: u16::try_from(oneofs.len()).unwrap_or(u16::MAX),
         by_number,
     }
 }

@@ -427,12 +427,6 @@ impl<'p, 'a, 'o> Writer<'p, 'a, 'o> {
     ) -> Result<(), WireError> {
         let plans = self.plans;
         let plan = plans.message(id);
-        if well_known == WellKnown::Empty {
-            self.collect(id, segments)
-                .map(|start| self.scratch.truncate(start))?;
-            self.out.extend_from_slice(b"{}");
-            return Ok(());
-        }
         let start = self.collect(id, segments)?;
         let end = self.scratch.len();
         let last_of = |writer: &Self, number: u32| {
@@ -444,6 +438,11 @@ impl<'p, 'a, 'o> Writer<'p, 'a, 'o> {
                 .map(|last| writer.scratch[last].raw)
         };
         let result = match well_known {
+            // Fields a backend sent anyway are read (malformed bytes are refused), not written.
+            WellKnown::Empty => {
+                self.out.extend_from_slice(b"{}");
+                Ok(())
+            }
             WellKnown::Timestamp | WellKnown::Duration => {
                 let seconds = match last_of(self, 1) {
                     Some(Raw::Varint(v)) => v as i64,
@@ -510,7 +509,6 @@ impl<'p, 'a, 'o> Writer<'p, 'a, 'o> {
                 }
             }
             WellKnown::Any => self.any(id, start..end),
-            WellKnown::Empty => unreachable!("handled above"),
         };
         self.scratch.truncate(start);
         result
