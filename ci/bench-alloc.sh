@@ -37,12 +37,7 @@ stop_all() {
 }
 trap stop_all EXIT
 
-# ready URL: polls URL every 0.1 s for up to 20 s.
-ready() {
-  for _ in $(seq 1 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done
-  echo "$1 did not answer within 20 s; logs in $results" >&2
-  return 1
-}
+source ci/lib/wait.sh
 
 RUST_LOG=warn MOCK_BACKENDS_AUTH__TOKEN_TTL_SECONDS=3600 target/release/mock-backends \
   --auth-addr 127.0.0.1:19000 --project-addr 127.0.0.1:19001 \
@@ -59,7 +54,8 @@ http_round() {
     GATEWAY_BACKENDS__SIMULATION__ADDRESS=127.0.0.1:19002 \
     "target/alloc/gateway-$allocator" >"$results/gateway-$allocator-$round.log" 2>&1 &
   gateway_pid=$!
-  ready http://127.0.0.1:18002/health/ready
+  wait_until 20 "the $allocator gateway to be ready (logs in $results)" \
+    curl -sf http://127.0.0.1:18002/health/ready
   local token
   token=$(curl -sf http://127.0.0.1:18000/api/auth/login -H 'content-type: application/json' \
     -d '{"username":"alice","password":"demo-password"}' |

@@ -44,18 +44,7 @@ done
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 
-# wait_until SECONDS WHAT COMMAND...: runs COMMAND every 0.1 s until it succeeds; after SECONDS,
-# says WHAT did not happen and fails.
-wait_until() {
-  local limit="$1" what="$2"
-  shift 2
-  for _ in $(seq 1 $((limit * 10))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "$what within ${limit}s; logs in $results" >&2
-  return 1
-}
+source ci/lib/wait.sh
 
 # The projects POST creates stay in the mocks: room for every run, whatever the throughput.
 MOCK_BACKENDS_AUTH__TOKEN_TTL_SECONDS=3600 MOCK_BACKENDS_PROJECT__PROJECTS_MAX=50000000 \
@@ -73,11 +62,11 @@ pids+=($!)
   --simulation "http://$simulation" >"$results/peer.log" 2>&1 &
 pids+=($!)
 
-wait_until 20 "the gateway was not ready" curl -sf "http://$health/health/ready"
+wait_until 20 "the gateway to be ready (logs in $results)" curl -sf "http://$health/health/ready"
 token=$(curl -sf "http://$api/api/auth/login" -H 'content-type: application/json' \
   -d '{"username":"alice","password":"demo-password"}' | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
 [ -n "$token" ] || { echo "login through the gateway failed" >&2; exit 1; }
-wait_until 20 "the peer did not answer" \
+wait_until 20 "the peer to answer (logs in $results)" \
   curl -sf "http://$peer/api/auth/profile" -H "authorization: Bearer $token"
 
 # The mix's routes (loadgen/src/http_mix.rs), by name: method and path, and the body of POST.

@@ -63,17 +63,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_until SECONDS WHAT COMMAND...: polls COMMAND every half second, fails after SECONDS.
-wait_until() {
-  local seconds="$1" what="$2"
-  shift 2
-  for _ in $(seq 1 $((seconds * 2))); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.5
-  done
-  echo "timed out after ${seconds}s waiting for $what" >&2
-  return 1
-}
+source ci/lib/wait.sh
 
 # PING over a bash socket (the local image has redis-server only).
 redis_ping() {
