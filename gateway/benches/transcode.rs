@@ -1,6 +1,9 @@
 //! Route matching plus JSON-to-protobuf transcoding of a typical request, and the check of the
 //! contract's field rules on it: the per-request work the gateway adds before a backend call.
-//! Then an answer written as JSON two ways in the same run: the streaming writer the gateway uses
+//! A request's JSON encoded two ways in the same run: the streaming encoder the gateway uses
+//! (`RequestPlan::from_json`, JSON straight to wire bytes) beside what it did before
+//! (prost-reflect: deserialise a `DynamicMessage`, then encode it), for a CreateProject body and a
+//! 1 MB document. Then an answer written as JSON two ways in the same run: the streaming writer the gateway uses
 //! (`Answer::to_json`, wire bytes straight to JSON) beside what it did before (prost-reflect:
 //! decode a `DynamicMessage`, then serialise it), for the profile, a page of 20 projects and a
 //! 1 MB list. Run: `cargo bench -p gateway --bench transcode`.
@@ -35,10 +38,8 @@ fn route_and_transcode(c: &mut Criterion) {
                 else {
                     panic!("route must match");
                 };
-                let message =
-                    transcode::build_request(&route, &captures, None, std::hint::black_box(body))
-                        .expect("valid body");
-                message.encode_to_vec()
+                transcode::build_request(&route, &captures, None, std::hint::black_box(body))
+                    .expect("valid body")
             })
         },
     );
@@ -49,13 +50,13 @@ fn route_and_transcode(c: &mut Criterion) {
     let RouteLookup::Found(route, captures) = table.lookup(&Method::POST, "/api/projects") else {
         panic!("route must match");
     };
-    let message = transcode::build_request(&route, &captures, None, body).expect("valid body");
+    let wire = transcode::build_request(&route, &captures, None, body).expect("valid body");
     c.bench_function(
         "validate: POST /api/projects (the transcoded body's rules)",
         |b| {
             b.iter(|| {
                 validation
-                    .check(&route, std::hint::black_box(&message))
+                    .check(&route, std::hint::black_box(&wire))
                     .expect("a valid request")
             })
         },
@@ -70,14 +71,8 @@ fn route_and_transcode(c: &mut Criterion) {
                 else {
                     panic!("route must match");
                 };
-                let message = transcode::build_request(
-                    &route,
-                    &captures,
-                    Some("pageSize=50&pageToken=abc"),
-                    b"",
-                )
-                .expect("valid query");
-                message.encode_to_vec()
+                transcode::build_request(&route, &captures, Some("pageSize=50&pageToken=abc"), b"")
+                    .expect("valid query")
             })
         },
     );
@@ -95,31 +90,88 @@ fn encoded_answer(route: &gateway::routing::Route, json: &serde_json::Value) -> 
     message.encode_to_vec()
 }
 
+/// A project as the API writes it.
+fn project(n: usize) -> serde_json::Value {
+    serde_json::json!({
+        "id": format!("p-{n}"),
+        "name": format!("Wind tunnel {n}"),
+        "description": "Turbulence study at Mach 0.8, with the \"fine\" mesh",
+        "ownerId": "u-alice",
+        "templateId": "t-cfd",
+        "createTime": "2026-11-30T10:15:00.250Z",
+        "updateTime": "2026-12-01T08:00:00Z",
+    })
+}
+
+/// A page of `count` projects: 5,000 make about 1 MB of protobuf.
+fn page(count: usize) -> serde_json::Value {
+    serde_json::json!({
+        "projects": (0..count).map(project).collect::<Vec<_>>(),
+        "nextPageToken": "20",
+    })
+}
+
+fn requests(c: &mut Criterion) {
+    let table = RouteTable::from_pool(&builtin_descriptors(), &[]).expect("routes build");
+    let RouteLookup::Found(create, _) = table.lookup(&Method::POST, "/api/projects") else {
+        panic!("route must match");
+    };
+    let RouteLookup::Found(list, _) = table.lookup(&Method::GET, "/api/projects") else {
+        panic!("route must match");
+    };
+    // The list's answer type stands for a large request: no request of the API is that big,
+    // and the encoder does not care which side of the call a type is on.
+    let plans = std::sync::Arc::new(transcode::Plans::compile(&builtin_descriptors()));
+    let large = transcode::RequestPlan::new(&plans, &list.grpc_method.output());
+    let cases = [
+        (
+            "POST /api/projects",
+            create.request.clone(),
+            create.input(),
+            br#"{"project":{"name":"Wind tunnel v2","description":"Turbulence study at Mach 0.8","templateId":"t-cfd"}}"#.to_vec(),
+        ),
+        (
+            "a 1 MB ListProjectsResponse",
+            large,
+            list.grpc_method.output(),
+            page(5_000).to_string().into_bytes(),
+        ),
+    ];
+    let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(true);
+    for (name, plan, descriptor, json) in cases {
+        let mut group = c.benchmark_group(format!(
+            "request to protobuf: {name} ({} bytes of JSON)",
+            json.len()
+        ));
+        group.throughput(criterion::Throughput::Bytes(json.len() as u64));
+        group.bench_function("streaming encoder", |b| {
+            b.iter(|| plan.from_json(std::hint::black_box(&json)).expect("valid"))
+        });
+        group.bench_function("prost-reflect (deserialise, encode)", |b| {
+            b.iter(|| {
+                let mut deserializer =
+                    serde_json::Deserializer::from_slice(std::hint::black_box(&json));
+                let message = prost_reflect::DynamicMessage::deserialize_with_options(
+                    descriptor.clone(),
+                    &mut deserializer,
+                    &options,
+                )
+                .expect("valid");
+                message.encode_to_vec()
+            })
+        });
+        group.finish();
+    }
+}
+
 fn answers(c: &mut Criterion) {
     let table = RouteTable::from_pool(&builtin_descriptors(), &[]).expect("routes build");
     let route = |method: Method, path: &str| match table.lookup(&method, path) {
         RouteLookup::Found(route, _) => route,
         _ => panic!("{path} must match"),
     };
-    let project = |n: usize| {
-        serde_json::json!({
-            "id": format!("p-{n}"),
-            "name": format!("Wind tunnel {n}"),
-            "description": "Turbulence study at Mach 0.8, with the \"fine\" mesh",
-            "ownerId": "u-alice",
-            "templateId": "t-cfd",
-            "createTime": "2026-11-30T10:15:00.250Z",
-            "updateTime": "2026-12-01T08:00:00Z",
-        })
-    };
     let profile = route(Method::GET, "/api/auth/profile");
     let projects = route(Method::GET, "/api/projects");
-    let page = |count: usize| {
-        serde_json::json!({
-            "projects": (0..count).map(project).collect::<Vec<_>>(),
-            "nextPageToken": "20",
-        })
-    };
     let cases = [
         (
             "GET /api/auth/profile",
@@ -176,5 +228,5 @@ fn answers(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, route_and_transcode, answers);
+criterion_group!(benches, route_and_transcode, requests, answers);
 criterion_main!(benches);

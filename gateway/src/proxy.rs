@@ -14,7 +14,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use prost::Message as _;
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::{
@@ -173,7 +172,7 @@ pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response,
         metrics: proxy.metrics.clone(),
     };
     // Encoded once: a retry sends the same bytes again.
-    let message = Bytes::from(message.encode_to_vec());
+    let message = Bytes::from(message);
     let fetch = move || -> BoxFuture<'static, Result<Bytes, ApiError>> {
         Box::pin(call.run(message, metadata))
     };

@@ -15,10 +15,12 @@
 //! too. A rule this module does not enforce makes start-up fail ([`RuleError`]): a rule must never
 //! look enforced when it is not.
 //!
-//! The plan works on the request message, not on its JSON, so any transcoder that builds the
-//! message can use it ([`Validation::check`]), and one that does not can check field by field
-//! ([`ValueRules::check`]). The OpenAPI document reads the same compiled rules
-//! ([`Validation::rules`]), so what it promises is what the gateway checks.
+//! The plan works on the encoded request (its protobuf wire bytes), not on its JSON, so any
+//! transcoder that encodes the message can use it ([`Validation::check`]), and one that does not
+//! can check field by field ([`ValueRules::check`] on a [`FieldValue`]). What the plan needs of
+//! the descriptors (numbers, types, presence, oneofs) is read once, when it is compiled. The
+//! OpenAPI document reads the same compiled rules ([`Validation::rules`]), so what it promises is
+//! what the gateway checks.
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
@@ -28,7 +30,13 @@ use prost_reflect::{
 };
 use regex::Regex;
 
-use crate::routing::{BodyMapping, Route, RouteTable};
+use crate::{
+    routing::{BodyMapping, Route, RouteTable},
+    transcode::{
+        WireError,
+        wire::{Raw, Reader},
+    },
+};
 
 /// The `google.api.field_behavior` extension (number 1052 on `FieldOptions`).
 const FIELD_BEHAVIOR_EXTENSION: &str = "google.api.field_behavior";
@@ -181,10 +189,14 @@ impl FieldRules {
         if field.supports_presence() {
             return true;
         }
-        let zero = Value::default_value_for_field(field);
+        let zero = if field.is_list() || field.is_map() {
+            FieldValue::Items(0)
+        } else {
+            Encoding::of(&field.kind()).zero()
+        };
         match &self.value {
             None => true,
-            Some(rules) => rules.check(field, &zero).is_none(),
+            Some(rules) => rules.check(field, zero).is_none(),
         }
     }
 }
@@ -365,10 +377,25 @@ pub struct Violation {
     pub rule: String,
 }
 
+/// A field's value as the rules read it, decoded from the wire: what [`ValueRules::check`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValue<'a> {
+    /// A `string`.
+    String(&'a str),
+    /// An integer of any width and encoding (an `i128` holds every `int64` and `uint64`).
+    Integer(i128),
+    /// An enum's number.
+    EnumNumber(i32),
+    /// How many items a repeated or map field holds.
+    Items(u64),
+    /// A `bool`, `float`, `double`, `bytes` or message: no rule reads its value.
+    Other,
+}
+
 impl ValueRules {
-    /// The first rule `value` (the field's value, or its list) breaks. A transcoder that does
-    /// not build a whole message can call this field by field.
-    pub fn check(&self, field: &FieldDescriptor, value: &Value) -> Option<Violation> {
+    /// The first rule `value` (the field's value, or its number of items) breaks. A transcoder
+    /// that does not encode a whole message can call this field by field.
+    pub fn check(&self, field: &FieldDescriptor, value: FieldValue<'_>) -> Option<Violation> {
         let broken = |text: String, rule: &str| {
             Some(Violation {
                 text,
@@ -382,7 +409,7 @@ impl ValueRules {
                     len_max,
                     pattern,
                 },
-                Value::String(text),
+                FieldValue::String(text),
             ) => {
                 let len = text.chars().count() as u64;
                 if let Some(min) = len_min.filter(|min| len < *min) {
@@ -405,8 +432,7 @@ impl ValueRules {
                     _ => None,
                 }
             }
-            (ValueRules::Integer { min, max }, value) => {
-                let number = as_integer(value)?;
+            (ValueRules::Integer { min, max }, FieldValue::Integer(number)) => {
                 if let Some(min) = min.as_ref().filter(|min| number < min.value) {
                     return broken(format!("must be at least {}", min.value), &min.rule);
                 }
@@ -415,8 +441,8 @@ impl ValueRules {
                     None => None,
                 }
             }
-            (ValueRules::EnumDefinedOnly, Value::EnumNumber(number)) => match field.kind() {
-                Kind::Enum(descriptor) if descriptor.get_value(*number).is_none() => broken(
+            (ValueRules::EnumDefinedOnly, FieldValue::EnumNumber(number)) => match field.kind() {
+                Kind::Enum(descriptor) if descriptor.get_value(number).is_none() => broken(
                     format!("must be a value of {}", descriptor.full_name()),
                     "enum.defined_only",
                 ),
@@ -427,9 +453,8 @@ impl ValueRules {
                     items_min,
                     items_max,
                 },
-                Value::List(items),
+                FieldValue::Items(count),
             ) => {
-                let count = items.len() as u64;
                 if let Some(min) = items_min.filter(|min| count < *min) {
                     return broken(
                         format!("must have at least {min} {}", plural(min, "item")),
@@ -458,17 +483,243 @@ fn plural(count: u64, noun: &str) -> String {
 }
 
 /// The checks of one message type.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct MessagePlan {
+    /// In field order, which is the order of the violations.
     fields: Vec<FieldPlan>,
+    /// What a field number on the wire is to the plan; the wire's other numbers are skipped.
+    numbers: BTreeMap<u32, NumberPlan>,
+    /// How many oneofs have a member in `fields`.
+    oneofs: usize,
 }
 
-/// One field to check: its rules, and the plan of its message when it is one with checks.
+/// What one field number is to a message's plan: a field to check, a member of a oneof one
+/// checked field belongs to (whose occurrence unsets the others), or both.
+#[derive(Debug, Clone, Copy, Default)]
+struct NumberPlan {
+    /// Index into `fields`.
+    field: Option<usize>,
+    /// The oneof, as an index among the plan's `oneofs`.
+    oneof: Option<usize>,
+}
+
+impl MessagePlan {
+    /// The plan of `fields`, indexed by field number, with the oneofs they are members of.
+    fn new(mut fields: Vec<FieldPlan>) -> Self {
+        let mut numbers = BTreeMap::<u32, NumberPlan>::new();
+        let mut oneofs: Vec<String> = Vec::new();
+        for (index, check) in fields.iter_mut().enumerate() {
+            numbers.entry(check.number).or_default().field = Some(index);
+            let Some(oneof) = check.field.containing_oneof() else {
+                continue;
+            };
+            let slot = match oneofs.iter().position(|name| name == oneof.full_name()) {
+                Some(slot) => slot,
+                None => {
+                    // Every member, checked or not: any of them occurring unsets the others.
+                    for member in oneof.fields() {
+                        numbers.entry(member.number()).or_default().oneof = Some(oneofs.len());
+                    }
+                    oneofs.push(oneof.full_name().to_owned());
+                    oneofs.len() - 1
+                }
+            };
+            check.oneof = Some(slot);
+        }
+        Self {
+            fields,
+            numbers,
+            oneofs: oneofs.len(),
+        }
+    }
+}
+
+/// One field to check: its rules, the plan of its message when it is one with checks, and how
+/// to read it from the wire.
 #[derive(Debug)]
 struct FieldPlan {
     field: FieldDescriptor,
     rules: Arc<FieldRules>,
     nested: Option<usize>,
+    number: u32,
+    encoding: Encoding,
+    /// A repeated or map field: every occurrence holds items.
+    many: bool,
+    /// It tracks presence: it is set when it occurs, rather than when it is not its zero value.
+    presence: bool,
+    /// Its oneof, as an index among the message plan's `oneofs`.
+    oneof: Option<usize>,
+}
+
+impl FieldPlan {
+    fn new(field: FieldDescriptor, rules: Arc<FieldRules>, nested: Option<usize>) -> Self {
+        Self {
+            number: field.number(),
+            encoding: Encoding::of(&field.kind()),
+            many: field.is_list() || field.is_map(),
+            presence: field.supports_presence(),
+            oneof: None,
+            field,
+            rules,
+            nested,
+        }
+    }
+}
+
+/// A field's type as it lies on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    /// `int32`: a varint of the value sign-extended to 64 bits.
+    Int32,
+    Int64,
+    Uint32,
+    Uint64,
+    /// `sint32`, `sint64`: zigzag varints.
+    Sint32,
+    Sint64,
+    Bool,
+    Enum,
+    Fixed32,
+    Sfixed32,
+    Float,
+    Fixed64,
+    Sfixed64,
+    Double,
+    String,
+    Bytes,
+    /// A message, a group, or a map's entry.
+    Message,
+}
+
+impl Encoding {
+    fn of(kind: &Kind) -> Self {
+        match kind {
+            Kind::Int32 => Self::Int32,
+            Kind::Int64 => Self::Int64,
+            Kind::Uint32 => Self::Uint32,
+            Kind::Uint64 => Self::Uint64,
+            Kind::Sint32 => Self::Sint32,
+            Kind::Sint64 => Self::Sint64,
+            Kind::Bool => Self::Bool,
+            Kind::Enum(_) => Self::Enum,
+            Kind::Fixed32 => Self::Fixed32,
+            Kind::Sfixed32 => Self::Sfixed32,
+            Kind::Float => Self::Float,
+            Kind::Fixed64 => Self::Fixed64,
+            Kind::Sfixed64 => Self::Sfixed64,
+            Kind::Double => Self::Double,
+            Kind::String => Self::String,
+            Kind::Bytes => Self::Bytes,
+            Kind::Message(_) => Self::Message,
+        }
+    }
+
+    /// The value of a field without presence that does not occur.
+    fn zero(self) -> FieldValue<'static> {
+        match self {
+            Self::String => FieldValue::String(""),
+            Self::Enum => FieldValue::EnumNumber(0),
+            Self::Bool | Self::Float | Self::Double | Self::Bytes | Self::Message => {
+                FieldValue::Other
+            }
+            _integer => FieldValue::Integer(0),
+        }
+    }
+
+    /// One value of this type, and whether it is the type's zero value.
+    fn decode(self, raw: Raw<'_>) -> Result<(FieldValue<'_>, bool), WireError> {
+        use FieldValue::{EnumNumber, Integer, Other};
+        // Casts between integers of one width reinterpret the bits, as protobuf decoding does;
+        // a narrowing cast keeps the low bits (an `int32` is sign-extended to 64 on the wire).
+        let value = match (self, raw) {
+            (Self::Int32, Raw::Varint(n)) => Integer(i128::from(n as i32)),
+            (Self::Int64, Raw::Varint(n)) => Integer(i128::from(n as i64)),
+            (Self::Uint32, Raw::Varint(n)) => Integer(i128::from(n as u32)),
+            (Self::Uint64, Raw::Varint(n)) => Integer(i128::from(n)),
+            (Self::Sint32, Raw::Varint(n)) => {
+                let n = n as u32;
+                Integer(i128::from((n >> 1) as i32 ^ -((n & 1) as i32)))
+            }
+            (Self::Sint64, Raw::Varint(n)) => {
+                Integer(i128::from((n >> 1) as i64 ^ -((n & 1) as i64)))
+            }
+            (Self::Enum, Raw::Varint(n)) => EnumNumber(n as i32),
+            (Self::Bool, Raw::Varint(n)) => return Ok((Other, n == 0)),
+            (Self::Fixed32, Raw::Fixed32(n)) => Integer(i128::from(n)),
+            (Self::Sfixed32, Raw::Fixed32(n)) => Integer(i128::from(n as i32)),
+            (Self::Float, Raw::Fixed32(n)) => return Ok((Other, f32::from_bits(n) == 0.0)),
+            (Self::Fixed64, Raw::Fixed64(n)) => Integer(i128::from(n)),
+            (Self::Sfixed64, Raw::Fixed64(n)) => Integer(i128::from(n as i64)),
+            (Self::Double, Raw::Fixed64(n)) => return Ok((Other, f64::from_bits(n) == 0.0)),
+            (Self::String, Raw::Delimited(bytes)) => FieldValue::String(
+                std::str::from_utf8(bytes).map_err(|_| WireError("a string that is not UTF-8"))?,
+            ),
+            (Self::Bytes, Raw::Delimited(bytes)) => return Ok((Other, bytes.is_empty())),
+            (Self::Message, Raw::Delimited(_) | Raw::Group(_)) => return Ok((Other, false)),
+            _ => return Err(WireError("a wire type that does not fit the field's type")),
+        };
+        Ok((value, value == self.zero()))
+    }
+
+    /// How many items one occurrence of a repeated field of this type holds: one, or any number
+    /// when numbers are packed into one length-delimited value.
+    fn items(self, raw: Raw<'_>) -> Result<u64, WireError> {
+        let packed = match raw {
+            Raw::Delimited(packed)
+                if !matches!(self, Self::String | Self::Bytes | Self::Message) =>
+            {
+                packed
+            }
+            one => {
+                self.decode(one)?;
+                return Ok(1);
+            }
+        };
+        let width = match self {
+            Self::Fixed32 | Self::Sfixed32 | Self::Float => 4,
+            Self::Fixed64 | Self::Sfixed64 | Self::Double => 8,
+            _varint => {
+                let mut reader = Reader::new(packed);
+                let mut count = 0;
+                while !reader.is_empty() {
+                    reader.varint()?;
+                    count += 1;
+                }
+                return Ok(count);
+            }
+        };
+        if packed.len() % width != 0 {
+            return Err(WireError("a packed list that ends inside a value"));
+        }
+        Ok((packed.len() / width) as u64)
+    }
+}
+
+/// What the wire holds of one checked field, gathered occurrence by occurrence.
+#[derive(Debug, Clone, Default)]
+struct Occurrences<'w> {
+    /// Whether the field occurred (a oneof member: since another member of its oneof last did).
+    any: bool,
+    /// A singular scalar's value (the last occurrence's), and whether it is its zero value.
+    last: Option<(FieldValue<'w>, bool)>,
+    /// A singular message's occurrences: their concatenation is the message they merge into.
+    parts: Vec<&'w [u8]>,
+    /// A repeated or map field's items, over every occurrence.
+    items: u64,
+}
+
+impl<'w> Occurrences<'w> {
+    fn add(&mut self, check: &FieldPlan, raw: Raw<'w>) -> Result<(), WireError> {
+        self.any = true;
+        match (check.many, check.encoding, raw) {
+            (true, encoding, raw) => self.items += encoding.items(raw)?,
+            (false, Encoding::Message, Raw::Delimited(part) | Raw::Group(part)) => {
+                self.parts.push(part);
+            }
+            (false, encoding, raw) => self.last = Some(encoding.decode(raw)?),
+        }
+        Ok(())
+    }
 }
 
 /// The validation plans of every route's request message, and the rules of every field they
@@ -516,14 +767,30 @@ impl Validation {
         self.rules.get(field.full_name()).map_or(&NONE, Arc::as_ref)
     }
 
-    /// Checks a transcoded request of `route`.
-    pub fn check(&self, route: &Route, request: &DynamicMessage) -> Result<(), Invalid> {
-        let Some(&plan) = self.by_message.get(request.descriptor().full_name()) else {
+    /// Checks the encoded request of `route` (its protobuf wire bytes), read as protobuf parsers
+    /// read them: a singular field's last occurrence wins, a singular message's occurrences merge,
+    /// a list's items are those of every occurrence (packed or not), a oneof member is set only
+    /// when it is the last of its oneof to occur, and unknown fields are skipped. So a transcoder
+    /// may append query parameters and path variables to the body's encoding.
+    ///
+    /// Only what the rules need is decoded. Bytes that cannot be read (cut short, a string that
+    /// is not UTF-8) are refused with one violation naming where, never a panic.
+    pub fn check(&self, route: &Route, wire: &[u8]) -> Result<(), Invalid> {
+        let Some(&plan) = self.by_message.get(route.input().full_name()) else {
             return Ok(());
         };
         let mut found = Vec::new();
         let mut path = Vec::new();
-        self.check_message(plan, request, &mut path, &mut found);
+        if let Err(error) = self.check_message(plan, wire, &mut path, &mut found) {
+            // `path` was left at the message or field that could not be read.
+            let whose = match path.as_slice() {
+                [] => "the request".to_owned(),
+                path => client_name(route, path),
+            };
+            return Err(Invalid {
+                violations: vec![format!("{whose} is {error}")],
+            });
+        }
         if found.is_empty() {
             return Ok(());
         }
@@ -541,41 +808,85 @@ impl Validation {
         Err(Invalid { violations })
     }
 
+    /// Reads the fields of `plan` from `wire`, then checks them in plan order, nested messages
+    /// depth first. When `wire` cannot be read, `path` is left where it could not.
     fn check_message(
         &self,
         plan: usize,
-        message: &DynamicMessage,
+        wire: &[u8],
         path: &mut Vec<FieldDescriptor>,
         found: &mut Vec<(Vec<FieldDescriptor>, Violation)>,
-    ) {
-        for check in &self.plans[plan].fields {
-            let field = &check.field;
-            let set = message.has_field(field);
-            path.push(field.clone());
+    ) -> Result<(), WireError> {
+        let plan = &self.plans[plan];
+        let mut occurrences = vec![Occurrences::default(); plan.fields.len()];
+        // The number of the member of each oneof that occurred last.
+        let mut oneof_last: Vec<Option<u32>> = vec![None; plan.oneofs];
+        let mut reader = Reader::new(wire);
+        while let Some((number, raw)) = reader.field()? {
+            let Some(known) = plan.numbers.get(&number) else {
+                continue;
+            };
+            if let Some(slot) = known.oneof {
+                if oneof_last[slot] != Some(number)
+                    && let Some(index) = known.field
+                {
+                    // Another member was set since this one last occurred: it starts afresh.
+                    occurrences[index] = Occurrences::default();
+                }
+                oneof_last[slot] = Some(number);
+            }
+            if let Some(index) = known.field {
+                let check = &plan.fields[index];
+                if let Err(error) = occurrences[index].add(check, raw) {
+                    path.push(check.field.clone());
+                    return Err(error);
+                }
+            }
+        }
+        for (check, seen) in plan.fields.iter().zip(&occurrences) {
+            let set = if check.presence {
+                seen.any
+                    && check
+                        .oneof
+                        .is_none_or(|slot| oneof_last[slot] == Some(check.number))
+            } else if check.many {
+                seen.items > 0
+            } else {
+                seen.last.is_some_and(|(_, zero)| !zero)
+            };
+            path.push(check.field.clone());
             if !set && check.rules.required {
                 let required = Violation {
                     text: "is required".to_owned(),
                     rule: "required".to_owned(),
                 };
                 found.push((path.clone(), required));
-            } else if set || !field.supports_presence() {
-                let value = message.get_field(field);
+            } else if set || !check.presence {
+                let value = if check.many {
+                    FieldValue::Items(seen.items)
+                } else {
+                    seen.last.map_or(check.encoding.zero(), |(value, _)| value)
+                };
                 if let Some(broken) = check
                     .rules
                     .value
                     .as_ref()
-                    .and_then(|rules| rules.check(field, &value))
+                    .and_then(|rules| rules.check(&check.field, value))
                 {
                     found.push((path.clone(), broken));
                 }
-                if let (Some(nested), Value::Message(inner)) = (check.nested, value.as_ref())
+                if let Some(nested) = check.nested
                     && set
                 {
-                    self.check_message(nested, inner, path, found);
+                    match seen.parts.as_slice() {
+                        [whole] => self.check_message(nested, whole, path, found)?,
+                        parts => self.check_message(nested, &parts.concat(), path, found)?,
+                    }
                 }
             }
             path.pop();
         }
+        Ok(())
     }
 }
 
@@ -633,7 +944,7 @@ impl Compiler {
             return Ok(None);
         }
         self.building.push(name.clone());
-        let mut plan = MessagePlan::default();
+        let mut fields = Vec::new();
         for field in message.fields() {
             let rules = Arc::new(FieldRules::read(&field)?);
             let nested = match field.kind() {
@@ -660,14 +971,11 @@ impl Compiler {
                     .insert(field.full_name().to_owned(), rules.clone());
             }
             if has_rules || nested.is_some() {
-                plan.fields.push(FieldPlan {
-                    field,
-                    rules,
-                    nested,
-                });
+                fields.push(FieldPlan::new(field, rules, nested));
             }
         }
         self.building.pop();
+        let plan = MessagePlan::new(fields);
         let index = if plan.fields.is_empty() {
             None
         } else {
@@ -771,9 +1079,10 @@ mod tests {
         }
     }
 
-    /// A `test.proto` with one request field, routed, and what compiling its rules says.
-    fn compile_field(field: &str, wider: bool) -> Result<Validation, RuleError> {
-        let source = format!(
+    /// A `test.proto` whose request, routed as `POST /api/test` with the whole body, has
+    /// `fields`.
+    fn inline_source(fields: &str) -> String {
+        format!(
             r#"syntax = "proto3";
             package test.v1;
             import "buf/validate/validate.proto";
@@ -784,14 +1093,22 @@ mod tests {
                 option (google.api.http) = {{post: "/api/test" body: "*"}};
               }}
             }}
+            enum Shade {{ SHADE_UNSPECIFIED = 0; SHADE_DARK = 1; }}
             message Node {{ Node child = 1; string label = 2 [(buf.validate.field).string.min_len = 1]; }}
             message Tagged {{ string tag = 1 [(buf.validate.field).string.max_len = 3]; }}
-            message CallRequest {{ {field} }}
+            message CallRequest {{ {fields} }}
             message CallResponse {{}}"#
-        );
-        let routes =
-            RouteTable::from_pool(&pool("test.proto", &source, wider), &[]).expect("valid routes");
-        Validation::compile(&routes)
+        )
+    }
+
+    fn inline_table(fields: &str, wider: bool) -> RouteTable {
+        RouteTable::from_pool(&pool("test.proto", &inline_source(fields), wider), &[])
+            .expect("valid routes")
+    }
+
+    /// A `test.proto` with one request field, routed, and what compiling its rules says.
+    fn compile_field(field: &str, wider: bool) -> Result<Validation, RuleError> {
+        Validation::compile(&inline_table(field, wider))
     }
 
     fn refusal(field: &str, wider: bool) -> String {
@@ -980,6 +1297,275 @@ mod tests {
         for named in ["x", " x ", "\u{1c}", "\u{feff}", "\u{200b}"] {
             assert!(pattern.regex.is_match(named), "{named:?} has a name");
             assert_ne!(named.trim(), "", "the Project service keeps {named:?}");
+        }
+    }
+
+    /// What validation says about `wire` sent as the request of `path`.
+    fn check_wire(
+        table: &RouteTable,
+        method: http::Method,
+        path: &str,
+        wire: &[u8],
+    ) -> Vec<String> {
+        let validation = Validation::compile(table).expect("enforceable rules");
+        let RouteLookup::Found(route, _) = table.lookup(&method, path) else {
+            panic!("{method} {path} has no route");
+        };
+        match validation.check(&route, wire) {
+            Ok(()) => Vec::new(),
+            Err(invalid) => invalid.violations,
+        }
+    }
+
+    /// Field `number` as a varint.
+    fn varint(number: u32, value: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::uint64::encode(number, &value, &mut out);
+        out
+    }
+
+    /// Field `number` as a length-delimited value: a string, a message or a packed list.
+    fn delimited(number: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        prost::encoding::bytes::encode(number, &payload.to_vec(), &mut out);
+        out
+    }
+
+    #[test]
+    fn the_last_occurrence_of_a_field_wins() {
+        let table = inline_table(
+            "string name = 1 [(buf.validate.field).string.min_len = 2];
+             int32 size = 2 [(buf.validate.field).int32.gt = 0];",
+            false,
+        );
+        let post =
+            |wire: &[Vec<u8>]| check_wire(&table, http::Method::POST, "/api/test", &wire.concat());
+        let size_one = varint(2, 1);
+        assert!(post(&[delimited(1, b""), delimited(1, b"ab"), size_one.clone()]).is_empty());
+        assert_eq!(
+            post(&[delimited(1, b"ab"), delimited(1, b""), size_one.clone()]),
+            [r#"body field "name" must be at least 2 characters (string.min_len)"#]
+        );
+        assert_eq!(
+            post(&[delimited(1, b"ab"), varint(2, 5), varint(2, 0)]),
+            [r#"body field "size" must be at least 1 (int32.gt)"#]
+        );
+        // An int32 is sign-extended to ten bytes on the wire; -1 is not a large positive number.
+        assert_eq!(
+            post(&[delimited(1, b"ab"), varint(2, -1_i64 as u64)]),
+            [r#"body field "size" must be at least 1 (int32.gt)"#]
+        );
+        // Unknown field numbers are skipped.
+        assert!(
+            post(&[
+                varint(99, 7),
+                delimited(1, b"ab"),
+                size_one,
+                delimited(98, b"?")
+            ])
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_occurrences_of_a_message_merge() {
+        let table = rules_table();
+        let post = |wire: &[Vec<u8>]| {
+            check_wire(
+                &table,
+                http::Method::POST,
+                "/api/rules/a:check",
+                &wire.concat(),
+            )
+        };
+        let named = [delimited(1, b"abc"), varint(3, 1)].concat();
+        let weighed = varint(7, 1);
+        assert_eq!(
+            post(&[delimited(2, &named)]),
+            [r#"body field "weight" is required (required)"#]
+        );
+        assert!(post(&[delimited(2, &named), delimited(2, &weighed)]).is_empty());
+        // Inside merged messages too, a later empty message keeps the code and a later empty
+        // code replaces it.
+        let coded = [
+            named.as_slice(),
+            &weighed,
+            &delimited(6, &delimited(1, b"x")),
+        ]
+        .concat();
+        assert!(post(&[delimited(2, &coded), delimited(2, &delimited(6, b""))]).is_empty());
+        assert_eq!(
+            post(&[
+                delimited(2, &coded),
+                delimited(2, &delimited(6, &delimited(1, b"")))
+            ]),
+            [r#"body field "inner.code" must be at least 1 character (string.min_len)"#]
+        );
+    }
+
+    #[test]
+    fn a_list_counts_the_items_of_every_occurrence_packed_or_not() {
+        use prost::encoding::{fixed32, fixed64, int32};
+        let table = inline_table(
+            "repeated int32 ids = 1 [(buf.validate.field).repeated.max_items = 3];
+             repeated fixed64 stamps = 2 [(buf.validate.field).repeated.max_items = 3];
+             repeated fixed32 marks = 3 [(buf.validate.field).repeated.min_items = 2];
+             repeated string tags = 4 [(buf.validate.field).repeated.max_items = 1];",
+            false,
+        );
+        let mut within = Vec::new();
+        int32::encode_packed(1, &[1, 300, -1], &mut within);
+        fixed64::encode_packed(2, &[1, 2], &mut within);
+        fixed64::encode(2, &3, &mut within);
+        fixed32::encode(3, &4, &mut within);
+        fixed32::encode_packed(3, &[5], &mut within);
+        within.extend(delimited(4, b""));
+        let post = |wire: &[u8]| check_wire(&table, http::Method::POST, "/api/test", wire);
+        assert!(post(&within).is_empty());
+        let mut beyond = within.clone();
+        int32::encode(1, &7, &mut beyond);
+        fixed64::encode_packed(2, &[4], &mut beyond);
+        beyond.extend(delimited(4, b""));
+        assert_eq!(
+            post(&beyond),
+            [
+                r#"body field "ids" must have at most 3 items (repeated.max_items)"#,
+                r#"body field "stamps" must have at most 3 items (repeated.max_items)"#,
+                r#"body field "tags" must have at most 1 item (repeated.max_items)"#,
+            ]
+        );
+        let mut short = Vec::new();
+        fixed32::encode_packed(3, &[5], &mut short);
+        assert_eq!(
+            post(&short),
+            [r#"body field "marks" must have at least 2 items (repeated.min_items)"#]
+        );
+        assert_eq!(
+            post(&delimited(3, &[1, 2, 3])),
+            [r#"body field "marks" is malformed protobuf: a packed list that ends inside a value"#]
+        );
+    }
+
+    #[test]
+    fn a_oneof_member_is_set_only_when_it_occurred_last_in_its_oneof() {
+        let table = inline_table(
+            "oneof choice {
+               string name = 1 [(buf.validate.field).string.min_len = 3];
+               int64 count = 2;
+               Tagged tagged = 3;
+             }",
+            false,
+        );
+        let post =
+            |wire: &[Vec<u8>]| check_wire(&table, http::Method::POST, "/api/test", &wire.concat());
+        let short_name = [r#"body field "name" must be at least 3 characters (string.min_len)"#];
+        assert!(post(&[delimited(1, b"ab"), varint(2, 5)]).is_empty());
+        assert_eq!(post(&[varint(2, 5), delimited(1, b"ab")]), short_name);
+        let long_tag = delimited(3, &delimited(1, b"long"));
+        let no_tag = delimited(3, b"");
+        assert!(post(&[long_tag.clone(), delimited(1, b"abc")]).is_empty());
+        // Occurrences of a member merge, unless another member came in between.
+        assert_eq!(
+            post(&[long_tag.clone(), no_tag.clone()]),
+            [r#"body field "tagged.tag" must be at most 3 characters (string.max_len)"#]
+        );
+        assert!(post(&[long_tag, varint(2, 1), no_tag]).is_empty());
+    }
+
+    #[test]
+    fn scalars_decode_as_prost_reflect_encodes_them() {
+        let fields = [
+            "int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64",
+            "sfixed32", "sfixed64", "bool", "float", "double", "string", "bytes", "Shade",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(at, kind)| format!("optional {kind} field_{} = {};", at + 1, at + 1))
+        .collect::<String>();
+        let pool = pool("test.proto", &inline_source(&fields), false);
+        let request = pool.get_message_by_name("test.v1.CallRequest").unwrap();
+        for field in request.fields() {
+            let kind = field.kind();
+            let samples = match kind {
+                Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+                    [i32::MIN, -1, 0, 1, i32::MAX].map(Value::I32).to_vec()
+                }
+                Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+                    [i64::MIN, -1, 0, 1, i64::MAX].map(Value::I64).to_vec()
+                }
+                Kind::Uint32 | Kind::Fixed32 => [0, 1, u32::MAX].map(Value::U32).to_vec(),
+                Kind::Uint64 | Kind::Fixed64 => [0, 1, u64::MAX].map(Value::U64).to_vec(),
+                Kind::Bool => [false, true].map(Value::Bool).to_vec(),
+                Kind::Float => [0.0, -0.0, 1.5, f32::NAN].map(Value::F32).to_vec(),
+                Kind::Double => [0.0, -0.0, 1.5, f64::NAN].map(Value::F64).to_vec(),
+                Kind::String => ["", "é"]
+                    .map(|text| Value::String(text.to_owned()))
+                    .to_vec(),
+                Kind::Bytes => [&b""[..], b"x"]
+                    .map(|bytes| Value::Bytes(bytes::Bytes::copy_from_slice(bytes)))
+                    .to_vec(),
+                Kind::Enum(_) => [0, 1, -3].map(Value::EnumNumber).to_vec(),
+                Kind::Message(_) => unreachable!("no message fields here"),
+            };
+            for value in samples {
+                let mut message = DynamicMessage::new(request.clone());
+                message.set_field(&field, value.clone());
+                let wire = prost::Message::encode_to_vec(&message);
+                let (number, raw) = Reader::new(&wire).field().unwrap().unwrap();
+                assert_eq!(number, field.number());
+                let expected = match &value {
+                    Value::String(text) => FieldValue::String(text),
+                    Value::EnumNumber(number) => FieldValue::EnumNumber(*number),
+                    other => as_integer(other).map_or(FieldValue::Other, FieldValue::Integer),
+                };
+                assert_eq!(
+                    Encoding::of(&kind).decode(raw),
+                    Ok((expected, value.is_default(&kind))),
+                    "{} = {value:?}",
+                    field.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_wire_is_invalid_not_a_panic() {
+        let table = rules_table();
+        let put = |wire: &[u8]| check_wire(&table, http::Method::PUT, "/api/rules/abc", wire);
+        let post = |wire: &[u8]| check_wire(&table, http::Method::POST, "/api/rules/a:check", wire);
+        assert_eq!(
+            put(&[0x0a, 0x05, b'a']),
+            ["the request is malformed protobuf: a value longer than what is left"]
+        );
+        assert_eq!(
+            post(&delimited(2, &[0x0a, 0x05])),
+            ["the request body is malformed protobuf: a value longer than what is left"]
+        );
+        assert_eq!(
+            put(&delimited(1, &[0xff])),
+            [r#"path variable "name" is malformed protobuf: a string that is not UTF-8"#]
+        );
+        assert_eq!(
+            put(&varint(1, 5)),
+            [
+                r#"path variable "name" is malformed protobuf: a wire type that does not fit the field's type"#
+            ]
+        );
+        // Every cut of a valid request is read without a panic, wherever it falls.
+        let item = [
+            delimited(1, b"abc"),
+            delimited(2, b"note"),
+            varint(3, 1),
+            delimited(5, b"t"),
+            delimited(6, &delimited(1, b"x")),
+            varint(7, 1),
+            varint(8, 1),
+        ]
+        .concat();
+        let wire = [delimited(1, b"a"), delimited(2, &item), varint(3, 5)].concat();
+        assert!(post(&wire).is_empty());
+        for end in 0..wire.len() {
+            post(&wire[..end]);
         }
     }
 }

@@ -55,6 +55,21 @@ async fn unknown_fields_are_rejected_in_body_and_query() {
 }
 
 #[tokio::test]
+async fn a_key_given_twice_is_400_naming_it() {
+    let (stack, token) = stack_and_token().await;
+    for body in [
+        r#"{"name":"a","name":"b"}"#,
+        r#"{"name":"a","templateId":"t-cfd","template_id":"t-cfd"}"#,
+    ] {
+        let message = stack
+            .send(json_request("POST", "/api/projects", Some(&token), body))
+            .await
+            .assert_error(400, "invalid_json");
+        assert!(message.contains("more than once"), "{body}: {message}");
+    }
+}
+
+#[tokio::test]
 async fn wrong_field_types_are_400() {
     let (stack, token) = stack_and_token().await;
     for body in [

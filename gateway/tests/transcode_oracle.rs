@@ -1,6 +1,9 @@
-//! The streaming answer writer (`transcode::Answer`, wire bytes → JSON with no message built)
-//! against an oracle: `prost-reflect`, which decodes the same bytes into a `DynamicMessage` and
-//! serialises it with defaults, as the gateway did before. Random messages of every message type
+//! The streaming transcoders against an oracle, `prost-reflect`, which is what the gateway used
+//! before: answers (`transcode::Answer`, wire bytes → JSON with no message built), which
+//! prost-reflect decodes into a `DynamicMessage` and serialises with defaults; and requests
+//! (`transcode::RequestPlan`, JSON → wire bytes), which prost-reflect deserialises, compared by
+//! the message they encode, on JSON as clients write it, on JSON mutated into anything, and
+//! round trips through both directions. Random messages of every message type
 //! of the project's descriptors and of a test-only `.proto` with every field kind and well-known
 //! type (`tests/protos/oracle/every_kind.proto`) must give the same JSON, compared parsed.
 //! The wire bytes are varied the ways a backend may legally send them: fields out of order,
@@ -8,12 +11,15 @@
 
 use std::sync::{Arc, OnceLock};
 
-use gateway::{app::builtin_descriptors, transcode::Answer, transcode::Plans};
+use gateway::{
+    app::builtin_descriptors,
+    transcode::{Answer, Plans, RequestPlan},
+};
 use proptest::prelude::*;
 use prost::Message as _;
 use prost_reflect::{
-    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
-    SerializeOptions, Value,
+    DescriptorPool, DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MapKey,
+    MessageDescriptor, SerializeOptions, Value,
 };
 use rand::{Rng, SeedableRng, rngs::SmallRng};
 
@@ -416,6 +422,267 @@ fn check(
     Ok(())
 }
 
+/// prost-reflect's JSON of `message`, written with the options a client may use: JSON or
+/// `.proto` names, enums by name or number, defaults or not, 64-bit integers quoted or not.
+fn client_json(message: &DynamicMessage, rng: &mut SmallRng) -> Vec<u8> {
+    let options = SerializeOptions::new()
+        .skip_default_fields(rng.random())
+        .use_proto_field_name(rng.random())
+        .use_enum_numbers(rng.random())
+        .stringify_64_bit_integers(rng.random());
+    let mut text = Vec::new();
+    message
+        .serialize_with_options(&mut serde_json::Serializer::new(&mut text), &options)
+        .expect("prost-reflect writes every generated message");
+    text
+}
+
+/// What prost-reflect reads from a request's JSON (unknown fields refused, as the gateway
+/// refuses them), encoded: the request oracle.
+fn oracle_wire(message: &MessageDescriptor, json: &[u8]) -> Result<Vec<u8>, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let options = DeserializeOptions::new().deny_unknown_fields(true);
+    let decoded =
+        DynamicMessage::deserialize_with_options(message.clone(), &mut deserializer, &options)
+            .map_err(|e| e.to_string())?;
+    deserializer.end().map_err(|e| e.to_string())?;
+    Ok(decoded.encode_to_vec())
+}
+
+/// What the streaming request encoder makes of the same JSON.
+fn encoded(
+    pool: &DescriptorPool,
+    message: &MessageDescriptor,
+    json: &[u8],
+) -> Result<Vec<u8>, String> {
+    RequestPlan::new(&plans(pool), message)
+        .from_json(json)
+        .map_err(|e| e.to_string())
+}
+
+fn check_request(
+    pool: &DescriptorPool,
+    descriptor: &MessageDescriptor,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let mut generator = Generator::new(seed);
+    let message = generator.message(descriptor);
+    let expected =
+        oracle_json(descriptor, &message.encode_to_vec()).map_err(TestCaseError::fail)?;
+    let json = client_json(&message, &mut generator.rng);
+    let shown = String::from_utf8_lossy(&json).into_owned();
+
+    // JSON as a client writes it encodes the message it came from.
+    let wire = encoded(pool, descriptor, &json)
+        .map_err(|e| TestCaseError::fail(format!("{}: {e}\n{shown}", descriptor.full_name())))?;
+    let read_back = oracle_json(descriptor, &wire).map_err(TestCaseError::fail)?;
+    prop_assert!(
+        read_back == expected,
+        "{} from {}: {}",
+        descriptor.full_name(),
+        shown,
+        difference(&read_back, &expected, "")
+    );
+
+    // Round trip: the answer writer's JSON of those bytes, encoded again, is the same message.
+    let answered = streamed_json(pool, descriptor, &wire).map_err(TestCaseError::fail)?;
+    let again = encoded(pool, descriptor, answered.to_string().as_bytes())
+        .map_err(|e| TestCaseError::fail(format!("{}: {e}\n{answered}", descriptor.full_name())))?;
+    let read_back = oracle_json(descriptor, &again).map_err(TestCaseError::fail)?;
+    prop_assert!(
+        read_back == expected,
+        "{} round trip of {}: {}",
+        descriptor.full_name(),
+        answered,
+        difference(&read_back, &expected, "")
+    );
+
+    // JSON mutated into anything: refused by both, or read by both as the same message.
+    let mut mutated: serde_json::Value = serde_json::from_slice(&json).expect("JSON");
+    for _ in 0..generator.rng.random_range(1..4) {
+        mutate(&mut mutated, &mut generator.rng);
+    }
+    let text = mutated.to_string();
+    if let Some(difference) = request_disagreement(pool, descriptor, &text) {
+        prop_assert!(
+            false,
+            "{} from {}: {}",
+            descriptor.full_name(),
+            text,
+            difference
+        );
+    }
+    Ok(())
+}
+
+/// Where two JSON documents first differ, for failure messages.
+fn difference(ours: &serde_json::Value, reference: &serde_json::Value, at: &str) -> String {
+    use serde_json::Value as Json;
+    match (ours, reference) {
+        (Json::Object(a), Json::Object(b)) => {
+            for key in a.keys().chain(b.keys()) {
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) if x == y => {}
+                    (Some(x), Some(y)) => return difference(x, y, &format!("{at}.{key}")),
+                    (x, y) => return format!("at {at}.{key}: ours {x:?}, the oracle's {y:?}"),
+                }
+            }
+            String::new()
+        }
+        (Json::Array(a), Json::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find(|(_, (x, y))| x != y)
+            .map(|(i, (x, y))| difference(x, y, &format!("{at}[{i}]")))
+            .unwrap_or_default(),
+        _ => format!("at {at}: ours {ours}, the oracle's {reference}"),
+    }
+}
+
+/// JSON values at the edges of what fields accept: every type, numbers out of range or given as
+/// text, enum and null names, base64 of both alphabets, times, an Any.
+fn edge_values() -> Vec<serde_json::Value> {
+    use serde_json::{Value as Json, json};
+    vec![
+        Json::Null,
+        json!(0),
+        json!(-1),
+        json!(1.5),
+        json!(1e3),
+        json!(4294967296u64),
+        json!(18446744073709551615u64),
+        json!(-9223372036854775808i64),
+        json!(3.4e39),
+        json!("7"),
+        json!("-0"),
+        json!("1e2"),
+        json!("NaN"),
+        json!("-Infinity"),
+        json!("inf"),
+        json!("AAE="),
+        json!("AA-_"),
+        json!("not base64!"),
+        json!(""),
+        json!("FIRST"),
+        json!("NULL_VALUE"),
+        json!("2024-02-29T12:00:00.5+01:00"),
+        json!("1.5s"),
+        json!("fooBar,x"),
+        json!(true),
+        json!([]),
+        json!([1, "2", null]),
+        json!({}),
+        json!({"unknownField": 1}),
+        json!({"@type": "type.googleapis.com/oracle.v1.Names", "displayName": "x"}),
+        json!({"@type": "type.googleapis.com/google.protobuf.Duration", "value": "-1.5s"}),
+        json!({"@type": "oracle.v1.Names"}),
+        json!("COLOUR_RED"),
+        json!("ALIASED_ONE"),
+        json!(2147483648u64),
+        json!(-2147483649i64),
+        json!(2.5e9),
+        json!(-0.0),
+        json!(9.3e18),
+        json!(1.8446744073709552e19),
+        json!(-1e300),
+        json!("9223372036854775808"),
+        json!("+1"),
+        json!(" 1"),
+        json!("0x10"),
+        json!("1970-01-01T00:00:00Z"),
+        json!("0001-01-01T00:00:00Z"),
+        json!("10000-01-01T00:00:00Z"),
+        json!("-315576000000.999999999s"),
+        json!("315576000001s"),
+        json!("a_b"),
+        json!("\u{1f}日本"),
+    ]
+}
+
+/// The request encoder and the oracle on one JSON document: both refuse it, or both read the
+/// same message. `None` when they agree, else what differs.
+fn request_disagreement(
+    pool: &DescriptorPool,
+    descriptor: &MessageDescriptor,
+    text: &str,
+) -> Option<String> {
+    match (
+        oracle_wire(descriptor, text.as_bytes()),
+        encoded(pool, descriptor, text.as_bytes()),
+    ) {
+        (Ok(reference), Ok(ours)) => {
+            let reference = oracle_json(descriptor, &reference).ok()?;
+            let ours = oracle_json(descriptor, &ours).map_err(|e| e.to_string());
+            match ours {
+                Ok(ours) if ours == reference => None,
+                Ok(ours) => Some(difference(&ours, &reference, "")),
+                Err(error) => Some(format!("ours does not decode: {error}")),
+            }
+        }
+        (Err(_), Err(_)) => None,
+        (Ok(_), Err(ours)) => Some(format!("the oracle read it, the encoder refused: {ours}")),
+        (Err(reference), Ok(_)) => Some(format!(
+            "the oracle refused ({reference}), the encoder read it"
+        )),
+    }
+}
+
+/// Changes one node of a JSON document: a value replaced by one of another type or an edge
+/// (null, numbers as strings, fractions, huge numbers, enum-like names), a key added or removed.
+fn mutate(json: &mut serde_json::Value, rng: &mut SmallRng) {
+    use serde_json::Value as Json;
+    let nodes = count_nodes(json);
+    let mut target = rng.random_range(0..nodes);
+    let node = nth_node(json, &mut target).expect("a node in range");
+    let replacements = edge_values();
+    match node {
+        Json::Object(object) if rng.random_bool(0.3) => {
+            if let Some(key) = object.keys().next().cloned().filter(|_| rng.random()) {
+                object.remove(&key);
+            } else {
+                let keys = [
+                    "unknown",
+                    "display_name",
+                    "displayName",
+                    "value",
+                    "@type",
+                    "id",
+                ];
+                let value = replacements[rng.random_range(0..replacements.len())].clone();
+                object.insert(keys[rng.random_range(0..keys.len())].to_owned(), value);
+            }
+        }
+        other => *other = replacements[rng.random_range(0..replacements.len())].clone(),
+    }
+}
+
+fn count_nodes(json: &serde_json::Value) -> usize {
+    1 + match json {
+        serde_json::Value::Array(items) => items.iter().map(count_nodes).sum(),
+        serde_json::Value::Object(object) => object.values().map(count_nodes).sum(),
+        _ => 0,
+    }
+}
+
+/// The node `*left` places after `json` in pre-order.
+fn nth_node<'j>(
+    json: &'j mut serde_json::Value,
+    left: &mut usize,
+) -> Option<&'j mut serde_json::Value> {
+    if *left == 0 {
+        return Some(json);
+    }
+    *left -= 1;
+    match json {
+        serde_json::Value::Array(items) => items.iter_mut().find_map(|item| nth_node(item, left)),
+        serde_json::Value::Object(object) => {
+            object.values_mut().find_map(|value| nth_node(value, left))
+        }
+        _ => None,
+    }
+}
+
 /// Every message type of a pool that is not a map entry nor one of protobuf's own descriptor
 /// types (which use proto2 groups and extensions the gateway's APIs never carry).
 fn messages(pool: &DescriptorPool) -> Vec<MessageDescriptor> {
@@ -449,6 +716,22 @@ proptest! {
         let all = messages(pool);
         let descriptor = &all[pick.index(all.len())];
         check(pool, descriptor, seed)?;
+    }
+
+    #[test]
+    fn requests_of_the_every_kind_proto_match_the_oracle(seed in any::<u64>(), pick in any::<prop::sample::Index>()) {
+        let pool = oracle_pool();
+        let all = messages(pool);
+        let descriptor = &all[pick.index(all.len())];
+        check_request(pool, descriptor, seed)?;
+    }
+
+    #[test]
+    fn requests_of_the_project_protos_match_the_oracle(seed in any::<u64>(), pick in any::<prop::sample::Index>()) {
+        let pool = project_pool();
+        let all = messages(pool);
+        let descriptor = &all[pick.index(all.len())];
+        check_request(pool, descriptor, seed)?;
     }
 
     /// Bytes that are not a valid encoding are an error, never a panic; when the oracle reads
@@ -485,6 +768,50 @@ fn agree(written: &serde_json::Value, reference: &serde_json::Value) -> bool {
         }
         _ => written == reference,
     }
+}
+
+/// Every field of every message, given each edge value (as itself, as a list item, as a map
+/// value, and map keys of every form): the encoder refuses what the oracle refuses and reads the
+/// rest as it does.
+#[test]
+fn every_field_given_every_edge_value_is_read_as_the_oracle_reads_it() {
+    use serde_json::{Value as Json, json};
+    let mut disagreements = Vec::new();
+    let mut documents = 0;
+    for pool in [oracle_pool(), project_pool()] {
+        for descriptor in messages(pool) {
+            for field in descriptor.fields() {
+                let mut values: Vec<Json> = Vec::new();
+                for value in edge_values() {
+                    values.push(json!([value.clone()]));
+                    values.push(json!({ "1": value.clone() }));
+                    values.push(json!({ "k": value.clone() }));
+                    values.push(value);
+                }
+                for key in ["1", "-1", "true", "false", "k", "4294967296", "1.0", ""] {
+                    values.push(json!({ key: 1 }));
+                    values.push(json!({ key: "x" }));
+                }
+                for name in [field.json_name(), field.name()] {
+                    for value in &values {
+                        let text = json!({ name: value }).to_string();
+                        documents += 1;
+                        if let Some(difference) = request_disagreement(pool, &descriptor, &text) {
+                            disagreements
+                                .push(format!("{}: {text}: {difference}", descriptor.full_name()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(documents > 10_000, "only {documents} documents tried");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {documents} documents read differently, the first:\n{}",
+        disagreements.len(),
+        disagreements[..disagreements.len().min(15)].join("\n")
+    );
 }
 
 #[test]

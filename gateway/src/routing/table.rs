@@ -10,7 +10,7 @@ use prost_reflect::{
 };
 
 use super::path_template::{Capture, PathError, PathTemplate, TemplateError, has_dot_segment};
-use crate::transcode::{Answer, Plans};
+use crate::transcode::{Answer, Plans, RequestPlan};
 
 /// The name of the HTTP annotation extension in the descriptor pool.
 const HTTP_EXTENSION: &str = "google.api.http";
@@ -41,6 +41,8 @@ pub struct Route {
     pub body: BodyMapping,
     /// When set, only this response field is returned as the HTTP body.
     pub response_body: Option<FieldDescriptor>,
+    /// How the request is encoded from the body, query and path (compiled from the descriptors).
+    pub request: RequestPlan,
     /// How the gRPC answer is written as the JSON body (compiled from the descriptors).
     pub answer: Answer,
     /// Whether the route is reachable without a token.
@@ -309,6 +311,7 @@ fn build_route(
     let grpc_path = format!("/{}/{}", method.parent_service().full_name(), method.name());
     let grpc_path = PathAndQuery::try_from(grpc_path)
         .map_err(|_| binding_error("the method name is not a valid gRPC path".into()))?;
+    let request = RequestPlan::new(plans, &method.input());
     let answer = Answer::new(plans, &method.output(), response_body.as_ref());
     Ok(Route {
         label: format!("{http_method} {}", template.as_str()),
@@ -319,6 +322,7 @@ fn build_route(
         grpc_path,
         body,
         response_body,
+        request,
         answer,
         public,
     })

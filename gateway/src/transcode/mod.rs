@@ -1,28 +1,29 @@
-//! JSON ⇄ protobuf transcoding for one route, driven entirely by descriptors.
+//! JSON ⇄ protobuf transcoding for one route, driven by plans compiled from the descriptors at
+//! start-up ([`Plans`]); no message is built in between in either direction.
 //!
-//! A request message is built from three sources, in this order (later wins): the JSON body (the
-//! whole message or one field of it, per the route's `body`), the query string (fields not bound by
-//! the body), then the path variables. Answers are written from their wire bytes as canonical
-//! proto3 JSON by [`Answer`], with no message built in between (see `to_json`).
+//! A request is encoded from three sources, in this order (later wins): the JSON body (the whole
+//! message or one field of it, per the route's `body`; see `from_json`), the query string (fields
+//! not bound by the body), then the path variables. Answers are written from their wire bytes as
+//! canonical proto3 JSON by [`Answer`] (see `to_json`).
 //!
 //! Policy for fields the message does not have: rejected with 400, in the body and in the query
 //! string alike, so a typo never passes silently. See `docs/errors.md`.
 
+mod from_json;
 mod plan;
 mod to_json;
-mod wire;
+pub(crate) mod wire;
 
 pub use plan::Plans;
 pub use wire::WireError;
 
 use std::sync::Arc;
 
-use prost_reflect::{
-    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage,
-    Value,
-};
+use prost_reflect::{FieldDescriptor, MessageDescriptor};
 
-use crate::routing::{BodyMapping, Capture, Route, table::resolve_field_path};
+use crate::routing::{BodyMapping, Capture, Route};
+use from_json::{Scalar, base64_bytes, bytes_field, delimited, number_from_text};
+use plan::{Cardinality, FieldPlan, MessageId, ValueKind};
 
 /// Why a request cannot be turned into a gRPC message. Every variant is the client's mistake.
 #[derive(Debug, thiserror::Error)]
@@ -49,59 +50,200 @@ pub enum TranscodeError {
 #[error("cannot encode the response as JSON: {0}")]
 pub struct ResponseEncodeError(String);
 
-/// Builds the gRPC request message for a matched route.
+/// Builds the encoded gRPC request of a matched route: the body's fields, then the query
+/// string's, then the path variables', one after another on the wire, where the last value of a
+/// field wins and occurrences of a message merge, which is the order of precedence wanted.
 pub fn build_request(
     route: &Route,
     captures: &[Capture],
     query: Option<&str>,
     body: &[u8],
-) -> Result<DynamicMessage, TranscodeError> {
-    let input = route.input();
-    let mut message = match &route.body {
-        BodyMapping::Whole => parse_json_message(&input, body)?,
-        BodyMapping::Field(field) => {
-            let mut message = DynamicMessage::new(input.clone());
-            // An empty body leaves the field unset, so a required body (`PATCH
-            // /api/projects/{id}`) is refused by validation rather than read as `{}`.
-            if let Kind::Message(field_type) = field.kind()
-                && !is_empty_body(body)
-            {
-                let value = parse_json_message(&field_type, body)?;
-                message.set_field(field, Value::Message(value));
-            }
-            message
+) -> Result<Vec<u8>, TranscodeError> {
+    let RequestPlan { plans, message } = &route.request;
+    let (plans, message) = (&**plans, *message);
+    let mut out = Vec::with_capacity(body.len() + 32);
+    let invalid_json = |error: serde_json::Error| TranscodeError::InvalidJson(error.to_string());
+    match &route.body {
+        // An empty body stands for `{}`: `POST /api/simulations/{id}:stop` needs no body.
+        BodyMapping::Whole if !is_empty_body(body) => {
+            from_json::write_message(plans, message, body, &mut out).map_err(invalid_json)?;
         }
-        BodyMapping::None => DynamicMessage::new(input.clone()),
-    };
+        // An empty body leaves the field unset, so a required body (`PATCH
+        // /api/projects/{id}`) is refused by validation rather than read as `{}`.
+        BodyMapping::Field(field) if !is_empty_body(body) => {
+            let field = plans
+                .message(message)
+                .field(field.number())
+                .expect("the plans were compiled from the route's pool");
+            from_json::write_field(plans, field, body, &mut out).map_err(invalid_json)?;
+        }
+        _ => {}
+    }
     if let Some(query) = query.filter(|q| !q.is_empty()) {
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            let path: Vec<String> = name.split('.').map(str::to_owned).collect();
-            let field = resolve_field_path(&input, &path)
-                .ok()
-                .filter(|field| query_may_set(route, &path, field))
+            let segments: Vec<&str> = name.split('.').collect();
+            let path = field_path(plans, message, &segments)
+                .filter(|path| query_may_set(route, &segments, path))
                 .ok_or_else(|| TranscodeError::UnknownQueryParameter(name.to_string()))?;
-            set_scalar(&mut message, &path, &field, &name, &value)?;
+            write_text_at(plans, &path, &value, &mut out).map_err(|reason| {
+                TranscodeError::InvalidValue {
+                    field: name.to_string(),
+                    reason,
+                }
+            })?;
         }
     }
     for capture in captures {
-        let field = resolve_field_path(&input, &capture.field_path).map_err(|reason| {
-            // The table checked every variable at start-up; this is unreachable in practice but
-            // still answered as a client error rather than a panic.
+        let name = capture.field_path.join(".");
+        let segments: Vec<&str> = capture.field_path.iter().map(String::as_str).collect();
+        // The table checked every variable at start-up; a miss is still answered as a client
+        // error rather than a panic.
+        let path =
+            field_path(plans, message, &segments).ok_or_else(|| TranscodeError::InvalidValue {
+                field: name.clone(),
+                reason: "no such field".to_owned(),
+            })?;
+        write_text_at(plans, &path, &capture.value, &mut out).map_err(|reason| {
             TranscodeError::InvalidValue {
-                field: capture.field_path.join("."),
+                field: name,
                 reason,
             }
         })?;
-        let name = capture.field_path.join(".");
-        set_scalar(
-            &mut message,
-            &capture.field_path,
-            &field,
-            &name,
-            &capture.value,
-        )?;
     }
-    Ok(message)
+    Ok(out)
+}
+
+/// How one route's request is built: the compiled plan of its gRPC input type.
+#[derive(Debug, Clone)]
+pub struct RequestPlan {
+    plans: Arc<Plans>,
+    message: MessageId,
+}
+
+impl RequestPlan {
+    /// The plan of a method whose input type is `input`.
+    pub fn new(plans: &Arc<Plans>, input: &MessageDescriptor) -> Self {
+        let message = plans
+            .id_of(input.full_name())
+            .expect("the plans were compiled from the input type's pool");
+        Self {
+            plans: plans.clone(),
+            message,
+        }
+    }
+
+    /// Encodes a JSON document as the whole request message (what a `body: "*"` route does
+    /// with its body).
+    pub fn from_json(&self, json: &[u8]) -> Result<Vec<u8>, TranscodeError> {
+        let mut out = Vec::with_capacity(json.len());
+        from_json::write_message(&self.plans, self.message, json, &mut out)
+            .map_err(|error| TranscodeError::InvalidJson(error.to_string()))?;
+        Ok(out)
+    }
+}
+
+/// The fields a dotted path (`project.id`, by `.proto` or JSON names) walks through: every one
+/// but the last a singular message field.
+fn field_path<'p>(
+    plans: &'p Plans,
+    mut message: MessageId,
+    segments: &[&str],
+) -> Option<Vec<&'p FieldPlan>> {
+    let mut path = Vec::with_capacity(segments.len());
+    for (at, segment) in segments.iter().enumerate() {
+        let field = plans.message(message).field_named(segment)?;
+        if at + 1 < segments.len() {
+            match (field.cardinality, field.kind) {
+                (Cardinality::Single, ValueKind::Message(inner)) => message = inner,
+                _ => return None,
+            }
+        }
+        path.push(field);
+    }
+    (!path.is_empty()).then_some(path)
+}
+
+/// Query parameters may set any scalar field the body does not own and the path does not bind.
+fn query_may_set(route: &Route, segments: &[&str], path: &[&FieldPlan]) -> bool {
+    let bound_by_path = route.template.variable_paths().any(|bound| {
+        bound
+            .iter()
+            .map(String::as_str)
+            .eq(segments.iter().copied())
+    });
+    let owned_by_body = match &route.body {
+        BodyMapping::Whole => true,
+        BodyMapping::Field(body_field) => path[0].number == body_field.number(),
+        BodyMapping::None => false,
+    };
+    let leaf = path[path.len() - 1];
+    let scalar =
+        leaf.cardinality != Cardinality::Map && !matches!(leaf.kind, ValueKind::Message(_));
+    !bound_by_path && !owned_by_body && scalar
+}
+
+/// Writes a text value (a query parameter, a path variable) at the end of a field path, nested
+/// in its parents; on a list it is one more item.
+fn write_text_at(
+    plans: &Plans,
+    path: &[&FieldPlan],
+    raw: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    match path {
+        [leaf] => write_text(plans, leaf, raw, out),
+        [parent, rest @ ..] => delimited(out, parent.number, |out| {
+            write_text_at(plans, rest, raw, out)
+        }),
+        [] => Err("an empty field path".to_owned()),
+    }
+}
+
+/// Parses one text value as the scalar its field holds and writes it.
+fn write_text(
+    plans: &Plans,
+    field: &FieldPlan,
+    raw: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let has_presence = field.has_presence || field.cardinality == Cardinality::Repeated;
+    let scalar = match field.kind {
+        ValueKind::String => {
+            if has_presence || !raw.is_empty() {
+                bytes_field(out, field.number, raw.as_bytes());
+            }
+            return Ok(());
+        }
+        ValueKind::Bytes => {
+            let bytes = base64_bytes(raw).map_err(|_| format!("{raw:?} is not base64"))?;
+            if has_presence || !bytes.is_empty() {
+                bytes_field(out, field.number, &bytes);
+            }
+            return Ok(());
+        }
+        ValueKind::Bool => match raw {
+            "true" => Scalar::Varint(1),
+            "false" => Scalar::Varint(0),
+            _ => return Err(format!("{raw:?} is not true or false")),
+        },
+        ValueKind::Enum(index) => {
+            let plan = plans.enumeration(index);
+            let number = plan
+                .number_of(raw)
+                .or_else(|| {
+                    raw.parse::<i32>()
+                        .ok()
+                        .filter(|n| plan.json_name(*n).is_some())
+                })
+                .ok_or_else(|| format!("{raw:?} is not a value of this enum"))?;
+            Scalar::Varint(i64::from(number) as u64)
+        }
+        ValueKind::Message(_) => return Err("a message cannot be set from text".to_owned()),
+        kind => number_from_text(plans, kind, raw)?
+            .ok_or_else(|| format!("{raw:?} is not a value of this field"))?,
+    };
+    scalar.write_field(out, field.number, has_presence);
+    Ok(())
 }
 
 /// How one route's gRPC answer becomes its JSON body: the compiled plan of the output type, and
@@ -146,124 +288,4 @@ impl Answer {
 /// A body of no bytes, or only white space, is no body.
 fn is_empty_body(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
-}
-
-/// An empty body stands for `{}`: `POST /api/simulations/{id}:stop` needs no body.
-fn parse_json_message(
-    descriptor: &MessageDescriptor,
-    body: &[u8],
-) -> Result<DynamicMessage, TranscodeError> {
-    if is_empty_body(body) {
-        return Ok(DynamicMessage::new(descriptor.clone()));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let options = DeserializeOptions::new().deny_unknown_fields(true);
-    let message =
-        DynamicMessage::deserialize_with_options(descriptor.clone(), &mut deserializer, &options)
-            .map_err(|e| TranscodeError::InvalidJson(e.to_string()))?;
-    deserializer
-        .end()
-        .map_err(|e| TranscodeError::InvalidJson(e.to_string()))?;
-    Ok(message)
-}
-
-/// Query parameters may set any field the body does not own and the path does not bind.
-fn query_may_set(route: &Route, path: &[String], field: &FieldDescriptor) -> bool {
-    let bound_by_path = route.template.variable_paths().any(|bound| bound == path);
-    let owned_by_body = match &route.body {
-        BodyMapping::Whole => true,
-        BodyMapping::Field(body_field) => {
-            path.first().map(String::as_str) == Some(body_field.name())
-                || path.first().map(String::as_str) == Some(body_field.json_name())
-        }
-        BodyMapping::None => false,
-    };
-    let scalar = !field.is_map() && !matches!(field.kind(), Kind::Message(_));
-    !bound_by_path && !owned_by_body && scalar
-}
-
-/// Sets a scalar (or appends to a repeated scalar) at a dotted path, creating parents.
-fn set_scalar(
-    message: &mut DynamicMessage,
-    path: &[String],
-    leaf: &FieldDescriptor,
-    name: &str,
-    raw: &str,
-) -> Result<(), TranscodeError> {
-    let value = parse_scalar(&leaf.kind(), raw).map_err(|reason| TranscodeError::InvalidValue {
-        field: name.to_owned(),
-        reason,
-    })?;
-    let mut current = message;
-    for segment in &path[..path.len() - 1] {
-        let descriptor = current.descriptor();
-        let Some(field) = descriptor
-            .get_field_by_name(segment)
-            .or_else(|| descriptor.get_field_by_json_name(segment))
-        else {
-            return Err(TranscodeError::UnknownQueryParameter(name.to_owned()));
-        };
-        current = match current.get_field_mut(&field).as_message_mut() {
-            Some(inner) => inner,
-            None => return Err(TranscodeError::UnknownQueryParameter(name.to_owned())),
-        };
-    }
-    if leaf.is_list() {
-        if let Value::List(items) = current.get_field_mut(leaf) {
-            items.push(value);
-        }
-    } else {
-        current.set_field(leaf, value);
-    }
-    Ok(())
-}
-
-/// Parses one text value into the protobuf scalar `kind` holds.
-fn parse_scalar(kind: &Kind, raw: &str) -> Result<Value, String> {
-    fn number<T: std::str::FromStr>(raw: &str) -> Result<T, String> {
-        raw.parse::<T>()
-            .map_err(|_| format!("{raw:?} is not a valid number of this type"))
-    }
-    Ok(match kind {
-        Kind::String => Value::String(raw.to_owned()),
-        Kind::Bool => match raw {
-            "true" => Value::Bool(true),
-            "false" => Value::Bool(false),
-            _ => return Err(format!("{raw:?} is not true or false")),
-        },
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(number(raw)?),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(number(raw)?),
-        Kind::Uint32 | Kind::Fixed32 => Value::U32(number(raw)?),
-        Kind::Uint64 | Kind::Fixed64 => Value::U64(number(raw)?),
-        Kind::Float => Value::F32(number(raw)?),
-        Kind::Double => Value::F64(number(raw)?),
-        Kind::Bytes => {
-            use base64::Engine as _;
-            let engine = base64::engine::general_purpose::STANDARD;
-            let url_engine = base64::engine::general_purpose::URL_SAFE;
-            let bytes = engine
-                .decode(raw)
-                .or_else(|_| url_engine.decode(raw))
-                .map_err(|_| format!("{raw:?} is not base64"))?;
-            Value::Bytes(bytes.into())
-        }
-        Kind::Enum(descriptor) => {
-            let number = descriptor
-                .get_value_by_name(raw)
-                .map(|v| v.number())
-                .or_else(|| {
-                    raw.parse::<i32>()
-                        .ok()
-                        .filter(|n| descriptor.get_value(*n).is_some())
-                })
-                .ok_or_else(|| format!("{raw:?} is not a value of {}", descriptor.full_name()))?;
-            Value::EnumNumber(number)
-        }
-        Kind::Message(descriptor) => {
-            return Err(format!(
-                "{} cannot be set from text",
-                descriptor.full_name()
-            ));
-        }
-    })
 }

@@ -42,6 +42,10 @@ enum FieldIndex {
 pub struct FieldPlan {
     /// The field number.
     pub number: u32,
+    /// The field's name in the `.proto` (`created_at`), which JSON input may use.
+    pub name: Box<str>,
+    /// The field's JSON name (`createdAt`).
+    pub json_name: Box<str>,
     /// The field's JSON name written as a JSON string and a colon: `"createdAt":`.
     pub json_key: Box<str>,
     /// The value's type (for a map, the entry message's).
@@ -105,6 +109,22 @@ pub enum ValueKind {
     Message(MessageId),
 }
 
+impl ValueKind {
+    /// Whether a list of this kind is packed on the wire (numbers, booleans and enums).
+    pub fn is_packable(self) -> bool {
+        !matches!(self, Self::String | Self::Bytes | Self::Message(_))
+    }
+}
+
+/// The range of `google.protobuf.Timestamp` in JSON: 0001-01-01T00:00:00Z ..
+pub const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+/// .. 9999-12-31T23:59:59Z.
+pub const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+/// The range of `google.protobuf.Duration`: ±10,000 years.
+pub const MAX_DURATION_SECONDS: u64 = 315_576_000_000;
+/// The largest nanosecond part of a Timestamp or Duration.
+pub const MAX_NANOS: u32 = 999_999_999;
+
 /// The well-known types whose JSON is not an object of their fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WellKnown {
@@ -158,6 +178,8 @@ impl WellKnown {
 pub struct EnumPlan {
     /// `(number, name written as a JSON string)`, sorted by number.
     values: Vec<(i32, Box<str>)>,
+    /// `(name, number)` of every value, aliases included, sorted by name.
+    numbers: Vec<(Box<str>, i32)>,
     /// `google.protobuf.NullValue`, written as `null`.
     pub is_null_value: bool,
 }
@@ -169,6 +191,14 @@ impl EnumPlan {
             .binary_search_by_key(&number, |(n, _)| *n)
             .ok()
             .map(|at| &*self.values[at].1)
+    }
+
+    /// The number of the value named `name` (JSON input names enum values).
+    pub fn number_of(&self, name: &str) -> Option<i32> {
+        self.numbers
+            .binary_search_by(|(known, _)| (**known).cmp(name))
+            .ok()
+            .map(|at| self.numbers[at].1)
     }
 }
 
@@ -209,6 +239,19 @@ impl Plans {
 }
 
 impl MessagePlan {
+    /// The field with this number.
+    pub fn field(&self, number: u32) -> Option<&FieldPlan> {
+        self.position(number).map(|at| &self.fields[at])
+    }
+
+    /// The field a JSON key names: by JSON name first, then by `.proto` name.
+    pub fn field_named(&self, key: &str) -> Option<&FieldPlan> {
+        self.fields
+            .iter()
+            .find(|field| &*field.json_name == key)
+            .or_else(|| self.fields.iter().find(|field| &*field.name == key))
+    }
+
     /// The position in `fields` of the field with this number.
     pub fn position(&self, number: u32) -> Option<usize> {
         match &self.by_number {
@@ -289,6 +332,8 @@ fn compile_field(
     });
     FieldPlan {
         number: field.number(),
+        name: field.name().into(),
+        json_name: field.json_name().into(),
         json_key: format!("{}:", serde_json::Value::from(field.json_name())).into(),
         kind: value_kind(&field.kind(), by_name, enums),
         cardinality,
@@ -337,9 +382,15 @@ fn value_kind(
                 values.push((number, quoted.into()));
             }
             values.sort_by_key(|(number, _)| *number);
+            let mut numbers: Vec<(Box<str>, i32)> = descriptor
+                .values()
+                .map(|value| (value.name().into(), value.number()))
+                .collect();
+            numbers.sort();
             let index = u32::try_from(enums.plans.len()).expect("fewer than 2^32 enums");
             enums.plans.push(EnumPlan {
                 values,
+                numbers,
                 is_null_value: name == "google.protobuf.NullValue",
             });
             enums.by_name.insert(name.to_owned(), index);

@@ -18,7 +18,10 @@ use std::ops::Range;
 use base64::Engine as _;
 
 use super::{
-    plan::{Cardinality, FieldPlan, MessageId, Plans, ValueKind, WellKnown},
+    plan::{
+        Cardinality, FieldPlan, MAX_DURATION_SECONDS, MAX_NANOS, MAX_TIMESTAMP_SECONDS,
+        MIN_TIMESTAMP_SECONDS, MessageId, Plans, ValueKind, WellKnown,
+    },
     wire::{Raw, Reader, WireError},
 };
 
@@ -689,11 +692,6 @@ fn digits(out: &mut Vec<u8>, value: u64, width: usize) {
     let start = at.min(buffer.len() - width);
     out.extend_from_slice(&buffer[start..]);
 }
-
-const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
-const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
-const MAX_DURATION_SECONDS: u64 = 315_576_000_000; // 10,000 years
-const MAX_NANOS: u32 = 999_999_999;
 
 /// A FieldMask path (`user.display_name`) in lowerCamelCase (`user.displayName`); a path that
 /// would not come back the same (`fooBar`, `foo__bar`) cannot be written.
