@@ -15,7 +15,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(path) = std::str::from_utf8(data) else {
         return;
     };
-    for method in [http::Method::GET, http::Method::POST, http::Method::PATCH, http::Method::DELETE] {
+    for method in [
+        http::Method::GET,
+        http::Method::POST,
+        http::Method::PATCH,
+        http::Method::DELETE,
+    ] {
         let _ = table().lookup(&method, path);
     }
 });
