@@ -115,20 +115,27 @@ impl PathTemplate {
     /// Matches a raw request path (no query string). Returns the raw segments each variable covers,
     /// or `None` when the path does not fit the template.
     pub fn matches<'p>(&'p self, path: &'p str) -> Option<RawMatch<'p>> {
-        let rest = path.strip_prefix('/')?;
-        let rest = match &self.verb {
+        let segments: Vec<&'p str> = path.strip_prefix('/')?.split('/').collect();
+        self.matches_segments(&segments)
+    }
+
+    /// [`matches`](Self::matches) on a path already split at its slashes (the leading one
+    /// dropped), so that a lookup splits once for all the templates it tries.
+    pub fn matches_segments<'p>(&'p self, segments: &[&'p str]) -> Option<RawMatch<'p>> {
+        let (last, init) = segments.split_last()?;
+        // A verb is the end of the last segment: `/api/simulations/s-1:stop`.
+        let last = match &self.verb {
             Some(verb) => {
-                let (head, tail) = rest.rsplit_once(':')?;
-                if tail != verb || tail.contains('/') {
+                let (head, tail) = last.rsplit_once(':')?;
+                if tail != verb {
                     return None;
                 }
                 head
             }
-            None => rest,
+            None => last,
         };
-        let segments: Vec<&'p str> = rest.split('/').collect();
         // Empty segments (`//`, a trailing `/`) never match: see docs/request-lifecycle.md.
-        if segments.iter().any(|segment| segment.is_empty()) {
+        if last.is_empty() || init.iter().any(|segment| segment.is_empty()) {
             return None;
         }
         let fits = match self.segments.last() {
@@ -138,13 +145,22 @@ impl PathTemplate {
         if !fits {
             return None;
         }
+        let segment_at = |index: usize| {
+            if index == init.len() {
+                last
+            } else {
+                segments[index]
+            }
+        };
         for (index, segment) in self.segments.iter().enumerate() {
             if let Segment::Literal(literal) = segment
-                && segments[index] != literal
+                && segment_at(index) != literal
             {
                 return None;
             }
         }
+        let mut segments = segments.to_vec();
+        segments[init.len()] = last;
         Some(RawMatch {
             template: self,
             segments,

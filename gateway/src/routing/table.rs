@@ -194,6 +194,10 @@ impl RouteTable {
         if has_dot_segment(path) {
             return RouteLookup::BadPath(PathError::DotSegment);
         }
+        let Some(rest) = path.strip_prefix('/') else {
+            return RouteLookup::NotFound;
+        };
+        let segments: Vec<&str> = rest.split('/').collect();
         let mut allowed: Vec<Method> = Vec::new();
         let mut best: Option<&PathTemplate> = None;
         // Routes are sorted most specific first, so those of the best template's shape follow
@@ -202,7 +206,7 @@ impl RouteTable {
             if best.is_some_and(|best| route.template.specificity_cmp(best).is_lt()) {
                 break;
             }
-            let Some(matched) = route.template.matches(path) else {
+            let Some(matched) = route.template.matches_segments(&segments) else {
                 continue;
             };
             best.get_or_insert(&route.template);
