@@ -699,39 +699,33 @@ fn is_wkt(message: &MessageDescriptor) -> bool {
         && !message.is_map_entry()
 }
 
+/// One message type of the pool, chosen by proptest.
+fn picked(pool: &DescriptorPool, pick: prop::sample::Index) -> MessageDescriptor {
+    let all = messages(pool);
+    all[pick.index(all.len())].clone()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn answers_of_the_every_kind_proto_match_the_oracle(seed in any::<u64>(), pick in any::<prop::sample::Index>()) {
-        let pool = oracle_pool();
-        let all = messages(pool);
-        let descriptor = &all[pick.index(all.len())];
-        check(pool, descriptor, seed)?;
+        check(oracle_pool(), &picked(oracle_pool(), pick), seed)?;
     }
 
     #[test]
     fn answers_of_the_project_protos_match_the_oracle(seed in any::<u64>(), pick in any::<prop::sample::Index>()) {
-        let pool = project_pool();
-        let all = messages(pool);
-        let descriptor = &all[pick.index(all.len())];
-        check(pool, descriptor, seed)?;
+        check(project_pool(), &picked(project_pool(), pick), seed)?;
     }
 
     #[test]
     fn requests_of_the_every_kind_proto_match_the_oracle(seed in any::<u64>(), pick in any::<prop::sample::Index>()) {
-        let pool = oracle_pool();
-        let all = messages(pool);
-        let descriptor = &all[pick.index(all.len())];
-        check_request(pool, descriptor, seed)?;
+        check_request(oracle_pool(), &picked(oracle_pool(), pick), seed)?;
     }
 
     #[test]
     fn requests_of_the_project_protos_match_the_oracle(seed in any::<u64>(), pick in any::<prop::sample::Index>()) {
-        let pool = project_pool();
-        let all = messages(pool);
-        let descriptor = &all[pick.index(all.len())];
-        check_request(pool, descriptor, seed)?;
+        check_request(project_pool(), &picked(project_pool(), pick), seed)?;
     }
 
     /// Bytes that are not a valid encoding are an error, never a panic; when the oracle reads
