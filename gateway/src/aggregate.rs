@@ -77,7 +77,7 @@ pub fn check_config(path: &str, parts: &BTreeMap<String, String>) -> Result<(), 
 #[derive(Debug)]
 pub struct Aggregate {
     path: String,
-    label: String,
+    label: Arc<str>,
     parts: Vec<Part>,
 }
 
@@ -119,7 +119,7 @@ impl Aggregate {
             .collect::<Result<_, String>>()?;
         Ok(Self {
             path: path.to_owned(),
-            label: format!("GET {path}"),
+            label: format!("GET {path}").into(),
             parts,
         })
     }

@@ -162,7 +162,7 @@ fn by_route_group<T: Copy>(
             .get(&method)
             .or_else(|| groups.get(route.service_name()));
         if let Some(value) = configured {
-            resolved.insert(route.label.clone(), *value);
+            resolved.insert(route.label.to_string(), *value);
         }
     }
     for group in groups.keys() {
@@ -235,7 +235,7 @@ impl App {
         for route in routes.routes() {
             if config.backend_for_service(route.service_name()).is_none() {
                 return Err(StartError::UnservedRoute {
-                    route: route.label.clone(),
+                    route: route.label.to_string(),
                     service: route.service_name().to_owned(),
                 });
             }

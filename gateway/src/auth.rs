@@ -9,7 +9,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -19,11 +19,15 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use proto::auth::v1::{ValidateTokenRequest, auth_service_client::AuthServiceClient};
 use seams::SharedClock;
 use sha2::{Digest, Sha256};
 use tokio::{sync::OnceCell, time::Instant};
-use tonic::Code;
+use tonic::{
+    Code,
+    metadata::{Ascii, MetadataValue},
+};
 
 use crate::{
     backends::Backend,
@@ -32,6 +36,20 @@ use crate::{
     jwks::{LocalVerdict, LocalVerifier},
     request_id,
 };
+
+/// Metadata keys carrying the caller's identity to backends. Clients' own headers are never
+/// forwarded, so a client cannot forge them.
+pub mod user_metadata {
+    /// The user's ID.
+    pub const USER_ID: &str = "x-user-id";
+    /// The user's login name, percent-encoded where not plain ASCII.
+    pub const USER_NAME: &str = "x-user-name";
+    /// The user's roles, comma-separated.
+    pub const USER_ROLES: &str = "x-user-roles";
+}
+
+/// Characters escaped in metadata values: controls, non-ASCII (by the encoder), and `%` itself.
+const METADATA_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
 
 /// Who the caller is, as Auth said; forwarded to backends as metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +64,31 @@ pub struct UserContext {
     pub expires_at_unix_seconds: i64,
     /// The token's unique ID (`jti`), which revocations name.
     pub token_id: String,
+    /// The user as backend metadata, escaped on first use: once per validated token (which is
+    /// cached), not once per request.
+    pub forwarded: OnceLock<Vec<(&'static str, MetadataValue<Ascii>)>>,
+}
+
+impl UserContext {
+    /// The metadata that tells a backend who the caller is: ID, name and roles, percent-escaped
+    /// where not plain ASCII.
+    pub fn forwarded(&self) -> &[(&'static str, MetadataValue<Ascii>)] {
+        self.forwarded.get_or_init(|| {
+            [
+                (user_metadata::USER_ID, self.user_id.clone()),
+                (user_metadata::USER_NAME, self.username.clone()),
+                (user_metadata::USER_ROLES, self.roles.join(",")),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let escaped = utf8_percent_encode(&value, METADATA_ESCAPES).to_string();
+                MetadataValue::try_from(escaped)
+                    .ok()
+                    .map(|value| (key, value))
+            })
+            .collect()
+        })
+    }
 }
 
 /// The answer for one token.
@@ -277,6 +320,7 @@ impl TokenValidator {
                         roles: user.roles,
                         expires_at_unix_seconds: user.expires_at_unix_seconds,
                         token_id: user.token_id,
+                        forwarded: OnceLock::new(),
                     })),
                     cache_until: now + ttl,
                 }

@@ -220,6 +220,7 @@ impl LocalVerifier {
             roles: claims.roles,
             expires_at_unix_seconds: claims.exp,
             token_id: claims.jti,
+            forwarded: std::sync::OnceLock::new(),
         })
     }
 }

@@ -6,7 +6,11 @@
 //! - `gateway_backend_call_duration_seconds{service,code}`: every gRPC call to a backend.
 //! - `gateway_backend_up{backend}`: the latest health check of each backend (1 or 0).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    borrow::Cow,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use axum::{
     extract::{Request, State},
@@ -28,10 +32,10 @@ use prometheus_client::{
 /// The label set of HTTP request metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    /// The route template, or `unmatched`.
-    pub route: String,
-    /// The HTTP method.
-    pub method: String,
+    /// The route template, or `unmatched` (shared with the route: no copy per request).
+    pub route: Arc<str>,
+    /// The HTTP method (the standard ones without a copy per request).
+    pub method: Cow<'static, str>,
     /// The response status code.
     pub status: u16,
 }
@@ -39,10 +43,10 @@ pub struct HttpLabels {
 /// The label set of backend call metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
-    /// Full gRPC service name.
-    pub service: String,
+    /// Full gRPC service name (shared with the route).
+    pub service: Arc<str>,
     /// gRPC status code name (`Ok`, `Unavailable`, ...).
-    pub code: String,
+    pub code: &'static str,
 }
 
 /// The label set of per-backend gauges.
@@ -79,7 +83,7 @@ pub struct RateLimitLabels {
 
 /// The route label of a response, set by the routing layer as a response extension.
 #[derive(Debug, Clone)]
-pub struct RouteLabel(pub String);
+pub struct RouteLabel(pub Arc<str>);
 
 /// Every metric the gateway exports.
 #[derive(Debug)]
@@ -211,11 +215,11 @@ impl Metrics {
     }
 
     /// Records one backend call.
-    pub fn observe_backend_call(&self, service: &str, code: tonic::Code, elapsed: Duration) {
+    pub fn observe_backend_call(&self, service: &Arc<str>, code: tonic::Code, elapsed: Duration) {
         self.backend_duration
             .get_or_create(&BackendLabels {
-                service: service.to_owned(),
-                code: format!("{code:?}"),
+                service: service.clone(),
+                code: code_name(code),
             })
             .observe(elapsed.as_secs_f64());
     }
@@ -302,13 +306,13 @@ impl Metrics {
 
 /// Middleware: counts and times every HTTP request by route, method and status.
 pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
+    let method = method_name(request.method());
     let started = tokio::time::Instant::now();
     let response = next.run(request).await;
-    let route = response
-        .extensions()
-        .get::<RouteLabel>()
-        .map_or_else(|| "unmatched".to_owned(), |label| label.0.clone());
+    let route = response.extensions().get::<RouteLabel>().map_or_else(
+        || UNMATCHED.get_or_init(|| Arc::from("unmatched")).clone(),
+        |label| label.0.clone(),
+    );
     let labels = HttpLabels {
         route,
         method,
@@ -322,6 +326,50 @@ pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: 
     response
 }
 
+/// The route label of requests no route matched.
+static UNMATCHED: OnceLock<Arc<str>> = OnceLock::new();
+
+/// A method's label; the standard methods without an allocation.
+fn method_name(method: &http::Method) -> Cow<'static, str> {
+    use http::Method as M;
+    Cow::Borrowed(match *method {
+        M::GET => "GET",
+        M::POST => "POST",
+        M::PUT => "PUT",
+        M::PATCH => "PATCH",
+        M::DELETE => "DELETE",
+        M::HEAD => "HEAD",
+        M::OPTIONS => "OPTIONS",
+        M::CONNECT => "CONNECT",
+        M::TRACE => "TRACE",
+        _ => return Cow::Owned(method.as_str().to_owned()),
+    })
+}
+
+/// A gRPC code's label, as `Debug` writes it (`Ok`, `Unavailable`), without formatting per call.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "Ok",
+        C::Cancelled => "Cancelled",
+        C::Unknown => "Unknown",
+        C::InvalidArgument => "InvalidArgument",
+        C::DeadlineExceeded => "DeadlineExceeded",
+        C::NotFound => "NotFound",
+        C::AlreadyExists => "AlreadyExists",
+        C::PermissionDenied => "PermissionDenied",
+        C::ResourceExhausted => "ResourceExhausted",
+        C::FailedPrecondition => "FailedPrecondition",
+        C::Aborted => "Aborted",
+        C::OutOfRange => "OutOfRange",
+        C::Unimplemented => "Unimplemented",
+        C::Internal => "Internal",
+        C::Unavailable => "Unavailable",
+        C::DataLoss => "DataLoss",
+        C::Unauthenticated => "Unauthenticated",
+    }
+}
+
 /// `GET /metrics`.
 pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
     (
@@ -332,4 +380,27 @@ pub async fn render(State(metrics): State<Arc<Metrics>>) -> Response {
         metrics.render(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_labels_are_what_debug_writes() {
+        for number in 0..=16 {
+            let code = tonic::Code::from_i32(number);
+            assert_eq!(code_name(code), format!("{code:?}"));
+        }
+    }
+
+    #[test]
+    fn method_labels_are_the_method_names() {
+        for method in [
+            "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE", "PURGE",
+        ] {
+            let parsed = http::Method::from_bytes(method.as_bytes()).expect("a method");
+            assert_eq!(method_name(&parsed), method);
+        }
+    }
 }

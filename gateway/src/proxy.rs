@@ -13,7 +13,6 @@ use axum::{
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::{
@@ -29,19 +28,7 @@ use crate::{
     validate::Validation,
 };
 
-/// Metadata keys carrying the caller's identity to backends. Clients' own headers are never
-/// forwarded, so a client cannot forge them.
-pub mod user_metadata {
-    /// The user's ID.
-    pub const USER_ID: &str = "x-user-id";
-    /// The user's login name, percent-encoded where not plain ASCII.
-    pub const USER_NAME: &str = "x-user-name";
-    /// The user's roles, comma-separated.
-    pub const USER_ROLES: &str = "x-user-roles";
-}
-
-/// Characters escaped in metadata values: controls, non-ASCII (by the encoder), and `%` itself.
-const METADATA_ESCAPES: &AsciiSet = &CONTROLS.add(b'%');
+pub use crate::auth::user_metadata;
 
 /// The route a request matched and its decoded path variables.
 #[derive(Debug, Clone)]
@@ -162,7 +149,7 @@ pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response,
     );
     let deadline = proxy
         .deadlines
-        .get(&route.label)
+        .get(&*route.label)
         .copied()
         .unwrap_or_else(|| backend.deadline());
     let call = BackendCall {
@@ -242,11 +229,7 @@ impl BackendCall {
         metrics.count_retries(backend.name(), report);
         let response = match result {
             Ok(response) => {
-                metrics.observe_backend_call(
-                    route.service_name(),
-                    tonic::Code::Ok,
-                    started.elapsed(),
-                );
+                metrics.observe_backend_call(&route.service, tonic::Code::Ok, started.elapsed());
                 response
             }
             Err(CallError::Refused(refused)) => {
@@ -254,11 +237,7 @@ impl BackendCall {
                 return Err(ApiError::circuit_open(refused.retry_after));
             }
             Err(CallError::Status(status)) => {
-                metrics.observe_backend_call(
-                    route.service_name(),
-                    status.code(),
-                    started.elapsed(),
-                );
+                metrics.observe_backend_call(&route.service, status.code(), started.elapsed());
                 tracing::debug!(code = ?status.code(), message = status.message(), "backend error");
                 return Err(ApiError::from_grpc_status(&status));
             }
@@ -311,20 +290,13 @@ fn outgoing_metadata(
     request_id: Option<&RequestId>,
     user: Option<&Arc<UserContext>>,
 ) -> MetadataMap {
-    let mut metadata = MetadataMap::new();
-    let mut insert = |key: &'static str, value: &str| {
-        let escaped = utf8_percent_encode(value, METADATA_ESCAPES).to_string();
-        if let Ok(value) = MetadataValue::try_from(escaped.as_str()) {
-            metadata.insert(key, value);
-        }
-    };
-    if let Some(id) = request_id {
-        insert(request_id::HEADER, &id.0);
+    let mut metadata = MetadataMap::with_capacity(4);
+    // The request ID is made of safe characters only (`request_id`): its bytes are shared.
+    if let Some(value) = request_id.and_then(|id| MetadataValue::try_from(id.bytes()).ok()) {
+        metadata.insert(request_id::HEADER, value);
     }
-    if let Some(user) = user {
-        insert(user_metadata::USER_ID, &user.user_id);
-        insert(user_metadata::USER_NAME, &user.username);
-        insert(user_metadata::USER_ROLES, &user.roles.join(","));
+    for (key, value) in user.map_or(&[][..], |user| user.forwarded()) {
+        metadata.insert(*key, value.clone());
     }
     metadata
 }

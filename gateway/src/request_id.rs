@@ -13,6 +13,7 @@ use axum::{
     middleware::Next,
     response::Response,
 };
+use bytes::Bytes;
 use tracing::Instrument;
 
 use crate::error::ErrorCode;
@@ -27,13 +28,27 @@ tokio::task_local! {
     static CURRENT: RequestId;
 }
 
-/// The ID of the request being handled.
+/// The ID of the request being handled: safe characters only (see `acceptable`), held in one
+/// shared buffer that the response header and the backend metadata reuse without copying.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
+pub struct RequestId(Bytes);
+
+impl RequestId {
+    /// The ID's bytes, shared.
+    pub fn bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        // Made of ASCII characters only, by construction.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
 
 /// The request ID of the request this task is handling, if any.
 pub fn current() -> Option<String> {
-    CURRENT.try_with(|id| id.0.clone()).ok()
+    CURRENT.try_with(|id| id.as_str().to_owned()).ok()
 }
 
 /// Makes unique IDs: a per-process prefix drawn from the injected RNG, then a counter. Cheap, and
@@ -77,33 +92,36 @@ pub async fn layer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let id = request
+    let client_id = request
         .headers()
         .get(HEADER)
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| acceptable(value))
-        .map(str::to_owned)
-        .unwrap_or_else(|| generator.next_id());
-    let header_value = HeaderValue::from_str(&id).ok();
-    if let Some(value) = &header_value {
-        request.headers_mut().insert(HEADER, value.clone());
-    }
-    request.extensions_mut().insert(RequestId(id.clone()));
+        .filter(|value| value.to_str().is_ok_and(acceptable));
+    let (id, header_value) = match client_id {
+        Some(value) => (Bytes::copy_from_slice(value.as_bytes()), value.clone()),
+        None => {
+            let id = Bytes::from(generator.next_id());
+            // A generated ID is hexadecimal and a dash: always a valid header value.
+            let value = HeaderValue::from_maybe_shared(id.clone())
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+            request.headers_mut().insert(HEADER, value.clone());
+            (id, value)
+        }
+    };
+    let id = RequestId(id);
+    request.extensions_mut().insert(id.clone());
     // Only the path is logged: query strings may carry credentials.
     let span = tracing::info_span!(
         "request",
-        request_id = %id,
+        request_id = id.as_str(),
         method = %request.method(),
         path = %request.uri().path(),
     );
     let started = tokio::time::Instant::now();
     let mut response = CURRENT
-        .scope(RequestId(id), next.run(request))
+        .scope(id, next.run(request))
         .instrument(span.clone())
         .await;
-    if let Some(value) = header_value {
-        response.headers_mut().insert(HEADER, value);
-    }
+    response.headers_mut().insert(HEADER, header_value);
     let elapsed: Duration = started.elapsed();
     let error_code = response.extensions().get::<ErrorCode>().map(|code| code.0);
     span.in_scope(|| {

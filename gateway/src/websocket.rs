@@ -159,7 +159,7 @@ trait Labelled {
 impl Labelled for Response {
     fn labelled(mut self, route: &str) -> Response {
         self.extensions_mut()
-            .insert(crate::metrics::RouteLabel(route.to_owned()));
+            .insert(crate::metrics::RouteLabel(route.into()));
         self
     }
 }

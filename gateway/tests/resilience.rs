@@ -182,7 +182,7 @@ fn routes_are_retryable_when_get_or_marked_idempotent_in_the_proto() {
         table
             .routes()
             .iter()
-            .find(|route| route.label == label)
+            .find(|route| *route.label == *label)
             .unwrap_or_else(|| panic!("no route {label}"))
             .retryable
     };

@@ -418,7 +418,7 @@ pub async fn user_layer(
     let group = request
         .extensions()
         .get::<MatchedRoute>()
-        .and_then(|matched| limits.groups.get(&matched.route.label))
+        .and_then(|matched| limits.groups.get(&*matched.route.label))
         .cloned();
     let verdicts = limits.check_user(&user.user_id, group.as_deref()).await;
     match decide(verdicts) {

@@ -47,8 +47,11 @@ pub struct Route {
     pub answer: Answer,
     /// Whether the route is reachable without a token.
     pub public: bool,
-    /// A low-cardinality label for logs and metrics: `GET /api/projects/{id}`.
-    pub label: String,
+    /// A low-cardinality label for logs and metrics: `GET /api/projects/{id}` (shared, so that
+    /// labelling a request copies nothing).
+    pub label: Arc<str>,
+    /// The full name of the service that serves this route (shared, for the same reason).
+    pub service: Arc<str>,
     /// Whether a failed call may be sent again: the HTTP method is GET, or the proto marks the
     /// gRPC method `NO_SIDE_EFFECTS` or `IDEMPOTENT`.
     pub retryable: bool,
@@ -57,7 +60,7 @@ pub struct Route {
 impl Route {
     /// The full name of the service that serves this route (`project.v1.ProjectService`).
     pub fn service_name(&self) -> &str {
-        self.grpc_method.parent_service().full_name()
+        &self.service
     }
 
     /// The gRPC request type.
@@ -165,7 +168,7 @@ impl RouteTable {
                         return Err(RouteTableError::Duplicate {
                             first: existing.grpc_method.full_name().to_owned(),
                             second: method.full_name().to_owned(),
-                            route: route.label,
+                            route: route.label.to_string(),
                         });
                     }
                     routes.push(Arc::new(route));
@@ -318,7 +321,8 @@ fn build_route(
     let request = RequestPlan::new(plans, &method.input());
     let answer = Answer::new(plans, &method.output(), response_body.as_ref());
     Ok(Route {
-        label: format!("{http_method} {}", template.as_str()),
+        label: format!("{http_method} {}", template.as_str()).into(),
+        service: method.parent_service().full_name().into(),
         retryable: http_method == Method::GET || is_idempotent(method),
         method: http_method,
         template,
