@@ -284,8 +284,9 @@ impl<'de> DeserializeSeed<'de> for Message<'_, '_> {
                 }
                 .deserialize(deserializer)
             }
-            Some(WellKnown::Timestamp) => deserializer.deserialize_str(Time { out, id, plans }),
-            Some(WellKnown::Duration) => deserializer.deserialize_str(Time { out, id, plans }),
+            Some(kind @ (WellKnown::Timestamp | WellKnown::Duration)) => {
+                deserializer.deserialize_str(Time { kind, out })
+            }
             Some(WellKnown::FieldMask) => deserializer.deserialize_str(FieldMask { out }),
             Some(WellKnown::Struct) => deserializer.deserialize_map(JsonObject { out }),
             Some(WellKnown::ListValue) => deserializer.deserialize_seq(JsonArray { out }),
@@ -562,7 +563,10 @@ impl Visitor<'_> for Number<'_> {
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Scalar, E> {
-        let (min, max): (f64, f64) = match self.kind {
+        // The bounds as floats, and the largest integer: the 64-bit kinds' upper bound rounds
+        // up to 2^63 (2^64) as a float, and that one value is read as the largest integer, as a
+        // saturating cast reads it.
+        let (min, max, largest): (f64, f64, i128) = match self.kind {
             ValueKind::Double => return Ok(Scalar::Fixed64(value.to_bits())),
             ValueKind::Float => {
                 if !(f64::from(f32::MIN)..=f64::from(f32::MAX)).contains(&value) {
@@ -570,14 +574,18 @@ impl Visitor<'_> for Number<'_> {
                 }
                 return Ok(Scalar::Fixed32((value as f32).to_bits()));
             }
-            ValueKind::Int32 | ValueKind::Sint32 | ValueKind::Sfixed32 => {
-                (f64::from(i32::MIN), f64::from(i32::MAX))
+            ValueKind::Int32 | ValueKind::Sint32 | ValueKind::Sfixed32 => (
+                f64::from(i32::MIN),
+                f64::from(i32::MAX),
+                i128::from(i32::MAX),
+            ),
+            ValueKind::Uint32 | ValueKind::Fixed32 => {
+                (0.0, f64::from(u32::MAX), i128::from(u32::MAX))
             }
-            ValueKind::Uint32 | ValueKind::Fixed32 => (0.0, f64::from(u32::MAX)),
             ValueKind::Int64 | ValueKind::Sint64 | ValueKind::Sfixed64 => {
-                (i64::MIN as f64, i64::MAX as f64)
+                (i64::MIN as f64, i64::MAX as f64, i128::from(i64::MAX))
             }
-            ValueKind::Uint64 | ValueKind::Fixed64 => (0.0, u64::MAX as f64),
+            ValueKind::Uint64 | ValueKind::Fixed64 => (0.0, u64::MAX as f64, i128::from(u64::MAX)),
             _ => return Err(E::invalid_type(de::Unexpected::Float(value), &self)),
         };
         if value.fract() != 0.0 {
@@ -586,17 +594,7 @@ impl Visitor<'_> for Number<'_> {
         if !(min..=max).contains(&value) {
             return Err(E::custom("integer out of range"));
         }
-        // `max` of the 64-bit kinds rounds up to 2^63 (2^64) as a float: that one value is
-        // the largest integer, as a saturating cast makes it.
-        let wide = (value as i128).clamp(min as i128, max as i128);
-        let clamped = match self.kind {
-            ValueKind::Int64 | ValueKind::Sint64 | ValueKind::Sfixed64 => {
-                wide.min(i128::from(i64::MAX))
-            }
-            ValueKind::Uint64 | ValueKind::Fixed64 => wide.min(i128::from(u64::MAX)),
-            _ => wide,
-        };
-        integer(self.kind, clamped).map_err(E::custom)
+        integer(self.kind, (value as i128).min(largest)).map_err(E::custom)
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Scalar, E> {
@@ -658,10 +656,10 @@ impl<'de> Visitor<'de> for List<'_, '_> {
     }
 }
 
+/// The bytes a length-delimited field's tag takes (an empty entry is the tag and a zero length).
 fn tag_len(number: u32) -> usize {
-    let mut scratch = Vec::with_capacity(5);
-    tag(&mut scratch, number, DELIMITED);
-    scratch.len()
+    let key = (u64::from(number) << 3) | 1;
+    (64 - key.leading_zeros() as usize).div_ceil(7)
 }
 
 /// One item of a list of strings, bytes or messages: each its own occurrence of the field.
@@ -798,13 +796,13 @@ impl Visitor<'_> for MapKey<'_, '_> {
 }
 
 /// `google.protobuf.Timestamp` (an RFC 3339 string) or `Duration` (`"1.5s"`).
-struct Time<'p, 'o> {
-    plans: &'p Plans,
-    id: MessageId,
+struct Time<'o> {
+    /// `Timestamp` or `Duration`.
+    kind: WellKnown,
     out: &'o mut Vec<u8>,
 }
 
-impl Visitor<'_> for Time<'_, '_> {
+impl Visitor<'_> for Time<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -812,25 +810,24 @@ impl Visitor<'_> for Time<'_, '_> {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
-        let (seconds, nanos) =
-            if self.plans.message(self.id).well_known == Some(WellKnown::Timestamp) {
-                if !is_strict_rfc3339(text) {
-                    return Err(E::custom(format!("{text:?} is not an RFC 3339 timestamp")));
-                }
-                let time = prost_types::Timestamp::from_str(text).map_err(E::custom)?;
-                if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&time.seconds) {
-                    return Err(E::custom("timestamp out of range"));
-                }
-                (time.seconds, time.nanos)
-            } else {
-                let time = prost_types::Duration::from_str(text).map_err(E::custom)?;
-                if time.seconds.unsigned_abs() > MAX_DURATION_SECONDS
-                    || time.nanos.unsigned_abs() > MAX_NANOS
-                {
-                    return Err(E::custom("duration out of range"));
-                }
-                (time.seconds, time.nanos)
-            };
+        let (seconds, nanos) = if self.kind == WellKnown::Timestamp {
+            if !is_strict_rfc3339(text) {
+                return Err(E::custom(format!("{text:?} is not an RFC 3339 timestamp")));
+            }
+            let time = prost_types::Timestamp::from_str(text).map_err(E::custom)?;
+            if !(MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&time.seconds) {
+                return Err(E::custom("timestamp out of range"));
+            }
+            (time.seconds, time.nanos)
+        } else {
+            let time = prost_types::Duration::from_str(text).map_err(E::custom)?;
+            if time.seconds.unsigned_abs() > MAX_DURATION_SECONDS
+                || time.nanos.unsigned_abs() > MAX_NANOS
+            {
+                return Err(E::custom("duration out of range"));
+            }
+            (time.seconds, time.nanos)
+        };
         Scalar::Varint(seconds as u64).write_field(self.out, 1, false);
         Scalar::Varint(i64::from(nanos) as u64).write_field(self.out, 2, false);
         Ok(())
@@ -1143,6 +1140,15 @@ mod tests {
             "",
         ] {
             assert!(!is_strict_rfc3339(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tag_len_is_the_length_of_the_tag_written() {
+        for number in [1, 15, 16, 2047, 2048, 262_143, 262_144, (1 << 29) - 1] {
+            let mut tag_bytes = Vec::new();
+            tag(&mut tag_bytes, number, DELIMITED);
+            assert_eq!(tag_len(number), tag_bytes.len(), "field {number}");
         }
     }
 
