@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::body::Body;
 use gateway::{App, Seams};
@@ -394,4 +394,140 @@ async fn until(condition: impl Fn() -> bool, what: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// A gRPC server that takes calls and never answers them, and can break its connections: what
+/// the calls in flight see when a backend crashes, or closes a connection whose client reset too
+/// many streams (hyper's guard against rapid resets does that).
+struct BreakingServer {
+    address: std::net::SocketAddr,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl BreakingServer {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (counted, held) = (calls.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let counted = counted.clone();
+                let service = hyper::service::service_fn(move |_request| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    std::future::pending::<Result<http::Response<Body>, std::io::Error>>()
+                });
+                let connection = tokio::spawn(async move {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                    .await;
+                });
+                held.lock().unwrap().push(connection);
+            }
+        });
+        Self {
+            address,
+            calls,
+            connections,
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Drops every connection at once, as a crashing process does.
+    fn break_connections(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+fn backend_at(address: std::net::SocketAddr) -> gateway::backends::Backend {
+    let config = serde_json::from_value(serde_json::json!({
+        "address": address.to_string(),
+        "services": ["test.v1.Test"],
+        "pool": {"min_channels": 1, "max_channels": 1},
+        "deadline_ms": 10_000,
+        "breaker": {"consecutive_failures": 3, "min_calls": 1_000},
+        "retry": {"max_attempts": 1},
+    }))
+    .unwrap();
+    gateway::backends::Backend::connect_lazy(&TokioNet, "test", &config, 7).unwrap()
+}
+
+fn call(
+    backend: &gateway::backends::Backend,
+) -> impl std::future::Future<Output = Result<bytes::Bytes, gateway::backends::CallError>> + use<> {
+    let backend = backend.clone();
+    async move {
+        let (result, _) = backend
+            .call(
+                http::uri::PathAndQuery::from_static("/test.v1.Test/Hang"),
+                bytes::Bytes::new(),
+                tonic::metadata::MetadataMap::new(),
+                Duration::from_secs(10),
+                false,
+            )
+            .await;
+        result
+    }
+}
+
+/// Every call in flight on a connection fails when the connection breaks: one event, which the
+/// breaker counts once (were it counted per call, a burst of client cancellations that makes a
+/// backend close a busy connection would open the breaker on a healthy backend). Connections
+/// that break one after another are separate failures and open it.
+#[tokio::test]
+async fn a_broken_connection_is_one_failure_for_the_breaker_however_many_calls_it_carried() {
+    use gateway::{backends::CallError, resilience::BreakerState};
+
+    let server = BreakingServer::start().await;
+    let backend = backend_at(server.address);
+    let breaker = || backend.instances()[0].breaker_state();
+
+    let calls: Vec<_> = (0..20).map(|_| tokio::spawn(call(&backend))).collect();
+    until(|| server.calls() == 20, "20 calls to reach the server").await;
+    server.break_connections();
+    for call in calls {
+        match call.await.unwrap() {
+            Err(CallError::Status(status)) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}")
+            }
+            other => panic!("a call on a broken connection gave {other:?}"),
+        }
+    }
+    assert_eq!(
+        breaker(),
+        BreakerState::Closed,
+        "20 calls on one broken connection count as one failure of three"
+    );
+
+    for broken in 1..=2 {
+        let before = server.calls();
+        let pending = tokio::spawn(call(&backend));
+        until(|| server.calls() > before, "the call to reach the server").await;
+        server.break_connections();
+        assert!(pending.await.unwrap().is_err());
+        let expected = if broken < 2 {
+            BreakerState::Closed
+        } else {
+            BreakerState::Open
+        };
+        assert_eq!(
+            breaker(),
+            expected,
+            "after {} broken connections",
+            broken + 1
+        );
+    }
+    assert!(
+        matches!(call(&backend).await, Err(CallError::Refused(_))),
+        "the open breaker refuses at once"
+    );
 }

@@ -227,10 +227,13 @@ impl Backend {
                 }
                 Err(status) => status,
             };
-            if is_backend_failure(status.code()) {
-                permit.failed();
-            } else {
+            if !is_backend_failure(status.code()) {
                 permit.succeeded();
+            } else if connection_broke(&status) && !lease.first_to_report_broken_connection() {
+                // Another call already reported this connection's break to the breaker.
+                drop(permit);
+            } else {
+                permit.failed();
             }
             let attempts = report.retries + 1;
             if !retryable || !is_retryable(status.code()) || attempts >= max_attempts {
@@ -304,13 +307,23 @@ pub fn settle<T>(
             if matches!(status.code(), tonic::Code::Cancelled | tonic::Code::Unknown)
                 && std::error::Error::source(&status).is_some() =>
         {
-            Err(Status::unavailable(format!(
-                "backend connection lost: {}",
-                status.message()
-            )))
+            let mut lost =
+                Status::unavailable(format!("backend connection lost: {}", status.message()));
+            lost.set_source(Arc::new(ConnectionBroke));
+            Err(lost)
         }
         other => other,
     }
+}
+
+/// The source of the status [`settle`] gives a call whose connection broke under it.
+#[derive(Debug, thiserror::Error)]
+#[error("the connection to the backend broke during the call")]
+pub struct ConnectionBroke;
+
+/// Whether the call failed because its connection broke (see [`settle`]).
+fn connection_broke(status: &Status) -> bool {
+    std::error::Error::source(status).is_some_and(|source| source.is::<ConnectionBroke>())
 }
 
 /// Every backend, and which one serves each gRPC service.

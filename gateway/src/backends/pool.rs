@@ -12,7 +12,7 @@
 use std::{
     sync::{
         Arc, Mutex, RwLock,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -55,7 +55,7 @@ pub struct Instance {
     connect: Box<dyn Fn() -> Channel + Send + Sync>,
     config: PoolConfig,
     reconnect_interval: Duration,
-    channels: RwLock<Vec<Channel>>,
+    channels: RwLock<Vec<Pooled>>,
     next: AtomicUsize,
     /// When a call that got no answer last forced a reconnection.
     last_reconnect: Mutex<Option<Instant>>,
@@ -74,9 +74,27 @@ impl std::fmt::Debug for Instance {
     }
 }
 
+/// One channel of the pool, with how many times its connection was seen to break.
+struct Pooled {
+    channel: Channel,
+    breaks: Arc<AtomicU64>,
+}
+
+impl Pooled {
+    fn new(channel: Channel) -> Self {
+        Self {
+            channel,
+            breaks: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
 /// A channel lent for one call; the call counts as in flight until it is dropped.
 pub struct Lease {
     channel: Channel,
+    /// The channel's count of broken connections, and its value when the call began.
+    breaks: Arc<AtomicU64>,
+    breaks_before: u64,
     instance: Arc<Instance>,
     in_flight: Arc<AtomicUsize>,
 }
@@ -107,6 +125,22 @@ impl Lease {
     pub fn note_no_answer(&self) {
         self.instance.reconnect();
     }
+
+    /// The call failed because its connection broke. True for the first call to report this
+    /// break: every call in flight on a connection fails when it breaks, whatever the reason
+    /// (a crash, or a server closing a connection that reset too many streams, which a burst of
+    /// client cancellations does), and for the circuit breaker that is one failure, not one per
+    /// call.
+    pub fn first_to_report_broken_connection(&self) -> bool {
+        self.breaks
+            .compare_exchange(
+                self.breaks_before,
+                self.breaks_before + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
 }
 
 impl Drop for Lease {
@@ -124,7 +158,9 @@ impl Instance {
         breaker: BreakerConfig,
         reconnect_interval: Duration,
     ) -> Self {
-        let channels = (0..config.min_channels.max(1)).map(|_| connect()).collect();
+        let channels = (0..config.min_channels.max(1))
+            .map(|_| Pooled::new(connect()))
+            .collect();
         Self {
             address,
             connect,
@@ -192,8 +228,11 @@ impl Instance {
             self.config.streams_per_channel,
             channels.len(),
         );
+        let pooled = &channels[index];
         Lease {
-            channel: channels[index].clone(),
+            channel: pooled.channel.clone(),
+            breaks: pooled.breaks.clone(),
+            breaks_before: pooled.breaks.load(Ordering::Acquire),
             instance: self.clone(),
             in_flight: self.in_flight.clone(),
         }
@@ -205,7 +244,7 @@ impl Instance {
         if in_flight > len * per_channel && len < self.config.max_channels {
             let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
             if channels.len() < self.config.max_channels {
-                channels.push((self.connect)());
+                channels.push(Pooled::new((self.connect)()));
                 tracing::debug!(address = %self.address, channels = channels.len(), in_flight, "pool grew");
             }
         } else if len > self.config.min_channels.max(1) && in_flight * 2 <= (len - 1) * per_channel
@@ -238,8 +277,8 @@ impl Instance {
         }
         tracing::info!(address = %self.address, "no answer within the deadline; reconnecting");
         let mut channels = self.channels.write().unwrap_or_else(|p| p.into_inner());
-        for channel in channels.iter_mut() {
-            *channel = (self.connect)();
+        for pooled in channels.iter_mut() {
+            *pooled = Pooled::new((self.connect)());
         }
     }
 }
