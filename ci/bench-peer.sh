@@ -5,8 +5,9 @@
 # drift falls on both alike), with wrk (HTTP/1.1, 1 thread x 64 connections) and h2load (HTTP/2
 # cleartext with prior knowledge, 1 thread x 64 connections x 8 streams). Prints, per route and
 # protocol, the median req/s of each, their ratio (gateway / peer, and the median of each round's
-# own ratio) and the median p99. Every answer must be 2xx, or the run fails: its figures would
-# measure errors.
+# own ratio), the median p99, and the CPU each process spent per answered request (user + system
+# time from /proc, in microseconds: the gateway's or the peer's own, and the mock backends' in the
+# same runs). Every answer must be 2xx, or the run fails: its figures would measure errors.
 #
 #   ci/bench-peer.sh [SECONDS=8] [ROUNDS=3]
 #
@@ -91,6 +92,12 @@ h2load_p99_ms() {
     i = int(NR * 0.99); if (i < NR * 0.99) i++; printf "%.2f\n", a[i] / 1000 }'
 }
 
+# cpu_ticks PID: the user + system CPU time the process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
+# us_per_request TICKS REQUESTS: CPU ticks spread over the requests, in microseconds each.
+us_per_request() { awk -v t="$1" -v n="$2" -v hz="$ticks_per_second" 'BEGIN {printf "%.1f\n", t * 1e6 / hz / n}'; }
+
 # address TARGET: where the gateway's or the peer's API listens.
 address() { if [ "$1" = gateway ]; then echo "$api"; else echo "$peer"; fi; }
 
@@ -102,12 +109,16 @@ warm_up() {
     { echo "warm-up of $1 through the $2 failed" >&2; return 1; }
 }
 
-# run ROUTE PROTOCOL TARGET ROUND: one run; appends "route protocol target round req/s p99_ms"
-# to runs.txt. Fails when an answer was not 2xx.
+# run ROUTE PROTOCOL TARGET ROUND: one run; appends "route protocol target round req/s p99_ms
+# target_us/request mocks_us/request" to runs.txt. Fails when an answer was not 2xx.
 run() {
-  local route="$1" protocol="$2" target="$3" round="$4" rps p99
+  local route="$1" protocol="$2" target="$3" round="$4" rps p99 requests
   local url="http://$(address "$target")${path[$route]}"
   local out="$results/$protocol-$route-$target-$round.txt"
+  local target_pid="${pids[1]}" mocks_pid="${pids[0]}"
+  if [ "$target" = peer ]; then target_pid="${pids[2]}"; fi
+  local target_before mocks_before
+  target_before=$(cpu_ticks "$target_pid") mocks_before=$(cpu_ticks "$mocks_pid")
   if [ "$protocol" = http1 ]; then
     local script=("${wrk_answers[@]}")
     if [ "${method[$route]}" = POST ]; then script=(-s "$results/create.lua"); fi
@@ -115,6 +126,7 @@ run() {
       -H "authorization: Bearer $token" "$url" >"$out"
     require_2xx "$out"
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    requests=$(awk '/ requests in / {print $1}' "$out")
     p99=$(awk '$1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us/, "", v); v /= 1000}
       else if (v ~ /ms$/) {sub(/ms/, "", v)} else if (v ~ /s$/) {sub(/s/, "", v); v *= 1000}
       printf "%.2f\n", v}' "$out")
@@ -127,14 +139,18 @@ run() {
       -H "authorization: Bearer $token" "$url" >"$out"
     require_2xx_h2load "$out"
     rps=$(awk '/^finished in/ {gsub(",", ""); print $4}' "$out")
+    requests=$(awk '/^requests:/ {gsub(",", ""); print $8}' "$out")
     p99=$(h2load_p99_ms "$out.log")
     rm -f "$out.log"
   fi
-  echo "$route $protocol $target $round $rps $p99" | tee -a "$results/runs.txt"
+  local target_us mocks_us
+  target_us=$(us_per_request $(($(cpu_ticks "$target_pid") - target_before)) "$requests")
+  mocks_us=$(us_per_request $(($(cpu_ticks "$mocks_pid") - mocks_before)) "$requests")
+  echo "$route $protocol $target $round $rps $p99 $target_us $mocks_us" | tee -a "$results/runs.txt"
 }
 
 echo "== ${rounds} rounds of ${seconds}s per route, protocol and target"
-echo "route protocol target round req/s p99_ms"
+echo "route protocol target round req/s p99_ms target_us/request mocks_us/request"
 for route in "${routes[@]}"; do
   warm_up "$route" gateway
   warm_up "$route" peer
@@ -159,19 +175,23 @@ median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 column() { awk -v r="$1" -v p="$2" -v t="$3" -v n="$4" '$1 == r && $2 == p && $3 == t {print $n}' "$results/runs.txt"; }
 
 {
-  echo "== medians over ${rounds} rounds of ${seconds}s (paired: the median of each round's own gateway/peer ratio)"
-  printf '%-28s %-6s %12s %12s %13s %7s %15s %12s\n' route proto gateway_req/s peer_req/s \
-    gateway/peer paired gateway_p99_ms peer_p99_ms
+  echo "== medians over ${rounds} rounds of ${seconds}s (paired: the median of each round's own gateway/peer ratio;"
+  echo "   us/req: CPU microseconds per request of the gateway, the peer, and the mocks under each)"
+  printf '%-28s %-6s %12s %12s %13s %7s %15s %12s %11s %8s %12s %9s\n' route proto gateway_req/s \
+    peer_req/s gateway/peer paired gateway_p99_ms peer_p99_ms gateway_us/req peer_us/req \
+    mocks_us/req@g mocks@peer
   for route in "${routes[@]}"; do
     for protocol in http1 h2c; do
       gateway_rps=$(column "$route" "$protocol" gateway 5 | median)
       peer_rps=$(column "$route" "$protocol" peer 5 | median)
       paired=$(paste <(column "$route" "$protocol" gateway 5) <(column "$route" "$protocol" peer 5) |
         awk '{printf "%.3f\n", $1 / $2}' | median)
-      printf '%-28s %-6s %12.0f %12.0f %13.3f %7.3f %15s %12s\n' \
+      printf '%-28s %-6s %12.0f %12.0f %13.3f %7.3f %15s %12s %14s %11s %14s %9s\n' \
         "${method[$route]} ${path[$route]%%\?*}" "$protocol" "$gateway_rps" "$peer_rps" \
         "$(awk -v a="$gateway_rps" -v b="$peer_rps" 'BEGIN {print a / b}')" "$paired" \
-        "$(column "$route" "$protocol" gateway 6 | median)" "$(column "$route" "$protocol" peer 6 | median)"
+        "$(column "$route" "$protocol" gateway 6 | median)" "$(column "$route" "$protocol" peer 6 | median)" \
+        "$(column "$route" "$protocol" gateway 7 | median)" "$(column "$route" "$protocol" peer 7 | median)" \
+        "$(column "$route" "$protocol" gateway 8 | median)" "$(column "$route" "$protocol" peer 8 | median)"
     done
   done
   echo "commit $(git rev-parse --short HEAD)$(git diff --quiet || echo ' + uncommitted changes'); results in $results"
