@@ -52,16 +52,19 @@ MOCK_BACKENDS_AUTH__TOKEN_TTL_SECONDS=3600 MOCK_BACKENDS_PROJECT__PROJECTS_MAX=5
   MOCK_BACKENDS_AUTH__PERMISSIONS_MAX=100000000 RUST_LOG=warn \
   "$bin/mock-backends" --auth-addr "$auth" --project-addr "$project" \
   --simulation-addr "$simulation" >"$results/mocks.log" 2>&1 &
-pids+=($!)
+mocks_pid=$!
+pids+=($mocks_pid)
 RUST_LOG=warn GATEWAY_LISTEN__API="$api" GATEWAY_LISTEN__WEBSOCKET="$websocket" \
   GATEWAY_LISTEN__HEALTH="$health" GATEWAY_LISTEN__METRICS="$metrics" \
   GATEWAY_BACKENDS__AUTH__ADDRESS="$auth" GATEWAY_BACKENDS__PROJECT__ADDRESS="$project" \
   GATEWAY_BACKENDS__SIMULATION__ADDRESS="$simulation" \
   "$bin/gateway" >"$results/gateway.log" 2>&1 &
-pids+=($!)
+gateway_pid=$!
+pids+=($gateway_pid)
 "$bin/bench-peer" --listen "$peer" --auth "http://$auth" --project "http://$project" \
   --simulation "http://$simulation" >"$results/peer.log" 2>&1 &
-pids+=($!)
+peer_pid=$!
+pids+=($peer_pid)
 
 wait_until 20 "the gateway to be ready (logs in $results)" curl -sf "http://$health/health/ready"
 token=$(curl -sf "http://$api/api/auth/login" -H 'content-type: application/json' \
@@ -92,11 +95,9 @@ h2load_p99_ms() {
     i = int(NR * 0.99); if (i < NR * 0.99) i++; printf "%.2f\n", a[i] / 1000 }'
 }
 
-# cpu_ticks PID: the user + system CPU time the process has used, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-ticks_per_second=$(getconf CLK_TCK)
+source ci/lib/cpu.sh
 # us_per_request TICKS REQUESTS: CPU ticks spread over the requests, in microseconds each.
-us_per_request() { awk -v t="$1" -v n="$2" -v hz="$ticks_per_second" 'BEGIN {printf "%.1f\n", t * 1e6 / hz / n}'; }
+us_per_request() { awk -v t="$1" -v n="$2" -v hz="$clock_ticks" 'BEGIN {printf "%.1f\n", t * 1e6 / hz / n}'; }
 
 # address TARGET: where the gateway's or the peer's API listens.
 address() { if [ "$1" = gateway ]; then echo "$api"; else echo "$peer"; fi; }
@@ -115,8 +116,8 @@ run() {
   local route="$1" protocol="$2" target="$3" round="$4" rps p99 requests
   local url="http://$(address "$target")${path[$route]}"
   local out="$results/$protocol-$route-$target-$round.txt"
-  local target_pid="${pids[1]}" mocks_pid="${pids[0]}"
-  if [ "$target" = peer ]; then target_pid="${pids[2]}"; fi
+  local target_pid="$gateway_pid"
+  if [ "$target" = peer ]; then target_pid="$peer_pid"; fi
   local target_before mocks_before
   target_before=$(cpu_ticks "$target_pid") mocks_before=$(cpu_ticks "$mocks_pid")
   if [ "$protocol" = http1 ]; then
@@ -177,7 +178,7 @@ column() { awk -v r="$1" -v p="$2" -v t="$3" -v n="$4" '$1 == r && $2 == p && $3
 {
   echo "== medians over ${rounds} rounds of ${seconds}s (paired: the median of each round's own gateway/peer ratio;"
   echo "   us/req: CPU microseconds per request of the gateway, the peer, and the mocks under each)"
-  printf '%-28s %-6s %12s %12s %13s %7s %15s %12s %11s %8s %12s %9s\n' route proto gateway_req/s \
+  printf '%-28s %-6s %12s %12s %13s %7s %15s %12s %14s %11s %14s %9s\n' route proto gateway_req/s \
     peer_req/s gateway/peer paired gateway_p99_ms peer_p99_ms gateway_us/req peer_us/req \
     mocks_us/req@g mocks@peer
   for route in "${routes[@]}"; do

@@ -80,18 +80,9 @@ wait_until 30 "Redis" redis_ping
 # CPU by process group: each phase's steady state is a window over which every group's user and
 # system time (from /proc) is divided by the wall time, and the machine's busy time likewise
 # (from /proc/stat), so the results say who used the two cores. Rows go to cpu.tsv.
-clock_ticks=$(getconf CLK_TCK)
+source ci/lib/cpu.sh
 declare -A group_pids=() cpu_before=()
 group_pids[redis]=$(docker inspect -f '{{.State.Pid}}' "$redis_name")
-# cpu_ticks PID...: the clock ticks those processes have used (a gone process counts 0).
-cpu_ticks() {
-  local total=0 pid ticks
-  for pid in "$@"; do
-    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || ticks=0
-    total=$(( total + ${ticks:-0} ))
-  done
-  echo "$total"
-}
 # machine_ticks: every CPU's busy clock ticks (all but idle and iowait).
 machine_ticks() { awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 # cpu_mark GROUP...: opens a window over those groups (and the machine).

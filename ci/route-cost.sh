@@ -31,8 +31,7 @@ token=$(curl -sf http://127.0.0.1:8000/api/auth/login -H 'content-type: applicat
   -d '{"username":"alice","password":"demo-password"}' | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
 [ -n "$token" ] || { echo "login through the gateway failed" >&2; exit 1; }
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-clock_ticks=$(getconf CLK_TCK)
+source ci/lib/cpu.sh
 echo "route req/s gateway_us_per_request mocks_us_per_request" | tee "$results/runs.txt"
 for round in $(seq 1 "$rounds"); do
   for route in /api/auth/profile "/api/projects?pageSize=20" /api/simulations/s-1; do
@@ -40,9 +39,9 @@ for round in $(seq 1 "$rounds"); do
       "http://127.0.0.1:8000$route" >"$results/wrk-$round-${route//[\/?=]/_}.txt" &
     wrk_pid=$!
     sleep 2
-    g0=$(ticks "$gateway") m0=$(ticks "$mocks") t0=$EPOCHREALTIME
+    g0=$(cpu_ticks "$gateway") m0=$(cpu_ticks "$mocks") t0=$EPOCHREALTIME
     sleep $(( seconds - 4 ))
-    g1=$(ticks "$gateway") m1=$(ticks "$mocks") t1=$EPOCHREALTIME
+    g1=$(cpu_ticks "$gateway") m1=$(cpu_ticks "$mocks") t1=$EPOCHREALTIME
     wait "$wrk_pid"
     require_2xx "$results/wrk-$round-${route//[\/?=]/_}.txt"
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$results/wrk-$round-${route//[\/?=]/_}.txt")
