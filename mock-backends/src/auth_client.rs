@@ -1,12 +1,19 @@
 //! How Project and Simulation reach Auth: a tonic channel dialled through the [`Net`], with
-//! explicit timeouts, forwarding the caller's request ID so Auth records it too.
+//! explicit timeouts, forwarding the caller's request ID so Auth records it too. Auth's "allowed"
+//! answers are remembered for `upstream.permission_cache_ttl_ms`, as a real service would, so a
+//! busy Project or Simulation does not ask Auth the same question on every request.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use proto::auth::v1::{
     CheckPermissionRequest, GrantPermissionRequest, auth_service_client::AuthServiceClient,
 };
 use seams::{Net, adapters::NetConnector};
+use tokio::time::Instant;
 use tonic::{
     Code, Request, Status,
     metadata::MetadataValue,
@@ -18,10 +25,54 @@ use crate::{
     metadata::{Caller, REQUEST_ID},
 };
 
-/// A client of Auth's permission methods. Cheap to clone; clones share the channel.
+/// A client of Auth's permission methods. Cheap to clone; clones share the channel and the
+/// remembered answers.
 #[derive(Debug, Clone)]
 pub struct AuthClient {
     client: AuthServiceClient<Channel>,
+    allowed: Arc<AllowedCache>,
+}
+
+/// The permissions Auth said yes to, each until it expires. Only yes is remembered: a grant
+/// must work at once, and a no costs nothing to ask again when it matters.
+#[derive(Debug)]
+struct AllowedCache {
+    ttl: Duration,
+    /// `user NUL resource NUL action` → when Auth's yes stops counting.
+    until: Mutex<HashMap<String, Instant>>,
+}
+
+/// Remembered answers at most; when full, all are forgotten (the next requests ask Auth again).
+const ALLOWED_CACHE_LEN_MAX: usize = 100_000;
+
+impl AllowedCache {
+    fn allows(&self, user_id: &str, resource: &str, action: &str) -> bool {
+        if self.ttl.is_zero() {
+            return false;
+        }
+        let key = cache_key(user_id, resource, action);
+        let until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        until.get(&key).is_some_and(|until| Instant::now() < *until)
+    }
+
+    fn remember(&self, user_id: &str, resource: &str, action: &str) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let key = cache_key(user_id, resource, action);
+        let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        if until.len() >= ALLOWED_CACHE_LEN_MAX {
+            until.clear();
+        }
+        until.insert(key, Instant::now() + self.ttl);
+    }
+}
+
+/// One string for the three parts. The user ID comes from gRPC metadata and the action is a
+/// fixed word, neither of which can hold a NUL, so the first and last NUL split any key one way
+/// only and two different questions never share a key, whatever the resource holds.
+fn cache_key(user_id: &str, resource: &str, action: &str) -> String {
+    [user_id, resource, action].join("\0")
 }
 
 impl AuthClient {
@@ -42,16 +93,24 @@ impl AuthClient {
         let channel = endpoint.connect_with_connector_lazy(NetConnector(net));
         Ok(Self {
             client: AuthServiceClient::new(channel),
+            allowed: Arc::new(AllowedCache {
+                ttl: Duration::from_millis(config.permission_cache_ttl_ms),
+                until: Mutex::default(),
+            }),
         })
     }
 
-    /// Whether `caller` may do `action` on `resource`.
+    /// Whether `caller` may do `action` on `resource`: Auth's answer, or its yes of less than
+    /// `upstream.permission_cache_ttl_ms` ago.
     pub async fn check(
         &self,
         caller: &Caller,
         resource: &str,
         action: &str,
     ) -> Result<bool, Status> {
+        if self.allowed.allows(&caller.user_id, resource, action) {
+            return Ok(true);
+        }
         let request = with_request_id(
             CheckPermissionRequest {
                 user_id: caller.user_id.clone(),
@@ -66,7 +125,11 @@ impl AuthClient {
             .check_permission(request)
             .await
             .map_err(upstream_failure)?;
-        Ok(response.into_inner().allowed)
+        let allowed = response.into_inner().allowed;
+        if allowed {
+            self.allowed.remember(&caller.user_id, resource, action);
+        }
+        Ok(allowed)
     }
 
     /// PERMISSION_DENIED unless `caller` may do `action` on `resource`.
@@ -126,5 +189,50 @@ fn upstream_failure(status: Status) -> Status {
             Status::unavailable("auth service unavailable")
         }
         _ => Status::internal("auth service error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(ttl_ms: u64) -> AllowedCache {
+        AllowedCache {
+            ttl: Duration::from_millis(ttl_ms),
+            until: Mutex::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_yes_counts_until_its_ttl_runs_out() {
+        let allowed = cache(1_000);
+        assert!(!allowed.allows("u-2", "project:p-3", "read"));
+        allowed.remember("u-2", "project:p-3", "read");
+        assert!(allowed.allows("u-2", "project:p-3", "read"));
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(allowed.allows("u-2", "project:p-3", "read"));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!allowed.allows("u-2", "project:p-3", "read"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_yes_answers_only_its_own_question() {
+        let allowed = cache(1_000);
+        allowed.remember("u-2", "project:p-3", "read");
+        assert!(!allowed.allows("u-2", "project:p-3", "write"));
+        assert!(!allowed.allows("u-1", "project:p-3", "read"));
+        assert!(!allowed.allows("u-2", "project:p-4", "read"));
+        // A resource holding the separator cannot pass for another question.
+        let allowed = cache(1_000);
+        allowed.remember("u-2", "project:p-3\0read", "write");
+        assert!(!allowed.allows("u-2", "project:p-3", "read"));
+        assert!(!allowed.allows("u-2", "project:p-3\0read", "read"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_ttl_remembers_nothing() {
+        let allowed = cache(0);
+        allowed.remember("u-2", "project:p-3", "read");
+        assert!(!allowed.allows("u-2", "project:p-3", "read"));
     }
 }

@@ -366,6 +366,10 @@ pub struct UpstreamConfig {
     /// How long a keepalive ping may go unanswered before the connection is dropped.
     /// Default 10,000 ms.
     pub keepalive_timeout_ms: u64,
+    /// How long Project and Simulation count on Auth's "allowed" for the same user, resource
+    /// and action before asking again; 0 asks every time. A permission revoked on Auth, and
+    /// Auth's fault knobs, reach those calls within this time. Default 1,000 ms.
+    pub permission_cache_ttl_ms: u64,
 }
 
 impl Default for UpstreamConfig {
@@ -376,6 +380,7 @@ impl Default for UpstreamConfig {
             timeout_ms: 2_000,
             keepalive_interval_ms: 30_000,
             keepalive_timeout_ms: 10_000,
+            permission_cache_ttl_ms: 1_000,
         }
     }
 }

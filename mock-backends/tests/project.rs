@@ -281,3 +281,34 @@ async fn project_calls_fail_unavailable_while_auth_fails() {
         .await
         .unwrap();
 }
+
+/// Project reading p-3 as Bob, then again once Auth fails every call: `Ok` when Auth's first yes
+/// was remembered, the status otherwise.
+async fn read_again_while_auth_fails(permission_cache_ttl_ms: u64) -> Result<(), Code> {
+    let mut config = mock_backends::MockConfig::for_tests();
+    config.upstream.permission_cache_ttl_ms = permission_cache_ttl_ms;
+    let harness = Harness::start_with(config).await;
+    harness
+        .project()
+        .get_project(as_user(BOB, get("p-3")))
+        .await
+        .unwrap();
+    let auth_faults = harness.backends.faults(mock_backends::ServiceKind::Auth);
+    auth_faults.set_error_rate(1.0).unwrap();
+    let again = harness
+        .project()
+        .get_project(as_user(BOB, get("p-3")))
+        .await;
+    again.map(drop).map_err(|status| status.code())
+}
+
+#[tokio::test]
+async fn auths_yes_is_remembered_for_the_permission_cache_ttl() {
+    // A minute is far longer than the two calls take, however loaded the machine.
+    assert_eq!(read_again_while_auth_fails(60_000).await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_zero_permission_cache_ttl_asks_auth_every_time() {
+    assert_eq!(read_again_while_auth_fails(0).await, Err(Code::Unavailable));
+}
