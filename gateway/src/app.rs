@@ -3,30 +3,23 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use axum::{
-    Router,
-    http::StatusCode,
-    middleware::{from_fn, from_fn_with_state},
-    response::IntoResponse,
-    routing::get,
-};
+use axum::{Router, middleware::from_fn_with_state, response::IntoResponse, routing::get};
 use events::EventBus;
 use prost_reflect::DescriptorPool;
 use seams::{Net, SharedClock};
 use tokio::{sync::watch, task::JoinHandle};
-use tower::{ServiceBuilder, util::MapResponseLayer};
 
 use crate::{
     aggregate::{self, Aggregate},
-    auth::{self, TokenValidator},
+    auth::TokenValidator,
     backends::{BackendSetupError, Backends},
     browser,
     cache::ResponseCache,
     config::{Config, ConfigError, millis},
+    edge::{self, Edge},
     error::ApiError,
     health::{self, Health},
     hub::{Hub, presence::PresenceTracker},
-    limits,
     metrics::{self, Metrics},
     permissions::{PermissionCache, PermissionCacheConfig},
     proxy::{self, Proxy},
@@ -122,8 +115,8 @@ pub struct App {
     cache: ResponseCache,
     /// Aggregation routes.
     aggregates: Vec<Arc<Aggregate>>,
-    /// The security headers every answer carries.
-    security_headers: Arc<http::HeaderMap>,
+    /// What every request on the API, WebSocket and health ports goes through first.
+    edge: Arc<Edge>,
     /// The rate limits.
     rate_limits: Arc<RateLimits>,
     /// TLS for the public ports, when configured.
@@ -351,6 +344,13 @@ impl App {
         // (the binary seeds from the OS), fixed per run in simulation. It also names this
         // instance's presence entries, so logs and presence agree on who is who.
         let prefix = (seams.seed ^ (seams.seed >> 32)) as u32;
+        let request_ids = Arc::new(RequestIdGenerator::new(prefix));
+        let edge = Arc::new(Edge {
+            request_ids: request_ids.clone(),
+            metrics: metrics.clone(),
+            security_headers,
+            http: config.http.clone(),
+        });
         let presence = PresenceTracker::new(
             bus.clone(),
             format!("{prefix:08x}"),
@@ -379,13 +379,13 @@ impl App {
             validator,
             metrics,
             health,
-            request_ids: Arc::new(RequestIdGenerator::new(prefix)),
+            request_ids,
             bus,
             hub,
             deadlines: Arc::new(deadlines),
             cache,
             aggregates,
-            security_headers,
+            edge,
             rate_limits,
             tls,
             openapi,
@@ -453,8 +453,8 @@ impl App {
         });
         let aggregated =
             aggregate::router(&self.aggregates, &proxy, &self.validator, &self.rate_limits);
-        // Inner phases, top to bottom: route (404/405) → authenticate (401) → call the backend.
-        // Routing comes first because whether a token is needed depends on the route.
+        // Inner phases, top to bottom: route (404/405) and authenticate (401), in one layer →
+        // the per-user limit (429) → call the backend.
         let mut routed = Router::new().fallback(proxy::handle).with_state(proxy);
         // Limit layers only where a limit is configured: each layer costs every request.
         if self.rate_limits.limits_users() {
@@ -463,11 +463,13 @@ impl App {
                 rate_limit::user_layer,
             ));
         }
-        let routed = routed.layer(
-            ServiceBuilder::new()
-                .layer(from_fn_with_state(self.routes.clone(), proxy::route_layer))
-                .layer(from_fn_with_state(self.validator.clone(), auth::layer)),
-        );
+        let routed = routed.layer(from_fn_with_state(
+            Arc::new(proxy::Routing {
+                table: self.routes.clone(),
+                validator: self.validator.clone(),
+            }),
+            proxy::route_layer,
+        ));
         let router = Router::new()
             .route(
                 "/health",
@@ -570,26 +572,10 @@ impl App {
             ))
     }
 
-    /// Layers every request on every port goes through, outermost first: request ID and access
-    /// log → metrics → security headers → limits on the request head. (The API port adds CORS
-    /// inside these.)
+    /// `router` behind the edge (`crate::edge`): what every request on the API, WebSocket and
+    /// health ports goes through. (The API port adds CORS inside it.)
     fn outer_layers(&self, router: Router) -> Router {
-        router.layer(
-            ServiceBuilder::new()
-                .layer(from_fn_with_state(
-                    self.request_ids.clone(),
-                    request_id::layer,
-                ))
-                .layer(from_fn_with_state(self.metrics.clone(), metrics::layer))
-                .layer(MapResponseLayer::new(browser::add_security_headers(
-                    self.security_headers.clone(),
-                )))
-                .layer(from_fn_with_state(
-                    Arc::new(self.config.http.clone()),
-                    limits::layer,
-                ))
-                .layer(from_fn(panic_guard)),
-        )
+        router.layer(from_fn_with_state(self.edge.clone(), edge::layer))
     }
 
     /// Starts the background health checks (backends and the event bus); they stop when
@@ -635,28 +621,4 @@ async fn not_found() -> axum::response::Response {
 /// 405 in the error shape for the fixed GET-only endpoints (probes, metrics).
 async fn get_only() -> axum::response::Response {
     ApiError::method_not_allowed(&[http::Method::GET, http::Method::HEAD]).into_response()
-}
-
-/// A handler that panics would drop the connection; this answers 500 with the error shape instead,
-/// so even a gateway bug gives the client a well-formed answer.
-async fn panic_guard(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use futures::FutureExt;
-    match std::panic::AssertUnwindSafe(next.run(request))
-        .catch_unwind()
-        .await
-    {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::error!("request handler panicked");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the gateway failed to process the request",
-            )
-            .into_response()
-        }
-    }
 }

@@ -380,24 +380,25 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
     Ok(token.trim())
 }
 
-/// Whether the matched route needs a token; set by the routing layer.
-#[derive(Debug, Clone, Copy)]
-pub struct RequiresAuth(pub bool);
-
-/// Middleware: for routes that need it, validates the token and adds the [`UserContext`] to the
-/// request's extensions; answers 401 (or 503 while Auth is unreachable) otherwise.
+/// Middleware: validates the token and adds the [`UserContext`] to the request's extensions;
+/// answers 401 (or 503 while Auth is unreachable) otherwise.
 pub async fn layer(
     State(validator): State<Arc<TokenValidator>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let required = request
-        .extensions()
-        .get::<RequiresAuth>()
-        .is_none_or(|r| r.0);
-    if !required {
-        return next.run(request).await;
+    match authenticate(&validator, &mut request).await {
+        Ok(()) => next.run(request).await,
+        Err(answer) => answer,
     }
+}
+
+/// Validates the request's bearer token and adds its [`UserContext`] to the request's
+/// extensions, or gives the answer that refuses it (401, or 503 while Auth is unreachable).
+pub async fn authenticate(
+    validator: &TokenValidator,
+    request: &mut Request,
+) -> Result<(), Response> {
     let user = match bearer_token(request.headers()) {
         Ok(token) => validator.validate(token).await,
         Err(error) => Err(error),
@@ -405,11 +406,11 @@ pub async fn layer(
     match user {
         Ok(user) => {
             request.extensions_mut().insert(user);
-            next.run(request).await
+            Ok(())
         }
         Err(error) => {
             tracing::debug!(%error, "authentication failed");
-            ApiError::from(error).into_response()
+            Err(ApiError::from(error).into_response())
         }
     }
 }

@@ -5,7 +5,7 @@
 //! origin is answered before routing and authentication (it carries no token); an origin not on
 //! the list gets no CORS headers, so the browser keeps the answer from the page.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use axum::{
     Router,
@@ -214,19 +214,12 @@ impl SecurityHeadersConfig {
     }
 }
 
-/// Adds the security headers to an answer, unless a handler set one itself. A plain response
-/// map (`tower::util::MapResponseLayer`), not a middleware: it runs on every answer of three
-/// ports, and a map costs no allocation.
-pub fn add_security_headers(
-    headers: Arc<HeaderMap>,
-) -> impl Fn(Response) -> Response + Clone + Send + Sync + 'static {
-    move |mut response: Response| {
-        for (name, value) in headers.iter() {
-            if !response.headers().contains_key(name) {
-                response.headers_mut().insert(name.clone(), value.clone());
-            }
+/// Adds the configured security headers an answer does not set itself.
+pub fn add_security_headers(headers: &HeaderMap, response: &mut Response) {
+    for (name, value) in headers {
+        if !response.headers().contains_key(name) {
+            response.headers_mut().insert(name.clone(), value.clone());
         }
-        response
     }
 }
 

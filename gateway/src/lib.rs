@@ -44,6 +44,7 @@ pub mod cache;
 pub mod codec;
 pub mod config;
 pub mod connections;
+pub mod edge;
 pub mod error;
 pub mod health;
 pub mod hub;

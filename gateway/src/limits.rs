@@ -3,30 +3,16 @@
 //! read through a size-limited reader in [`crate::proxy`], so an undeclared (chunked) body is held
 //! to the same limit.
 
-use std::sync::Arc;
-
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{StatusCode, header},
-    middleware::Next,
-    response::{IntoResponse, Response},
 };
 
 use crate::{config::HttpConfig, error::ApiError};
 
-/// Middleware enforcing [`HttpConfig`]'s limits on the request head.
-pub async fn layer(
-    State(config): State<Arc<HttpConfig>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if let Err(error) = check_head(&config, &request) {
-        return error.into_response();
-    }
-    next.run(request).await
-}
-
-fn check_head(config: &HttpConfig, request: &Request) -> Result<(), ApiError> {
+/// The request's head within `[http]`'s limits on the target and the headers, or the error
+/// that says which limit it exceeds.
+pub fn check_head(config: &HttpConfig, request: &Request) -> Result<(), ApiError> {
     let target_len = request
         .uri()
         .path_and_query()

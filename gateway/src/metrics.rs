@@ -13,9 +13,8 @@ use std::{
 };
 
 use axum::{
-    extract::{Request, State},
+    extract::State,
     http::{HeaderValue, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use prometheus_client::{
@@ -304,11 +303,14 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts and times every HTTP request by route, method and status.
-pub async fn layer(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let method = method_name(request.method());
+/// Counts and times `inner`, the answer to a request of `method`, by route, method and status.
+pub async fn around<Fut>(metrics: &Metrics, method: &http::Method, inner: Fut) -> Response
+where
+    Fut: std::future::Future<Output = Response>,
+{
+    let method = method_name(method);
     let started = tokio::time::Instant::now();
-    let response = next.run(request).await;
+    let response = inner.await;
     let route = response.extensions().get::<RouteLabel>().map_or_else(
         || UNMATCHED.get_or_init(|| Arc::from("unmatched")).clone(),
         |label| label.0.clone(),

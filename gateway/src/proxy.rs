@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::{
-    auth::{RequiresAuth, UserContext},
+    auth::{self, TokenValidator, UserContext},
     backends::{Backend, Backends, CallError},
     cache::{ResponseCache, Served},
     error::ApiError,
@@ -39,21 +39,41 @@ pub struct MatchedRoute {
     pub captures: Vec<Capture>,
 }
 
-/// Middleware: looks the request up in the route table. 404 when no route has the path, 405 with
-/// `Allow` when the path exists with other methods, 400 when a path variable is not UTF-8.
+/// What routing needs: the routes, and token validation for those that are not public.
+#[derive(Debug)]
+pub struct Routing {
+    /// The route table.
+    pub table: Arc<RouteTable>,
+    /// Validates the tokens of non-public routes.
+    pub validator: Arc<TokenValidator>,
+}
+
+/// Middleware: looks the request up in the route table (404 when no route has the path, 405 with
+/// `Allow` when the path exists with other methods, 400 when a path variable is not UTF-8), then,
+/// unless the route is public, authenticates it (`auth::authenticate`). Routing comes first
+/// because whether a token is needed depends on the route; both run in one layer because each
+/// layer costs every request a boxed service and future.
 pub async fn route_layer(
-    State(table): State<Arc<RouteTable>>,
+    State(routing): State<Arc<Routing>>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    match table.lookup(request.method(), request.uri().path()) {
+    match routing.table.lookup(request.method(), request.uri().path()) {
         RouteLookup::Found(route, captures) => {
             let label = RouteLabel(route.label.clone());
-            request.extensions_mut().insert(RequiresAuth(!route.public));
+            let public = route.public;
             request
                 .extensions_mut()
                 .insert(MatchedRoute { route, captures });
-            let mut response = next.run(request).await;
+            let authenticated = if public {
+                Ok(())
+            } else {
+                auth::authenticate(&routing.validator, &mut request).await
+            };
+            let mut response = match authenticated {
+                Ok(()) => next.run(request).await,
+                Err(refusal) => refusal,
+            };
             response.extensions_mut().insert(label);
             response
         }

@@ -85,13 +85,26 @@ fn acceptable(candidate: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Middleware: assigns the ID, runs the request inside its span and task-local, echoes the ID on
-/// the response, and writes one access-log line.
+/// Middleware: [`around`] as a layer of its own (the metrics port, which has no other layers).
 pub async fn layer(
     State(generator): State<std::sync::Arc<RequestIdGenerator>>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
+    around(&generator, request, |request| next.run(request)).await
+}
+
+/// Assigns the request's ID, runs `inner` inside the request's span and task-local, echoes the ID
+/// on the response, and writes one access-log line.
+pub async fn around<F, Fut>(
+    generator: &RequestIdGenerator,
+    mut request: Request,
+    inner: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let client_id = request
         .headers()
         .get(HEADER)
@@ -118,7 +131,7 @@ pub async fn layer(
     );
     let started = tokio::time::Instant::now();
     let mut response = CURRENT
-        .scope(id, next.run(request))
+        .scope(id, inner(request))
         .instrument(span.clone())
         .await;
     response.headers_mut().insert(HEADER, header_value);
