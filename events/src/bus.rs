@@ -6,18 +6,7 @@ use futures::{Stream, StreamExt, future::BoxFuture};
 use serde_json::value::RawValue;
 use tokio::{sync::watch, time::Instant};
 
-use crate::{Audience, ChannelName, Event, Presence};
-
-/// Why the bus could not do what was asked.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BusError {
-    /// The bus's backing store cannot be reached; retrying later may work.
-    #[error("event bus unavailable: {0}")]
-    Unavailable(String),
-    /// The payload or audience could not be encoded.
-    #[error("invalid event: {0}")]
-    Invalid(String),
-}
+use crate::{Audience, BusError, ChannelName, Event, Presence};
 
 /// Whether the bus is delivering events end to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

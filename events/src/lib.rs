@@ -3,6 +3,7 @@
 //! - [`channel`]: channel names (`user:{id}`, `simulation:{id}`, `project:{id}`,
 //!   `auth:revocations`) and their validation.
 //! - [`envelope`]: the [`Event`] every subscriber receives: channel, offset, epoch, audience, data.
+//! - [`error`]: [`BusError`], what the bus's operations fail with.
 //! - [`bus`]: the [`Publisher`] and [`EventBus`] traits: the one publishing step backends use, and
 //!   what the hub needs (live subscriptions, history for recovery, delivery status).
 //! - [`presence`]: who is connected to a collaboration channel, kept in the bus's store with
@@ -19,13 +20,15 @@
 pub mod bus;
 pub mod channel;
 pub mod envelope;
+pub mod error;
 pub mod memory;
 pub mod presence;
 pub mod redis_bus;
 
-pub use bus::{BusError, BusMessage, BusStatus, EventBus, History, Publisher, Subscription};
+pub use bus::{BusMessage, BusStatus, EventBus, History, Publisher, Subscription};
 pub use channel::{ChannelKind, ChannelName, InvalidChannel};
 pub use envelope::{Audience, Event};
+pub use error::BusError;
 pub use memory::MemoryBus;
 pub use presence::{Presence, PresenceAction, PresenceChange, PresenceMember, PresenceState};
 pub use redis_bus::{InvalidRedisBusConfig, RedisBus, RedisBusConfig};

@@ -5,26 +5,8 @@ use std::{fmt, net::SocketAddr, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config_error::ConfigError;
 use crate::faults::FaultSettings;
-
-/// A configuration value that cannot be used, with the field it came from.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid {field}: {reason}")]
-pub struct ConfigError {
-    /// The dotted path of the offending field, for example `auth.token_ttl_seconds`.
-    pub field: String,
-    /// Why the value was rejected.
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
 
 /// One of the three backends.
 #[derive(

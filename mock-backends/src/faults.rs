@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tonic::{Status, body::Body, server::NamedService};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::{config::ConfigError, control_proto};
+use crate::{config_error::ConfigError, control_proto};
 
 /// The message of an error injected by [`FaultSettings::error_rate`].
 pub const INJECTED_FAULT_MESSAGE: &str = "injected fault";
@@ -122,11 +122,12 @@ impl Faults {
         }
     }
 
-    /// A handle for `service` with its random stream derived from `seed`.
+    /// A handle for `service` (a `ServiceKind`, named in field paths and the random stream's
+    /// name) with its random stream derived from `seed`.
     pub(crate) fn seeded(
         initial: FaultSettings,
         seed: u64,
-        service: crate::ServiceKind,
+        service: impl std::fmt::Display,
     ) -> Result<Self, ConfigError> {
         initial.validate(&format!("{service}.faults"))?;
         Ok(Self::new(

@@ -37,6 +37,7 @@
 pub mod auth;
 pub mod auth_client;
 pub mod config;
+pub mod config_error;
 pub mod connection;
 pub mod control;
 pub mod demo;

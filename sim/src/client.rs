@@ -137,7 +137,7 @@ pub async fn websocket(address: &str, path: &str) -> Result<WebSocket, tungsteni
 }
 
 /// The `Origin` the sim's WebSocket clients present, as a browser would; scenario gateways list
-/// it in `websocket.allowed_origins` (`scenario::Sabotage::RefuseUpgrades` takes it off).
+/// it in `websocket.allowed_origins` (`faults::Sabotage::RefuseUpgrades` takes it off).
 pub const WEBSOCKET_ORIGIN: &str = "http://app.sim";
 
 async fn open_websocket(address: &str, path: &str) -> Result<WebSocket, tungstenite::Error> {

@@ -21,7 +21,8 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 use mock_backends::FaultSettings;
 
 use crate::{
-    scenario::{Fault, Report, Scenario},
+    faults::Fault,
+    scenario::{Report, Scenario},
     trace::Observation,
 };
 

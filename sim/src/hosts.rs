@@ -3,7 +3,6 @@
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -15,12 +14,11 @@ use gateway::{App, Config, Listeners, Seams};
 use mock_backends::{Faults, MockBackends, MockConfig, RequestLog, ServiceKind, StartOptions};
 use seams::Net;
 
-use crate::{SimClock, TurmoilNet, redis::SimRedis, scenario::redis_bus_config};
-
-/// `0.0.0.0:port`: what every host binds.
-pub fn any(port: u16) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)
-}
+use crate::{
+    SimClock, TurmoilNet,
+    redis::SimRedis,
+    topology::{any, redis_bus_config},
+};
 
 /// The simulated Redis on `redis:6379`. Its state lives in the host's future: a crash loses it,
 /// as a Redis without persistence does.
@@ -105,7 +103,7 @@ pub fn mock_backend(
 /// started before (so a restarted gateway has a new instance ID, as in production).
 ///
 /// The host fails at once when `config.http.connections_max` is 0: a simulated gateway is given
-/// its cap explicitly, sized for its workload (`scenario::connections_max_for`), since 0 means
+/// its cap explicitly, sized for its workload (`topology::connections_max_for`), since 0 means
 /// "resolve it from the open-file limit", which only the binary does.
 pub fn gateway(sim: &mut turmoil::Sim<'_>, name: &str, config: Config, seed: u64, clock: SimClock) {
     let starts = Arc::new(AtomicU64::new(0));

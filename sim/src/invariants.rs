@@ -9,7 +9,8 @@ use std::{
 };
 
 use crate::{
-    scenario::{BREAKER_OPEN_MAX, Fault},
+    faults::Fault,
+    topology::{BREAKER_OPEN_MAX, LIMITED_PATH},
     trace::{Observation, Trace},
 };
 
@@ -27,7 +28,7 @@ pub struct Expectations {
     /// When the workload revokes the revoker's token, if it does.
     pub revoke_at: Option<Duration>,
     /// The gateways' retry budget: retries per call (their window outlasts the run and the
-    /// per-second floor is zero; see `scenario::fit_retry_budget_window`).
+    /// per-second floor is zero; see `topology::fit_retry_budget_window`).
     pub retry_budget_ratio: f64,
     /// The limit shared through Redis that the `limited` client runs into, when it runs.
     pub shared_limit: Option<SharedLimit>,
@@ -1325,7 +1326,7 @@ pub fn shared_limits_hold_across_instances(trace: &Trace, expect: &Expectations)
                 status: Some(status),
                 code,
                 ..
-            } if *path == crate::scenario::LIMITED_PATH => {
+            } if *path == LIMITED_PATH => {
                 // Refused by the limit, or answered before it was asked (authentication).
                 let not_admitted = *status == 429
                     || matches!(
@@ -1913,7 +1914,7 @@ mod tests {
         // Twenty answers that never reached Project: the limited client's Simulation route,
         // template lists from the gateway's cache, a refusal before the call.
         for n in 10..20 {
-            let mut limited = http(crate::scenario::LIMITED_PATH, n * 100, Some(429), None);
+            let mut limited = http(LIMITED_PATH, n * 100, Some(429), None);
             if let Observation::Http { request_id, .. } = &mut limited {
                 *request_id = format!("l-{n}");
             }
@@ -1999,7 +2000,7 @@ mod tests {
     #[test]
     fn a_shared_limit_is_judged_over_the_whole_window_with_cuts_excused() {
         let limited = |trace: &mut Trace, sent: u64, status: u16| {
-            let mut what = http(crate::scenario::LIMITED_PATH, sent, Some(status), None);
+            let mut what = http(LIMITED_PATH, sent, Some(status), None);
             if let Observation::Http { request_id, .. } = &mut what {
                 *request_id = format!("l-{sent}");
             }
@@ -2071,7 +2072,7 @@ mod tests {
             answers.resize(101, (429, Some("rate_limited")));
             for (n, (status, code)) in answers.into_iter().enumerate() {
                 let sent = n as u64 * 100;
-                let what = http(crate::scenario::LIMITED_PATH, sent, Some(status), code);
+                let what = http(LIMITED_PATH, sent, Some(status), code);
                 trace.push(at(sent + 10), "limited", what);
             }
             trace

@@ -10,8 +10,10 @@
 //! - [`hosts`]: the simulated Redis, mock-backend and gateway hosts, set up once.
 //! - [`client`]: HTTP and WebSocket clients for client hosts, and the mock backends' control plane.
 //! - [`trace`]: what a run observed, in order, and the trace's hash (its fingerprint).
-//! - [`scenario`]: a topology, a workload, a fault schedule and a duration, run into a trace;
-//!   the scenario gateways' configuration and the sabotages that prove invariants can fail.
+//! - [`topology`]: the simulated deployment's settings: the gateways' configuration, the Redis
+//!   bus settings, the workload's paths and the shared limit it runs into.
+//! - [`faults`]: the faults a scenario schedules, and the sabotages that prove invariants can fail.
+//! - [`scenario`]: a topology, a workload, a fault schedule and a duration, run into a trace.
 //! - [`invariants`]: the properties every trace must have, each a documented function.
 //! - [`explore`]: fault schedules generated from a seed, and campaigns over many seeds.
 //! - [`seed`]: how a run's seed is chosen and how a failing run says how to replay it.
@@ -21,12 +23,14 @@
 pub mod client;
 pub mod clock;
 pub mod explore;
+pub mod faults;
 pub mod hosts;
 pub mod invariants;
 pub mod net;
 pub mod redis;
 pub mod scenario;
 pub mod seed;
+pub mod topology;
 pub mod trace;
 
 pub use clock::SimClock;

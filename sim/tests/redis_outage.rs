@@ -24,9 +24,8 @@ use http::{Method, StatusCode};
 use mock_backends::ServiceKind;
 use serde_json::{Value, json};
 use sim::{
-    SimClock, TurmoilNet, hosts,
-    scenario::{connections_max_for, gateway_config, redis_bus_config},
-    seed,
+    SimClock, TurmoilNet, hosts, seed,
+    topology::{connections_max_for, gateway_config, redis_bus_config},
 };
 use tokio_tungstenite::tungstenite::Message;
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use mock_backends::FaultSettings;
 use sim::{
     explore,
-    scenario::{Fault, Sabotage, Scenario},
+    faults::{Fault, Sabotage},
+    scenario::Scenario,
     seed,
     trace::Observation,
 };
@@ -505,7 +506,7 @@ fn a_limit_shared_through_redis_holds_across_gateways() {
             .iter()
             .filter(|o| {
                 matches!(&o.what, Observation::Http { path, status: Some(status), .. }
-                    if *path == sim::scenario::LIMITED_PATH && wanted(*status))
+                    if *path == sim::topology::LIMITED_PATH && wanted(*status))
             })
             .count()
     };

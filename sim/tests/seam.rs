@@ -9,11 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use gateway::Config;
 use http::{Method, StatusCode};
 use mock_backends::ServiceKind;
-use sim::{
-    SimClock,
-    hosts::{self, any},
-    seed,
-};
+use sim::{SimClock, hosts, seed, topology::any};
 
 /// Deadline of a token validation in this scenario.
 const VALIDATION_DEADLINE: Duration = Duration::from_millis(1_000);
@@ -37,7 +33,7 @@ fn gateway_config() -> Config {
     }
     config.auth.validation_deadline_ms = VALIDATION_DEADLINE.as_millis() as u64;
     // One HTTP client (a simulated gateway is always given its cap: see `connections_max_for`).
-    config.http.connections_max = sim::scenario::connections_max_for(0, 1);
+    config.http.connections_max = sim::topology::connections_max_for(0, 1);
     // Validate on every request, so each call crosses the gateway–Auth link this test cuts.
     config.auth.token_cache_ttl_ms = 1;
     config
