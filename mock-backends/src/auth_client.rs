@@ -46,6 +46,13 @@ struct AllowedCache {
 const ALLOWED_CACHE_LEN_MAX: usize = 100_000;
 
 impl AllowedCache {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            until: Mutex::default(),
+        }
+    }
+
     fn allows(&self, user_id: &str, resource: &str, action: &str) -> bool {
         if self.ttl.is_zero() {
             return false;
@@ -93,10 +100,9 @@ impl AuthClient {
         let channel = endpoint.connect_with_connector_lazy(NetConnector(net));
         Ok(Self {
             client: AuthServiceClient::new(channel),
-            allowed: Arc::new(AllowedCache {
-                ttl: Duration::from_millis(config.permission_cache_ttl_ms),
-                until: Mutex::default(),
-            }),
+            allowed: Arc::new(AllowedCache::new(Duration::from_millis(
+                config.permission_cache_ttl_ms,
+            ))),
         })
     }
 
@@ -197,10 +203,7 @@ mod tests {
     use super::*;
 
     fn cache(ttl_ms: u64) -> AllowedCache {
-        AllowedCache {
-            ttl: Duration::from_millis(ttl_ms),
-            until: Mutex::default(),
-        }
+        AllowedCache::new(Duration::from_millis(ttl_ms))
     }
 
     #[tokio::test(start_paused = true)]
