@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         None => (None, rest),
     };
     let input = route.input();
-    if let Ok(wire) = transcode::build_request(route, &[], query, body) {
+    if let Ok(wire) = transcode::build_request(&route.request, &[], query, body) {
         DynamicMessage::decode(input.clone(), wire.as_slice())
             .expect("what the gateway accepted is a valid encoding of the request");
     }

@@ -38,8 +38,13 @@ fn route_and_transcode(c: &mut Criterion) {
                 else {
                     panic!("route must match");
                 };
-                transcode::build_request(&route, &captures, None, std::hint::black_box(body))
-                    .expect("valid body")
+                transcode::build_request(
+                    &route.request,
+                    &captures,
+                    None,
+                    std::hint::black_box(body),
+                )
+                .expect("valid body")
             })
         },
     );
@@ -50,7 +55,7 @@ fn route_and_transcode(c: &mut Criterion) {
     let RouteLookup::Found(route, captures) = table.lookup(&Method::POST, "/api/projects") else {
         panic!("route must match");
     };
-    let wire = transcode::build_request(&route, &captures, None, body).expect("valid body");
+    let wire = transcode::build_request(&route.request, &captures, None, body).expect("valid body");
     c.bench_function(
         "validate: POST /api/projects (the transcoded body's rules)",
         |b| {
@@ -71,8 +76,13 @@ fn route_and_transcode(c: &mut Criterion) {
                 else {
                     panic!("route must match");
                 };
-                transcode::build_request(&route, &captures, Some("pageSize=50&pageToken=abc"), b"")
-                    .expect("valid query")
+                transcode::build_request(
+                    &route.request,
+                    &captures,
+                    Some("pageSize=50&pageToken=abc"),
+                    b"",
+                )
+                .expect("valid query")
             })
         },
     );
@@ -122,7 +132,12 @@ fn requests(c: &mut Criterion) {
     // The list's answer type stands for a large request: no request of the API is that big,
     // and the encoder does not care which side of the call a type is on.
     let plans = std::sync::Arc::new(transcode::Plans::compile(&builtin_descriptors()));
-    let large = transcode::RequestPlan::new(&plans, &list.grpc_method.output());
+    let large = transcode::RequestPlan::new(
+        &plans,
+        &list.grpc_method.output(),
+        transcode::BodyMapping::Whole,
+        Vec::new(),
+    );
     let cases = [
         (
             "POST /api/projects",

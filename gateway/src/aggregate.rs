@@ -24,10 +24,11 @@ use serde_json::value::RawValue;
 
 use crate::{
     auth::{self, TokenValidator, UserContext},
-    error::{ApiError, ErrorCode},
+    error::ApiError,
     metrics::RouteLabel,
     proxy::{self, MatchedRoute, Proxy},
     rate_limit::{self, RateLimits},
+    request_id::ErrorCode,
     request_id::{self, RequestId},
     routing::{RouteLookup, RouteTable},
 };

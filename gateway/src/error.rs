@@ -11,7 +11,7 @@ use axum::{
 use serde::Serialize;
 use tonic::Code;
 
-use crate::request_id;
+use crate::request_id::{self, ErrorCode};
 
 /// An error answered to the client.
 #[derive(Debug, Clone)]
@@ -243,7 +243,3 @@ impl IntoResponse for ApiError {
         response
     }
 }
-
-/// The error code of an error response, kept as a response extension for logs and metrics.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);

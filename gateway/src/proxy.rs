@@ -23,8 +23,8 @@ use crate::{
     limits::{self, payload_too_large},
     metrics::{Metrics, RouteLabel},
     request_id::{self, RequestId},
-    routing::{Capture, Route, RouteLookup, RouteTable},
-    transcode::{self, TranscodeError},
+    routing::{Route, RouteLookup, RouteTable},
+    transcode::{self, Capture, TranscodeError},
     validate::Validation,
 };
 
@@ -144,13 +144,14 @@ pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response,
     if limits::json_depth(&body) > proxy.json_depth_max {
         return Err(limits::json_too_deep(proxy.json_depth_max));
     }
-    let message = transcode::build_request(route, &matched.captures, parts.uri.query(), &body)
-        .map_err(|error| match error {
-            TranscodeError::InvalidJson(_) => {
-                ApiError::bad_request("invalid_json", error.to_string())
-            }
-            other => ApiError::bad_request("invalid_argument", other.to_string()),
-        })?;
+    let message =
+        transcode::build_request(&route.request, &matched.captures, parts.uri.query(), &body)
+            .map_err(|error| match error {
+                TranscodeError::InvalidJson(_) => {
+                    ApiError::bad_request("invalid_json", error.to_string())
+                }
+                other => ApiError::bad_request("invalid_argument", other.to_string()),
+            })?;
     // Before the cache and the backend: a request the contract refuses costs neither.
     proxy
         .validation

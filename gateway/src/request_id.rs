@@ -16,8 +16,6 @@ use axum::{
 use bytes::Bytes;
 use tracing::Instrument;
 
-use crate::error::ErrorCode;
-
 /// The header that carries the request ID, in both directions and to backends (as metadata).
 pub const HEADER: &str = "x-request-id";
 
@@ -27,6 +25,11 @@ const CLIENT_ID_LEN_MAX: usize = 128;
 tokio::task_local! {
     static CURRENT: RequestId;
 }
+
+/// The error code of an error response, kept as a response extension for the access log (here)
+/// and the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
 
 /// The ID of the request being handled: safe characters only (see `acceptable`), held in one
 /// shared buffer that the response header and the backend metadata reuse without copying.

@@ -31,9 +31,9 @@ use prost_reflect::{
 use regex::Regex;
 
 use crate::{
-    routing::{BodyMapping, Route, RouteTable},
+    routing::{Route, RouteTable},
     transcode::{
-        WireError,
+        BodyMapping, WireError,
         wire::{Raw, Reader},
     },
 };
@@ -911,7 +911,7 @@ fn client_name(route: &Route, path: &[FieldDescriptor]) -> String {
     if bound_by_path {
         return format!("path variable {:?}", proto_names.join("."));
     }
-    match &route.body {
+    match route.request.body() {
         BodyMapping::Whole => format!("body field {:?}", json_names(path)),
         BodyMapping::Field(body) if path.first() == Some(body) => match &path[1..] {
             [] => "the request body".to_owned(),
@@ -1071,8 +1071,9 @@ mod tests {
         let RouteLookup::Found(route, captures) = table.lookup(&method, path) else {
             panic!("{method} {path} has no route");
         };
-        let request = transcode::build_request(&route, &captures, Some(query), body.as_bytes())
-            .expect("the request transcodes");
+        let request =
+            transcode::build_request(&route.request, &captures, Some(query), body.as_bytes())
+                .expect("the request transcodes");
         match validation.check(&route, &request) {
             Ok(()) => Vec::new(),
             Err(invalid) => invalid.violations,

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use gateway::{
     app::builtin_descriptors,
-    transcode::{Answer, Plans, RequestPlan},
+    transcode::{Answer, BodyMapping, Plans, RequestPlan},
 };
 use proptest::prelude::*;
 use prost::Message as _;
@@ -455,7 +455,7 @@ fn encoded(
     message: &MessageDescriptor,
     json: &[u8],
 ) -> Result<Vec<u8>, String> {
-    RequestPlan::new(&plans(pool), message)
+    RequestPlan::new(&plans(pool), message, BodyMapping::Whole, Vec::new())
         .from_json(json)
         .map_err(|e| e.to_string())
 }

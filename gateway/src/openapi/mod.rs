@@ -22,7 +22,8 @@ use serde_json::{Map, Value, json};
 use self::schemas::Schemas;
 use crate::{
     aggregate::Aggregate,
-    routing::{BodyMapping, Route, RouteTable, table::resolve_field_path},
+    routing::{Route, RouteTable, table::resolve_field_path},
+    transcode::BodyMapping,
     validate::Validation,
 };
 
@@ -110,7 +111,7 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
             })
         })
         .collect();
-    let body_owner = match &route.body {
+    let body_owner = match route.request.body() {
         BodyMapping::Whole => None,
         BodyMapping::Field(field) => Some(field.name().to_owned()),
         BodyMapping::None => Some(String::new()),
@@ -132,7 +133,7 @@ fn operation(route: &Route, schemas: &mut Schemas) -> Value {
         }
     }
     // The body: its schema, and whether it may be left out (an empty body is no fields).
-    let request_body = match &route.body {
+    let request_body = match route.request.body() {
         BodyMapping::None => None,
         BodyMapping::Whole => Some((
             schemas.request_body(&input, &bound),

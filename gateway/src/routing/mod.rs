@@ -7,5 +7,5 @@
 pub mod path_template;
 pub mod table;
 
-pub use path_template::{Capture, PathTemplate};
-pub use table::{BodyMapping, Route, RouteLookup, RouteTable, RouteTableError};
+pub use path_template::PathTemplate;
+pub use table::{Route, RouteLookup, RouteTable, RouteTableError};

@@ -18,6 +18,8 @@ use std::{cmp::Ordering, fmt};
 
 use percent_encoding::percent_decode_str;
 
+use crate::transcode::Capture;
+
 /// A parsed path template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathTemplate {
@@ -74,15 +76,6 @@ pub fn has_dot_segment(path: &str) -> bool {
         let decoded = segment.replace("%2e", ".").replace("%2E", ".");
         decoded == "." || decoded == ".."
     })
-}
-
-/// A variable captured from a request path: the request field it fills and its decoded value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Capture {
-    /// The dotted field path, one entry per level (`["project", "id"]`).
-    pub field_path: Vec<String>,
-    /// The percent-decoded value.
-    pub value: String,
 }
 
 impl PathTemplate {

@@ -9,22 +9,11 @@ use prost_reflect::{
     Value,
 };
 
-use super::path_template::{Capture, PathError, PathTemplate, TemplateError, has_dot_segment};
-use crate::transcode::{Answer, Plans, RequestPlan};
+use super::path_template::{PathError, PathTemplate, TemplateError, has_dot_segment};
+use crate::transcode::{Answer, BodyMapping, Capture, Plans, RequestPlan};
 
 /// The name of the HTTP annotation extension in the descriptor pool.
 const HTTP_EXTENSION: &str = "google.api.http";
-
-/// Where the HTTP request body goes in the gRPC request.
-#[derive(Debug, Clone)]
-pub enum BodyMapping {
-    /// No body: every field not bound by the path comes from the query string.
-    None,
-    /// `body: "*"`: the body is the whole request message (path variables are set on top).
-    Whole,
-    /// `body: "field"`: the body is this message field; other fields come from the query string.
-    Field(FieldDescriptor),
-}
 
 /// One HTTP route and the gRPC method it calls.
 #[derive(Debug)]
@@ -37,8 +26,6 @@ pub struct Route {
     pub grpc_method: MethodDescriptor,
     /// The gRPC path, `/package.Service/Method`.
     pub grpc_path: PathAndQuery,
-    /// Where the request body goes.
-    pub body: BodyMapping,
     /// When set, only this response field is returned as the HTTP body.
     pub response_body: Option<FieldDescriptor>,
     /// How the request is encoded from the body, query and path (compiled from the descriptors).
@@ -318,7 +305,8 @@ fn build_route(
     let grpc_path = format!("/{}/{}", method.parent_service().full_name(), method.name());
     let grpc_path = PathAndQuery::try_from(grpc_path)
         .map_err(|_| binding_error("the method name is not a valid gRPC path".into()))?;
-    let request = RequestPlan::new(plans, &method.input());
+    let bound_by_path = template.variable_paths().map(<[String]>::to_vec).collect();
+    let request = RequestPlan::new(plans, &method.input(), body, bound_by_path);
     let answer = Answer::new(plans, &method.output(), response_body.as_ref());
     Ok(Route {
         label: format!("{http_method} {}", template.as_str()).into(),
@@ -328,7 +316,6 @@ fn build_route(
         template,
         grpc_method: method.clone(),
         grpc_path,
-        body,
         response_body,
         request,
         answer,

@@ -21,9 +21,28 @@ use std::sync::Arc;
 
 use prost_reflect::{FieldDescriptor, MessageDescriptor};
 
-use crate::routing::{BodyMapping, Capture, Route};
 use from_json::{Scalar, base64_bytes, bytes_field, delimited, number_from_text};
 use plan::{Cardinality, FieldPlan, MessageId, ValueKind};
+
+/// Where the HTTP request body goes in the gRPC request.
+#[derive(Debug, Clone)]
+pub enum BodyMapping {
+    /// No body: every field not bound by the path comes from the query string.
+    None,
+    /// `body: "*"`: the body is the whole request message (path variables are set on top).
+    Whole,
+    /// `body: "field"`: the body is this message field; other fields come from the query string.
+    Field(FieldDescriptor),
+}
+
+/// A variable captured from a request path: the request field it fills and its decoded value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// The dotted field path, one entry per level (`["project", "id"]`).
+    pub field_path: Vec<String>,
+    /// The percent-decoded value.
+    pub value: String,
+}
 
 /// Why a request cannot be turned into a gRPC message. Every variant is the client's mistake.
 #[derive(Debug, thiserror::Error)]
@@ -50,20 +69,20 @@ pub enum TranscodeError {
 #[error("cannot encode the response as JSON: {0}")]
 pub struct ResponseEncodeError(String);
 
-/// Builds the encoded gRPC request of a matched route: the body's fields, then the query
+/// Builds the encoded gRPC request of a matched route from its plan (`Route::request`): the body's fields, then the query
 /// string's, then the path variables', one after another on the wire, where the last value of a
 /// field wins and occurrences of a message merge, which is the order of precedence wanted.
 pub fn build_request(
-    route: &Route,
+    plan: &RequestPlan,
     captures: &[Capture],
     query: Option<&str>,
     body: &[u8],
 ) -> Result<Vec<u8>, TranscodeError> {
-    let RequestPlan { plans, message } = &route.request;
+    let RequestPlan { plans, message, .. } = plan;
     let (plans, message) = (&**plans, *message);
     let mut out = Vec::with_capacity(body.len() + 32);
     let invalid_json = |error: serde_json::Error| TranscodeError::InvalidJson(error.to_string());
-    match &route.body {
+    match &plan.body {
         // An empty body stands for `{}`: `POST /api/simulations/{id}:stop` needs no body.
         BodyMapping::Whole if !is_empty_body(body) => {
             from_json::write_message(plans, message, body, &mut out).map_err(invalid_json)?;
@@ -83,7 +102,7 @@ pub fn build_request(
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             let segments: Vec<&str> = name.split('.').collect();
             let path = field_path(plans, message, &segments)
-                .filter(|path| query_may_set(route, &segments, path))
+                .filter(|path| query_may_set(plan, &segments, path))
                 .ok_or_else(|| TranscodeError::UnknownQueryParameter(name.to_string()))?;
             write_text_at(plans, &path, &value, &mut out).map_err(|reason| {
                 TranscodeError::InvalidValue {
@@ -113,23 +132,39 @@ pub fn build_request(
     Ok(out)
 }
 
-/// How one route's request is built: the compiled plan of its gRPC input type.
+/// How one route's request is built: the compiled plan of its gRPC input type, where its body
+/// goes, and the fields its path binds.
 #[derive(Debug, Clone)]
 pub struct RequestPlan {
     plans: Arc<Plans>,
     message: MessageId,
+    body: BodyMapping,
+    bound_by_path: Vec<Vec<String>>,
 }
 
 impl RequestPlan {
-    /// The plan of a method whose input type is `input`.
-    pub fn new(plans: &Arc<Plans>, input: &MessageDescriptor) -> Self {
+    /// The plan of a method whose input type is `input`, with its body going to `body` and its
+    /// path binding the fields `bound_by_path` (each a field path).
+    pub fn new(
+        plans: &Arc<Plans>,
+        input: &MessageDescriptor,
+        body: BodyMapping,
+        bound_by_path: Vec<Vec<String>>,
+    ) -> Self {
         let message = plans
             .id_of(input.full_name())
             .expect("the plans were compiled from the input type's pool");
         Self {
             plans: plans.clone(),
             message,
+            body,
+            bound_by_path,
         }
+    }
+
+    /// Where the route's HTTP body goes.
+    pub fn body(&self) -> &BodyMapping {
+        &self.body
     }
 
     /// Encodes a JSON document as the whole request message (what a `body: "*"` route does
@@ -164,14 +199,14 @@ fn field_path<'p>(
 }
 
 /// Query parameters may set any scalar field the body does not own and the path does not bind.
-fn query_may_set(route: &Route, segments: &[&str], path: &[&FieldPlan]) -> bool {
-    let bound_by_path = route.template.variable_paths().any(|bound| {
+fn query_may_set(plan: &RequestPlan, segments: &[&str], path: &[&FieldPlan]) -> bool {
+    let bound_by_path = plan.bound_by_path.iter().any(|bound| {
         bound
             .iter()
             .map(String::as_str)
             .eq(segments.iter().copied())
     });
-    let owned_by_body = match &route.body {
+    let owned_by_body = match &plan.body {
         BodyMapping::Whole => true,
         BodyMapping::Field(body_field) => path[0].number == body_field.number(),
         BodyMapping::None => false,
