@@ -17,6 +17,10 @@
 //!   been told [`BusMessage::Interrupted`]; once every channel is subscribed again the status is
 //!   [`BusStatus::Delivering`] and every subscription gets [`BusMessage::Restored`].
 //! - The task stops when the last clone of the [`RedisBus`] is dropped; subscriptions then end.
+//!
+//! Here: the bus itself, publishing and history. Beside it: `keys` (scripts and key names),
+//! `config`, `registry` (local subscribers and their queues), `session` (the pub/sub
+//! connection task), `presence`, and `link` (dialling Redis through the seam).
 
 use std::{
     collections::{BTreeMap, BTreeSet, VecDeque},
@@ -47,160 +51,24 @@ use crate::{
     presence::{Presence, PresenceMember, PresenceState},
 };
 
+mod config;
+mod keys;
 pub mod link;
+mod presence;
+mod registry;
+mod session;
 
+pub use config::{InvalidRedisBusConfig, RedisBusConfig};
+pub use keys::*;
 pub use link::RedisLink;
-
-/// The publishing step, verbatim; `docs/events.md` documents its keys and arguments.
-pub const PUBLISH_SCRIPT: &str = include_str!("redis_bus/publish.lua");
-
-/// The history read, verbatim.
-pub const HISTORY_SCRIPT: &str = include_str!("redis_bus/history.lua");
-
-/// Presence (`redis_bus/presence.lua`), with the publishing step in front of it as a local
-/// function: Lua scripts cannot call each other, and presence changes must be announced by the
-/// very same step every publisher runs. Parameters named `KEYS` and `ARGV` shadow the globals,
-/// so `publish.lua` runs unchanged inside the function.
-pub const PRESENCE_SCRIPT: &str = concat!(
-    "local function publish_event(KEYS, ARGV)\n",
-    include_str!("redis_bus/publish.lua"),
-    "end\n",
-    include_str!("redis_bus/presence.lua"),
-);
-
-/// The key holding a channel's current epoch. The channel sits in a hash tag (`{...}`), so all
-/// of a channel's keys and its pub/sub channel hash to one Redis Cluster slot.
-pub fn epoch_key(channel: &ChannelName) -> String {
-    format!("events:{{{channel}}}:epoch")
-}
-
-/// The key holding a channel's newest offset in its epoch.
-pub fn offset_key(channel: &ChannelName) -> String {
-    format!("events:{{{channel}}}:offset")
-}
-
-/// The Stream holding a channel's bounded history.
-pub fn history_key(channel: &ChannelName) -> String {
-    format!("events:{{{channel}}}:history")
-}
-
-/// The sorted set of a channel's presence entries: connection → expiry (ms, Redis `TIME`).
-pub fn presence_key(channel: &ChannelName) -> String {
-    format!("events:{{{channel}}}:presence")
-}
-
-/// The hash of a channel's present members: connection → member JSON.
-pub fn presence_members_key(channel: &ChannelName) -> String {
-    format!("events:{{{channel}}}:presence:members")
-}
-
-/// The pub/sub channel a channel's envelopes are published on.
-pub fn pubsub_channel(channel: &ChannelName) -> String {
-    format!("events:{{{channel}}}")
-}
-
-/// The channel name inside a pub/sub channel name, if it is one of ours.
-fn channel_of_pubsub(name: &str) -> Option<&str> {
-    name.strip_prefix("events:{")?.strip_suffix('}')
-}
-
-/// Configuration of the Redis bus. Every field has a default; `validate` runs at start-up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RedisBusConfig {
-    /// Redis address, `host:port`, dialled through the `Net` seam. Default `127.0.0.1:6379`.
-    pub address: String,
-    /// Events kept per channel for recovery (the Stream is trimmed with `MAXLEN ~`, and only
-    /// the newest this many count as history). Default 1,000.
-    pub history_len_max: usize,
-    /// Live events buffered per subscription before it is told it was interrupted (and then
-    /// restored, so it catches up from history). Default 1,024.
-    pub subscriber_queue_len_max: usize,
-    /// Bound on every Redis command, including connecting when needed: publishing and history
-    /// answer `BusError::Unavailable` after this long. Default 1,000 ms.
-    pub command_timeout_ms: u64,
-    /// Bound on establishing a connection (dial and handshake). Default 1,000 ms.
-    pub connect_timeout_ms: u64,
-    /// First delay before reconnecting the pub/sub connection; doubled per failed attempt.
-    /// Default 100 ms.
-    pub reconnect_backoff_initial_ms: u64,
-    /// Cap on the reconnect delay. Default 5,000 ms.
-    pub reconnect_backoff_max_ms: u64,
-    /// Interval of the `PING` that detects a silently dead pub/sub connection (its answer is
-    /// bounded by `command_timeout_ms`). Default 1,000 ms.
-    pub keepalive_interval_ms: u64,
-    /// Seeds the epoch generator and the reconnect jitter. Give each process a different seed
-    /// (the binary draws it from its seeded RNG; a simulation from its seed): epochs of one
-    /// channel must never repeat. Default 0.
-    pub rng_seed: u64,
-}
-
-impl Default for RedisBusConfig {
-    fn default() -> Self {
-        Self {
-            address: "127.0.0.1:6379".to_owned(),
-            history_len_max: 1_000,
-            subscriber_queue_len_max: 1_024,
-            command_timeout_ms: 1_000,
-            connect_timeout_ms: 1_000,
-            reconnect_backoff_initial_ms: 100,
-            reconnect_backoff_max_ms: 5_000,
-            keepalive_interval_ms: 1_000,
-            rng_seed: 0,
-        }
-    }
-}
-
-/// Why a [`RedisBusConfig`] was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid Redis bus configuration: {0}")]
-pub struct InvalidRedisBusConfig(&'static str);
-
-impl RedisBusConfig {
-    /// Checks the limits once, at start-up.
-    pub fn validate(&self) -> Result<(), InvalidRedisBusConfig> {
-        let fail = |reason| Err(InvalidRedisBusConfig(reason));
-        if self
-            .address
-            .rsplit_once(':')
-            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-        {
-            return fail("address must be host:port");
-        }
-        if self.history_len_max == 0 {
-            return fail("history_len_max must be at least 1");
-        }
-        if self.subscriber_queue_len_max == 0 {
-            return fail("subscriber_queue_len_max must be at least 1");
-        }
-        if self.command_timeout_ms == 0 || self.connect_timeout_ms == 0 {
-            return fail("command_timeout_ms and connect_timeout_ms must be positive");
-        }
-        if self.reconnect_backoff_initial_ms == 0
-            || self.reconnect_backoff_initial_ms > self.reconnect_backoff_max_ms
-        {
-            return fail("reconnect backoff: 0 < initial <= max");
-        }
-        if self.keepalive_interval_ms == 0 {
-            return fail("keepalive_interval_ms must be positive");
-        }
-        Ok(())
-    }
-
-    fn command_timeout(&self) -> Duration {
-        Duration::from_millis(self.command_timeout_ms)
-    }
-
-    fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-}
+use registry::*;
+use session::*;
 
 /// The Redis bus. Cheap to clone; clones share one pub/sub connection and one command
 /// connection. The connection task stops when the last clone is dropped.
 pub struct RedisBus<N: Net> {
-    shared: Arc<Shared<N>>,
-    _owner: Arc<Owner>,
+    shared: Arc<BusState<N>>,
+    _owner: Arc<StopOnLastDrop>,
 }
 
 impl<N: Net> Clone for RedisBus<N> {
@@ -221,11 +89,11 @@ impl<N: Net> std::fmt::Debug for RedisBus<N> {
 }
 
 /// Held by every clone of the bus; dropping the last one closes `stop` and the task ends.
-struct Owner {
+struct StopOnLastDrop {
     _stop: watch::Sender<()>,
 }
 
-struct Shared<N> {
+struct BusState<N> {
     /// Dials Redis and holds the command connection.
     link: RedisLink<N>,
     config: RedisBusConfig,
@@ -235,253 +103,6 @@ struct Shared<N> {
     registry: Arc<Registry>,
     /// Epochs and jitter come from here: seeded, never a global RNG.
     rng: Mutex<SmallRng>,
-}
-
-/// The local subscribers, by channel, and the bus status. Subscriptions hold it to unregister.
-struct Registry {
-    state: Mutex<RegistryState>,
-    /// Wakes the connection task when a channel gains its first or loses its last subscriber.
-    changed: Notify,
-    next_subscriber_id: AtomicU64,
-    status: watch::Sender<BusStatus>,
-    subscriber_queue_len_max: usize,
-}
-
-struct RegistryState {
-    channels: BTreeMap<String, LocalChannel>,
-    /// The connection task has ended: new subscriptions end at once.
-    closed: bool,
-}
-
-struct LocalChannel {
-    subscribers: BTreeMap<u64, Arc<Mailbox>>,
-    /// Whether Redis has confirmed `SUBSCRIBE` for this channel on the current connection.
-    subscribed: watch::Sender<bool>,
-}
-
-impl Registry {
-    fn lock(&self) -> MutexGuard<'_, RegistryState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Marks delivery broken and tells every subscription, under one lock so a subscription
-    /// created concurrently is either told here or starts out interrupted.
-    fn interrupt_all(&self) {
-        let state = self.lock();
-        self.status.send_replace(BusStatus::Broken);
-        for channel in state.channels.values() {
-            channel.subscribed.send_replace(false);
-            for mailbox in channel.subscribers.values() {
-                mailbox.interrupt();
-            }
-        }
-    }
-
-    /// Marks delivery restored and tells every subscription.
-    fn restore_all(&self) {
-        let state = self.lock();
-        self.status.send_replace(BusStatus::Delivering);
-        for channel in state.channels.values() {
-            for mailbox in channel.subscribers.values() {
-                mailbox.restore();
-            }
-        }
-    }
-
-    fn close_all(&self) {
-        let mut state = self.lock();
-        state.closed = true;
-        self.status.send_replace(BusStatus::Broken);
-        for channel in std::mem::take(&mut state.channels).into_values() {
-            for mailbox in channel.subscribers.into_values() {
-                mailbox.close();
-            }
-        }
-    }
-
-    fn register(self: &Arc<Self>, channel: &ChannelName) -> SubscriberGuard {
-        let mailbox = Arc::new(Mailbox::new(self.subscriber_queue_len_max));
-        let id = self.next_subscriber_id.fetch_add(1, Ordering::Relaxed);
-        let mut state = self.lock();
-        if state.closed {
-            mailbox.close();
-        } else {
-            if *self.status.borrow() == BusStatus::Broken {
-                mailbox.interrupt();
-            }
-            let first = !state.channels.contains_key(channel.as_str());
-            state
-                .channels
-                .entry(channel.as_str().to_owned())
-                .or_insert_with(|| LocalChannel {
-                    subscribers: BTreeMap::new(),
-                    subscribed: watch::channel(false).0,
-                })
-                .subscribers
-                .insert(id, mailbox.clone());
-            if first {
-                self.changed.notify_one();
-            }
-        }
-        SubscriberGuard {
-            registry: self.clone(),
-            channel: channel.as_str().to_owned(),
-            id,
-            mailbox,
-        }
-    }
-
-    /// The channels with local subscribers.
-    fn wanted(&self) -> BTreeSet<String> {
-        self.lock().channels.keys().cloned().collect()
-    }
-
-    fn mark_subscribed(&self, subscribed: &BTreeSet<String>) {
-        let state = self.lock();
-        for (name, channel) in &state.channels {
-            if subscribed.contains(name) {
-                channel
-                    .subscribed
-                    .send_if_modified(|value| !std::mem::replace(value, true));
-            }
-        }
-    }
-
-    fn deliver(&self, channel: &str, event: &Arc<Event>, received_at: Instant) {
-        let state = self.lock();
-        if let Some(channel) = state.channels.get(channel) {
-            for mailbox in channel.subscribers.values() {
-                mailbox.push_event(event, received_at);
-            }
-        }
-    }
-}
-
-/// Removes its subscriber when the subscription is dropped.
-struct SubscriberGuard {
-    registry: Arc<Registry>,
-    channel: String,
-    id: u64,
-    mailbox: Arc<Mailbox>,
-}
-
-impl Drop for SubscriberGuard {
-    fn drop(&mut self) {
-        let mut state = self.registry.lock();
-        if let Some(channel) = state.channels.get_mut(&self.channel) {
-            channel.subscribers.remove(&self.id);
-            if channel.subscribers.is_empty() {
-                state.channels.remove(&self.channel);
-                self.registry.changed.notify_one();
-            }
-        }
-    }
-}
-
-/// One subscription's bounded queue. Events beyond `event_len_max` are dropped and the
-/// subscriber is told `Interrupted` then `Restored` (it catches up from history, which holds
-/// every dropped event because it reads history only after taking `Restored`).
-struct Mailbox {
-    state: Mutex<MailboxState>,
-    ready: Notify,
-    event_len_max: usize,
-}
-
-struct MailboxState {
-    queue: VecDeque<BusMessage>,
-    events_queued: usize,
-    /// The last status message queued is `Interrupted` (delivery broken for this subscriber).
-    interrupted: bool,
-    /// Events were dropped and `Interrupted, Restored` is queued; no event since.
-    lagged: bool,
-    closed: bool,
-}
-
-impl Mailbox {
-    fn new(event_len_max: usize) -> Self {
-        Self {
-            state: Mutex::new(MailboxState {
-                queue: VecDeque::new(),
-                events_queued: 0,
-                interrupted: false,
-                lagged: false,
-                closed: false,
-            }),
-            ready: Notify::new(),
-            event_len_max,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, MailboxState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn push_event(&self, event: &Arc<Event>, received_at: Instant) {
-        let mut state = self.lock();
-        if state.events_queued < self.event_len_max {
-            state.queue.push_back(BusMessage::Event {
-                event: event.clone(),
-                received_at,
-            });
-            state.events_queued += 1;
-            state.lagged = false;
-        } else if !state.lagged && !state.interrupted {
-            state.queue.push_back(BusMessage::Interrupted);
-            state.queue.push_back(BusMessage::Restored);
-            state.lagged = true;
-        } else {
-            // Already told (and not yet caught up): the event is in history.
-            return;
-        }
-        drop(state);
-        self.ready.notify_one();
-    }
-
-    fn interrupt(&self) {
-        let mut state = self.lock();
-        if state.interrupted {
-            return;
-        }
-        state.interrupted = true;
-        state.queue.push_back(BusMessage::Interrupted);
-        drop(state);
-        self.ready.notify_one();
-    }
-
-    fn restore(&self) {
-        let mut state = self.lock();
-        if !state.interrupted {
-            return;
-        }
-        state.interrupted = false;
-        state.queue.push_back(BusMessage::Restored);
-        drop(state);
-        self.ready.notify_one();
-    }
-
-    fn close(&self) {
-        self.lock().closed = true;
-        self.ready.notify_one();
-    }
-
-    async fn next(&self) -> Option<BusMessage> {
-        loop {
-            {
-                let mut state = self.lock();
-                if let Some(message) = state.queue.pop_front() {
-                    if matches!(message, BusMessage::Event { .. }) {
-                        state.events_queued -= 1;
-                    }
-                    return Some(message);
-                }
-                if state.closed {
-                    return None;
-                }
-            }
-            // One consumer: `notify_one` stores a permit when no one waits, so no wake-up is lost.
-            self.ready.notified().await;
-        }
-    }
 }
 
 impl<N: Net> RedisBus<N> {
@@ -507,7 +128,7 @@ impl<N: Net> RedisBus<N> {
             config.connect_timeout(),
             config.command_timeout(),
         );
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(BusState {
             link,
             rng: Mutex::new(SmallRng::seed_from_u64(config.rng_seed)),
             config,
@@ -520,7 +141,7 @@ impl<N: Net> RedisBus<N> {
         tokio::spawn(run_pubsub(shared.clone(), stopped));
         Ok(Self {
             shared,
-            _owner: Arc::new(Owner { _stop: stop }),
+            _owner: Arc::new(StopOnLastDrop { _stop: stop }),
         })
     }
 
@@ -530,7 +151,7 @@ impl<N: Net> RedisBus<N> {
     }
 }
 
-impl<N: Net> Shared<N> {
+impl<N: Net> BusState<N> {
     /// A fresh epoch, used by the scripts only when a channel has none.
     fn new_epoch(&self) -> String {
         let value: u64 = self.rng.lock().unwrap_or_else(|p| p.into_inner()).random();
@@ -675,286 +296,6 @@ impl<N: Net> EventBus for RedisBus<N> {
 
     fn status(&self) -> watch::Receiver<BusStatus> {
         self.shared.registry.status.subscribe()
-    }
-}
-
-/// One presence operation (`presence.lua`): `args` follow the operation name and the TTL.
-fn presence_call<N: Net>(
-    shared: &Arc<Shared<N>>,
-    channel: &ChannelName,
-    operation: &'static str,
-    ttl: Duration,
-    args: Vec<String>,
-) -> BoxFuture<'static, Result<PresenceState, BusError>> {
-    let shared = shared.clone();
-    let channel = channel.clone();
-    Box::pin(async move {
-        let mut invocation = shared.presence_script.prepare_invoke();
-        invocation
-            .key(epoch_key(&channel))
-            .key(offset_key(&channel))
-            .key(history_key(&channel))
-            .key(presence_key(&channel))
-            .key(presence_members_key(&channel))
-            .arg(channel.as_str())
-            .arg(shared.new_epoch())
-            .arg(shared.config.history_len_max)
-            .arg(operation)
-            .arg(ttl.as_millis().max(1) as u64);
-        for arg in &args {
-            invocation.arg(arg.as_str());
-        }
-        let reply: Vec<String> = shared.run_script(invocation).await?;
-        let bad = |what: &str| BusError::Invalid(format!("presence returned {what}"));
-        let mut fields = reply.into_iter();
-        let epoch = fields.next().ok_or_else(|| bad("no epoch"))?;
-        let offset = fields
-            .next()
-            .and_then(|value| value.parse().ok())
-            .ok_or_else(|| bad("no offset"))?;
-        let mut members = fields
-            .map(|member| {
-                serde_json::from_str::<PresenceMember>(&member)
-                    .map_err(|error| bad(&format!("a bad member: {error}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        members.sort_by(|a, b| a.connection.cmp(&b.connection));
-        Ok(PresenceState {
-            epoch,
-            offset,
-            members,
-        })
-    })
-}
-
-fn member_json(member: &PresenceMember) -> Result<String, BusError> {
-    serde_json::to_string(member).map_err(|error| BusError::Invalid(error.to_string()))
-}
-
-impl<N: Net> Presence for RedisBus<N> {
-    fn presence_join(
-        &self,
-        channel: &ChannelName,
-        member: PresenceMember,
-        ttl: Duration,
-    ) -> BoxFuture<'static, Result<PresenceState, BusError>> {
-        match member_json(&member) {
-            Ok(json) => presence_call(
-                &self.shared,
-                channel,
-                "join",
-                ttl,
-                vec![member.connection, json],
-            ),
-            Err(error) => Box::pin(async move { Err(error) }),
-        }
-    }
-
-    fn presence_leave(
-        &self,
-        channel: &ChannelName,
-        connection: &str,
-    ) -> BoxFuture<'static, Result<(), BusError>> {
-        // The TTL is unused by `leave`; any positive value passes the script's check.
-        let call = presence_call(
-            &self.shared,
-            channel,
-            "leave",
-            Duration::from_millis(1),
-            vec![connection.to_owned()],
-        );
-        Box::pin(async move { call.await.map(drop) })
-    }
-
-    fn presence_heartbeat(
-        &self,
-        channel: &ChannelName,
-        members: Vec<PresenceMember>,
-        ttl: Duration,
-    ) -> BoxFuture<'static, Result<(), BusError>> {
-        let mut args = Vec::with_capacity(members.len() * 2);
-        for member in members {
-            match member_json(&member) {
-                Ok(json) => args.extend([member.connection, json]),
-                Err(error) => return Box::pin(async move { Err(error) }),
-            }
-        }
-        let call = presence_call(&self.shared, channel, "heartbeat", ttl, args);
-        Box::pin(async move { call.await.map(drop) })
-    }
-
-    fn presence_state(
-        &self,
-        channel: &ChannelName,
-    ) -> BoxFuture<'static, Result<PresenceState, BusError>> {
-        presence_call(
-            &self.shared,
-            channel,
-            "state",
-            Duration::from_millis(1),
-            Vec::new(),
-        )
-    }
-}
-
-/// Why a connected session ended.
-enum SessionEnd {
-    Stopped,
-    Broken(String),
-}
-
-/// The connection task: keeps one pub/sub connection up until the bus is dropped.
-async fn run_pubsub<N: Net>(shared: Arc<Shared<N>>, mut stopped: watch::Receiver<()>) {
-    let mut failed_attempts: u32 = 0;
-    loop {
-        let connected = tokio::select! {
-            biased;
-            _ = stopped.changed() => break,
-            connected = shared.link.dial(|stream, info| async move { PubSub::new(&info, stream).await }) => connected,
-        };
-        let end = match connected {
-            Ok(pubsub) => {
-                failed_attempts = 0;
-                run_session(&shared, pubsub, &mut stopped).await
-            }
-            Err(error) => SessionEnd::Broken(error),
-        };
-        match end {
-            SessionEnd::Stopped => break,
-            SessionEnd::Broken(error) => {
-                if *shared.registry.status.borrow() == BusStatus::Delivering {
-                    tracing::warn!(%error, "event bus: Redis connection lost; reconnecting");
-                } else {
-                    tracing::debug!(%error, failed_attempts, "event bus: Redis still unreachable");
-                }
-                shared.registry.interrupt_all();
-            }
-        }
-        let delay = shared.backoff(failed_attempts);
-        failed_attempts = failed_attempts.saturating_add(1);
-        tokio::select! {
-            biased;
-            _ = stopped.changed() => break,
-            () = tokio::time::sleep(delay) => {}
-        }
-    }
-    shared.registry.close_all();
-}
-
-/// One connected session: subscribe what is wanted, report delivery, then fan messages out and
-/// follow subscription changes until the connection fails or the bus is dropped.
-async fn run_session<N: Net>(
-    shared: &Shared<N>,
-    pubsub: PubSub,
-    stopped: &mut watch::Receiver<()>,
-) -> SessionEnd {
-    let registry = &shared.registry;
-    let (mut sink, mut messages) = pubsub.split();
-    let mut subscribed = BTreeSet::new();
-    if let Err(error) = reconcile(shared, &mut sink, &mut subscribed).await {
-        return SessionEnd::Broken(error);
-    }
-    if *registry.status.borrow() == BusStatus::Broken {
-        tracing::info!(address = %shared.config.address, "event bus: delivering");
-    }
-    registry.restore_all();
-    let keepalive_interval = Duration::from_millis(shared.config.keepalive_interval_ms);
-    let mut keepalive = tokio::time::interval_at(
-        tokio::time::Instant::now() + keepalive_interval,
-        keepalive_interval,
-    );
-    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = stopped.changed() => return SessionEnd::Stopped,
-            () = registry.changed.notified() => {
-                if let Err(error) = reconcile(shared, &mut sink, &mut subscribed).await {
-                    return SessionEnd::Broken(error);
-                }
-            }
-            message = messages.next() => {
-                let Some(message) = message else {
-                    return SessionEnd::Broken("connection closed".to_owned());
-                };
-                deliver(registry, &message);
-            }
-            _ = keepalive.tick() => {
-                let ping = tokio::time::timeout(
-                    shared.config.command_timeout(),
-                    sink.ping::<redis::Value>(),
-                );
-                match ping.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => return SessionEnd::Broken(format!("ping: {error}")),
-                    Err(_) => return SessionEnd::Broken("ping: no answer".to_owned()),
-                }
-            }
-        }
-    }
-}
-
-/// Brings Redis's subscriptions in line with the channels that have local subscribers.
-async fn reconcile<N: Net>(
-    shared: &Shared<N>,
-    sink: &mut PubSubSink,
-    subscribed: &mut BTreeSet<String>,
-) -> Result<(), String> {
-    let timeout = shared.config.command_timeout();
-    // Loop: subscribers may come and go while a command is in flight.
-    loop {
-        let wanted = shared.registry.wanted();
-        let to_subscribe: Vec<String> = wanted.difference(subscribed).cloned().collect();
-        let to_unsubscribe: Vec<String> = subscribed.difference(&wanted).cloned().collect();
-        if to_subscribe.is_empty() && to_unsubscribe.is_empty() {
-            shared.registry.mark_subscribed(subscribed);
-            return Ok(());
-        }
-        if !to_subscribe.is_empty() {
-            let names: Vec<String> = to_subscribe
-                .iter()
-                .map(|channel| format!("events:{{{channel}}}"))
-                .collect();
-            match tokio::time::timeout(timeout, sink.subscribe(names)).await {
-                Ok(Ok(())) => subscribed.extend(to_subscribe),
-                Ok(Err(error)) => return Err(format!("subscribe: {error}")),
-                Err(_) => return Err("subscribe: no answer".to_owned()),
-            }
-        }
-        if !to_unsubscribe.is_empty() {
-            let names: Vec<String> = to_unsubscribe
-                .iter()
-                .map(|channel| format!("events:{{{channel}}}"))
-                .collect();
-            match tokio::time::timeout(timeout, sink.unsubscribe(names)).await {
-                Ok(Ok(())) => {
-                    for channel in &to_unsubscribe {
-                        subscribed.remove(channel);
-                    }
-                }
-                Ok(Err(error)) => return Err(format!("unsubscribe: {error}")),
-                Err(_) => return Err("unsubscribe: no answer".to_owned()),
-            }
-        }
-    }
-}
-
-/// Parses one pub/sub message once and hands it to every local subscriber of its channel.
-fn deliver(registry: &Registry, message: &redis::Msg) {
-    let received_at = Instant::now();
-    let Some(channel) = channel_of_pubsub(message.get_channel_name()) else {
-        return;
-    };
-    match serde_json::from_slice::<Event>(message.get_payload_bytes()) {
-        Ok(event) if event.channel == channel => {
-            registry.deliver(channel, &Arc::new(event), received_at)
-        }
-        Ok(event) => {
-            tracing::warn!(channel, event_channel = %event.channel, "event bus: envelope on the wrong channel; dropped");
-        }
-        Err(error) => {
-            tracing::warn!(channel, %error, "event bus: unparseable envelope; dropped");
-        }
     }
 }
 
