@@ -17,6 +17,7 @@
 //!   ticker that publishes their progress.
 //! - [`publish`]: [`publish::EventSink`], the backends' one way onto the event bus (the
 //!   `events` crate's publishing step), with failures logged and never returned.
+//! - [`config_error`]: [`ConfigError`], what loading or checking a [`MockConfig`] fails with.
 //! - [`auth_client`]: the gRPC client Project and Simulation use to reach Auth through the `Net`.
 //! - [`faults`]: the fault knobs (latency, error rate, hang, down) and the layer that applies them.
 //! - [`connection`]: the wrapper around accepted connections that turns `down` and the shutdown

@@ -97,7 +97,7 @@ pub async fn serve_auth<L: NetListener>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let parts = Parts {
+    let parts = ServerSetup {
         kind: ServiceKind::Auth,
         faults: backend.faults().clone(),
         requests: backend.request_log().clone(),
@@ -116,7 +116,7 @@ pub async fn serve_project<L: NetListener>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let parts = Parts {
+    let parts = ServerSetup {
         kind: ServiceKind::Project,
         faults: backend.faults().clone(),
         requests: backend.request_log().clone(),
@@ -143,7 +143,7 @@ pub async fn serve_simulation<L: NetListener>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let parts = Parts {
+    let parts = ServerSetup {
         kind: ServiceKind::Simulation,
         faults: backend.faults().clone(),
         requests: backend.request_log().clone(),
@@ -175,7 +175,7 @@ pub async fn serve_simulation<L: NetListener>(
 }
 
 /// What every backend's server is built from besides its service.
-struct Parts {
+struct ServerSetup {
     kind: ServiceKind,
     faults: Faults,
     requests: RequestLog,
@@ -186,7 +186,7 @@ struct Parts {
 async fn serve_service<L, S>(
     listener: L,
     service: S,
-    parts: Parts,
+    parts: ServerSetup,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError>
 where
@@ -199,7 +199,7 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let Parts {
+    let ServerSetup {
         kind,
         faults,
         requests,
@@ -472,37 +472,13 @@ impl MockBackends {
             .with_auth(auth.clone())
             .with_faults(ServiceKind::Project, project.faults().clone())
             .with_faults(ServiceKind::Simulation, simulation.faults().clone());
-
         let server = config.server;
-        let auth_service = RunningService::spawn(
-            auth_listener,
-            ServiceKind::Auth,
-            auth.faults().clone(),
-            auth.request_log().clone(),
-            {
-                let (auth, plane, server) = (auth.clone(), plane.clone(), server.clone());
-                move |listener, shutdown| serve_auth(listener, auth, plane, server, shutdown)
-            },
-        );
-        let project_service = RunningService::spawn(
-            project_listener,
-            ServiceKind::Project,
-            project.faults().clone(),
-            project.request_log().clone(),
-            {
-                let (plane, server) = (plane.clone(), server.clone());
-                move |listener, shutdown| serve_project(listener, project, plane, server, shutdown)
-            },
-        );
-        let simulation_service = RunningService::spawn(
-            simulation_listener,
-            ServiceKind::Simulation,
-            simulation.faults().clone(),
-            simulation.request_log().clone(),
-            move |listener, shutdown| {
-                serve_simulation(listener, simulation, plane, server, shutdown)
-            },
-        );
+        let auth_service =
+            MockService::Auth(auth.clone()).spawn(auth_listener, plane.clone(), server.clone());
+        let project_service =
+            MockService::Project(project).spawn(project_listener, plane.clone(), server.clone());
+        let simulation_service =
+            MockService::Simulation(simulation).spawn(simulation_listener, plane, server);
 
         Ok(RunningBackends {
             auth,
@@ -537,7 +513,6 @@ impl MockBackends {
         config.validate()?;
         let log_len = config.server.request_log_len_max;
         let events = options.events(&config);
-        let server = config.server.clone();
         let auth_client = || {
             let upstream = config
                 .upstream
@@ -546,67 +521,107 @@ impl MockBackends {
                 .unwrap_or_else(|| dial_addr(config.auth.addr));
             AuthClient::connect_lazy(net.clone(), &upstream, &config.upstream)
         };
-        match kind {
-            ServiceKind::Auth => {
-                let auth = AuthBackend::new(&config.auth, config.seed, clock, log_len, events)?;
-                let (faults, requests) = (auth.faults().clone(), auth.request_log().clone());
-                let listener = bind(&net, kind, config.auth.addr).await?;
-                Ok(RunningService::spawn(
-                    listener,
-                    kind,
-                    faults,
-                    requests,
-                    move |listener, stop| {
-                        serve_auth(listener, auth, ControlPlane::new(), server, stop)
-                    },
-                ))
-            }
-            ServiceKind::Project => {
-                let project = ProjectBackend::new(
+        let (service, addr) = match kind {
+            ServiceKind::Auth => (
+                MockService::Auth(AuthBackend::new(
+                    &config.auth,
+                    config.seed,
+                    clock,
+                    log_len,
+                    events,
+                )?),
+                config.auth.addr,
+            ),
+            ServiceKind::Project => (
+                MockService::Project(ProjectBackend::new(
                     &config.project,
                     config.seed,
                     clock,
                     auth_client()?,
                     log_len,
                     events,
-                )?;
-                let (faults, requests) = (project.faults().clone(), project.request_log().clone());
-                let listener = bind(&net, kind, config.project.addr).await?;
-                Ok(RunningService::spawn(
-                    listener,
-                    kind,
-                    faults,
-                    requests,
-                    move |listener, stop| {
-                        serve_project(listener, project, ControlPlane::new(), server, stop)
-                    },
-                ))
-            }
-            ServiceKind::Simulation => {
-                let simulation = SimulationBackend::new(
+                )?),
+                config.project.addr,
+            ),
+            ServiceKind::Simulation => (
+                MockService::Simulation(SimulationBackend::new(
                     &config.simulation,
                     config.seed,
                     clock,
                     auth_client()?,
                     log_len,
                     events,
-                )?;
-                let (faults, requests) = (
-                    simulation.faults().clone(),
-                    simulation.request_log().clone(),
-                );
-                let listener = bind(&net, kind, config.simulation.addr).await?;
-                Ok(RunningService::spawn(
-                    listener,
-                    kind,
-                    faults,
-                    requests,
-                    move |listener, stop| {
-                        serve_simulation(listener, simulation, ControlPlane::new(), server, stop)
-                    },
-                ))
-            }
+                )?),
+                config.simulation.addr,
+            ),
+        };
+        let listener = bind(&net, kind, addr).await?;
+        Ok(service.spawn(listener, ControlPlane::new(), config.server))
+    }
+}
+
+/// One mock service, built and ready to serve: what both ways of starting share.
+enum MockService {
+    Auth(AuthBackend),
+    Project(ProjectBackend),
+    Simulation(SimulationBackend),
+}
+
+impl MockService {
+    fn kind(&self) -> ServiceKind {
+        match self {
+            Self::Auth(_) => ServiceKind::Auth,
+            Self::Project(_) => ServiceKind::Project,
+            Self::Simulation(_) => ServiceKind::Simulation,
         }
+    }
+
+    fn faults(&self) -> &Faults {
+        match self {
+            Self::Auth(backend) => backend.faults(),
+            Self::Project(backend) => backend.faults(),
+            Self::Simulation(backend) => backend.faults(),
+        }
+    }
+
+    fn request_log(&self) -> &RequestLog {
+        match self {
+            Self::Auth(backend) => backend.request_log(),
+            Self::Project(backend) => backend.request_log(),
+            Self::Simulation(backend) => backend.request_log(),
+        }
+    }
+
+    /// Serves it on `listener` on a spawned task; `plane` is what its port's control service
+    /// reaches besides itself.
+    fn spawn<L: NetListener>(
+        self,
+        listener: (L, SocketAddr),
+        plane: ControlPlane,
+        server: ServerConfig,
+    ) -> RunningService {
+        let (kind, faults, requests) = (
+            self.kind(),
+            self.faults().clone(),
+            self.request_log().clone(),
+        );
+        RunningService::spawn(
+            listener,
+            kind,
+            faults,
+            requests,
+            move |listener, stop| async move {
+                match self {
+                    Self::Auth(auth) => serve_auth(listener, auth, plane, server, stop).await,
+                    Self::Project(project) => {
+                        serve_project(listener, project, plane, server, stop).await
+                    }
+                    Self::Simulation(simulation) => {
+                        serve_simulation(listener, simulation, plane, server, stop).await
+                    }
+                }
+            },
+        )
     }
 }
 
