@@ -70,7 +70,7 @@ fn parse_args() -> Result<Args, String> {
 async fn run(args: Args) -> anyhow::Result<()> {
     let clock = Arc::new(SystemClock);
     let mut config = Config::load(args.config_path.as_deref())?;
-    gateway::open_files::resolve_connections_max(&mut config.http)?;
+    gateway::serve::open_files::resolve_connections_max(&mut config.http)?;
     // The seed of this run: epochs and jitter derive from it, and it differs per start.
     let seed = clock.now_since_epoch().as_nanos() as u64;
     let seams = Seams {
@@ -92,7 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 (Arc::new(bus.clone()), Arc::new(bus))
             }
             Some(address) => {
-                config.event_bus.kind = gateway::config::EventBusKind::Redis;
+                config.event_bus.kind = gateway::realtime::EventBusKind::Redis;
                 config.event_bus.redis.address = address.clone();
                 let mocks = events::RedisBusConfig {
                     rng_seed: !seed,
@@ -112,7 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
 
-    if config.listen == gateway::config::ListenConfig::default() {
+    if config.listen == gateway::serve::ListenConfig::default() {
         let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
         config.listen.api = local(8000);
         config.listen.websocket = local(8001);
@@ -189,7 +189,7 @@ Watch the demo run s-2 live (10 progress events a second; it reads $TOKEN; --hel
         simulation = backends.simulation_addr(),
     );
 
-    gateway::serve(app, listeners, gateway::server::shutdown_signal()).await?;
+    gateway::serve(app, listeners, gateway::serve::server::shutdown_signal()).await?;
     backends.shutdown().await?;
     Ok(())
 }

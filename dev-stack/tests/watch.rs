@@ -32,7 +32,7 @@ async fn served_stack() -> (SocketAddr, String, tokio::sync::watch::Sender<bool>
         config.backends.get_mut(name).unwrap().address = backends.addr(kind).to_string();
     }
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.listen = gateway::config::ListenConfig {
+    config.listen = gateway::serve::ListenConfig {
         api: loopback,
         websocket: loopback,
         health: loopback,

@@ -1,7 +1,7 @@
 //! The WebSocket client frame parser on any text: a frame or a `FrameError`, never a panic.
 #![no_main]
 
-use gateway::hub::protocol::ClientFrame;
+use gateway::realtime::hub::protocol::ClientFrame;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

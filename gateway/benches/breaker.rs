@@ -9,7 +9,7 @@ use axum::body::Body;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gateway::{
     App, Config, Seams,
-    resilience::{Breaker, BreakerConfig},
+    backends::resilience::{Breaker, BreakerConfig},
 };
 use http::Request;
 use seams::{SystemClock, TokioNet};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use events::{ChannelName, Event, EventBus, MemoryBus, memory::MemoryBusConfig};
-use gateway::hub::{Hub, Member, queue::OutQueue};
+use gateway::realtime::hub::{Hub, Member, queue::OutQueue};
 
 const SUBSCRIBERS: u64 = 10_000;
 
@@ -17,7 +17,10 @@ fn fan_out(c: &mut Criterion) {
         .expect("runtime");
     let bus = MemoryBus::new(MemoryBusConfig::default(), "bench".to_owned());
     let bus: Arc<dyn EventBus> = Arc::new(bus);
-    let hub = Hub::new(bus, gateway::metrics::Metrics::default().event_handoff());
+    let hub = Hub::new(
+        bus,
+        gateway::ops::metrics::Metrics::default().event_handoff(),
+    );
     let channel = ChannelName::parse("simulation:s-1").expect("valid channel");
     let queues: Vec<Arc<OutQueue>> = runtime.block_on(async {
         let mut queues = Vec::new();

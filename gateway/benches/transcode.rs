@@ -11,9 +11,9 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use gateway::{
     app::builtin_descriptors,
+    proxy::validate::Validation,
     routing::{RouteLookup, RouteTable},
     transcode,
-    validate::Validation,
 };
 use http::Method;
 use prost::Message;

@@ -1,34 +1,42 @@
 //! Assembly: builds every module's state from the config and wires the four routers. The HTTP
 //! stack is assembled here, top to bottom, in the order of `docs/request-lifecycle.md`.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, future::Future, io, sync::Arc, time::Duration};
 
 use axum::{Router, middleware::from_fn_with_state, response::IntoResponse, routing::get};
 use events::EventBus;
 use prost_reflect::DescriptorPool;
-use seams::{Net, SharedClock};
-use tokio::{sync::watch, task::JoinHandle};
+use seams::{Net, NetListener, SharedClock};
+use tokio::task::JoinHandle;
 
 use crate::{
-    aggregate::{self, Aggregate},
     auth::TokenValidator,
+    auth::permissions::{PermissionCache, PermissionCacheConfig},
     backends::{BackendSetupError, Backends},
-    browser,
-    cache::ResponseCache,
-    config::{Config, ConfigError, millis},
+    config::{Config, ConfigError},
+    drain::{Drain, DrainTrigger},
+    edge::browser,
+    edge::rate_limit::{self, RateLimits, SharedLimits},
     edge::{self, Edge},
-    error::ApiError,
-    health::{self, Health},
-    hub::{Hub, presence::PresenceTracker},
-    metrics::{self, Metrics},
-    permissions::{PermissionCache, PermissionCacheConfig},
-    proxy::{self, Proxy},
-    rate_limit::{self, RateLimits, SharedLimits},
-    request_id::{self, RequestIdGenerator},
-    revocations::RevocationLog,
-    routing::{Route, RouteTable, RouteTableError},
-    validate::{RuleError, Validation},
-    websocket::{self, WebSocketState},
+    ops::health::{self, Health},
+    ops::metrics::{self, Metrics},
+    proxy::aggregate::{self, Aggregate},
+    proxy::cache::ResponseCache,
+    proxy::validate::{RuleError, Validation},
+    proxy::{self, RouteHandler},
+    realtime::hub::{Hub, presence::PresenceTracker},
+    realtime::revocations::RevocationLog,
+    realtime::websocket::{self, WebSocketState},
+    request::error::ApiError,
+    request::request_id::{self, RequestIdGenerator},
+    routing::{
+        Route, RouteTable, RouteTableError,
+        layer::{Routing, route_layer},
+    },
+    serve::{
+        connections::{ConnectionLimits, ConnectionTimeouts},
+        server::{self, Listeners, Port},
+    },
 };
 
 /// Why the gateway cannot start.
@@ -73,7 +81,7 @@ pub enum StartError {
     },
     /// TLS is configured but cannot be set up.
     #[error("tls: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::serve::tls::TlsError),
     /// A route's service has no backend in config.
     #[error("route {route} calls {service}, which no configured backend serves")]
     UnservedRoute {
@@ -125,7 +133,8 @@ pub struct App {
     openapi: bytes::Bytes,
     revocations: Arc<RevocationLog>,
     websocket: Arc<WebSocketState>,
-    stop: Arc<watch::Sender<bool>>,
+    /// The one drain signal of every connection and background task.
+    drain: Arc<DrainTrigger>,
 }
 
 impl std::fmt::Debug for App {
@@ -186,12 +195,12 @@ pub fn embedded_bus(seed: u64) -> Arc<dyn EventBus> {
 /// The event bus the config asks for: in memory, or Redis dialled through `seams.net` (its
 /// connection task starts now, on the current runtime).
 pub fn bus_from_config<N: Net>(
-    config: &crate::config::EventBusConfig,
+    config: &crate::realtime::EventBusConfig,
     seams: &Seams<N>,
 ) -> Result<Arc<dyn EventBus>, StartError> {
     match config.kind {
-        crate::config::EventBusKind::Memory => Ok(embedded_bus(seams.seed)),
-        crate::config::EventBusKind::Redis => {
+        crate::realtime::EventBusKind::Memory => Ok(embedded_bus(seams.seed)),
+        crate::realtime::EventBusKind::Redis => {
             let mut redis = config.redis.clone();
             // Epochs must never repeat across processes: seed them from this process's seed.
             redis.rng_seed ^= seams.seed;
@@ -223,6 +232,8 @@ impl App {
         descriptors: &DescriptorPool,
         bus: Arc<dyn EventBus>,
     ) -> Result<Self, StartError> {
+        // The one drain signal; background tasks started here stop when it starts.
+        let drain = DrainTrigger::new();
         config.validate()?;
         let routes = RouteTable::from_pool(descriptors, &config.auth.public_methods)?;
         for route in routes.routes() {
@@ -269,7 +280,7 @@ impl App {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let tls = crate::tls::acceptor(&config.tls)?;
+        let tls = crate::serve::tls::acceptor(&config.tls)?;
         let openapi = bytes::Bytes::from(
             serde_json::to_vec(&crate::openapi::document(&routes, &validation, &aggregates))
                 .unwrap_or_default(),
@@ -315,7 +326,8 @@ impl App {
             shared_limits,
             metrics.clone(),
         );
-        let backends = Backends::from_config(&seams.net, &config, seams.seed)?;
+        rate_limits.spawn_forgetting_idle_keys(drain.watcher());
+        let backends = Backends::from_config(&seams.net, &config.backends, seams.seed)?;
         let auth_backend = backends
             .by_name(&config.auth.backend)
             .cloned()
@@ -338,7 +350,7 @@ impl App {
             config.auth.clone(),
             seams.clock.clone(),
         ));
-        validator.spawn_jwks_refresh();
+        validator.spawn_jwks_refresh(drain.watcher());
         let hub = Hub::new(bus.clone(), metrics.event_handoff());
         // The request-ID prefix folds the seed into 32 bits: distinct per instance in production
         // (the binary seeds from the OS), fixed per run in simulation. It also names this
@@ -354,19 +366,21 @@ impl App {
         let presence = PresenceTracker::new(
             bus.clone(),
             format!("{prefix:08x}"),
-            millis(config.websocket.presence_ttl_ms),
+            Duration::from_millis(config.websocket.presence_ttl_ms),
         );
-        presence.spawn_heartbeats(millis(config.websocket.presence_heartbeat_interval_ms));
+        presence.spawn_heartbeats(
+            Duration::from_millis(config.websocket.presence_heartbeat_interval_ms),
+            drain.watcher(),
+        );
         let permissions = Arc::new(permissions);
         let revocations = RevocationLog::install(&hub, validator.clone(), permissions.clone());
-        let (stop, stop_signal) = watch::channel(false);
         let websocket = Arc::new(WebSocketState {
             hub: hub.clone(),
             presence,
             validator: validator.clone(),
             permissions,
             config: Arc::new(config.websocket.clone()),
-            shutdown: stop_signal,
+            shutdown: drain.watcher(),
             seed: seams.seed,
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             open_connections: metrics.websocket_connections(),
@@ -391,7 +405,7 @@ impl App {
             openapi,
             revocations,
             websocket,
-            stop: Arc::new(stop),
+            drain: Arc::new(drain),
         })
     }
 
@@ -440,9 +454,10 @@ impl App {
         &self.health
     }
 
-    /// The API router (port 8000): `/health` and every transcoded route.
+    /// The API router (port 8000): the stack of `docs/request-lifecycle.md`, in the order a
+    /// request meets it.
     pub fn api_router(&self) -> Router {
-        let proxy = Arc::new(Proxy {
+        let proxy = Arc::new(RouteHandler {
             backends: self.backends.clone(),
             metrics: self.metrics.clone(),
             body_bytes_max: self.config.http.body_bytes_max,
@@ -451,59 +466,86 @@ impl App {
             cache: self.cache.clone(),
             validation: self.validation.clone(),
         });
-        let aggregated =
-            aggregate::router(&self.aggregates, &proxy, &self.validator, &self.rate_limits);
-        // Inner phases, top to bottom: route (404/405) and authenticate (401), in one layer →
-        // the per-user limit (429) → call the backend.
-        let mut routed = Router::new().fallback(proxy::handle).with_state(proxy);
-        // Limit layers only where a limit is configured: each layer costs every request.
-        if self.rate_limits.limits_users() {
-            routed = routed.layer(from_fn_with_state(
-                self.rate_limits.clone(),
-                rate_limit::user_layer,
-            ));
-        }
-        let routed = routed.layer(from_fn_with_state(
-            Arc::new(proxy::Routing {
-                table: self.routes.clone(),
-                validator: self.validator.clone(),
-            }),
-            proxy::route_layer,
-        ));
-        let router = Router::new()
-            .route(
-                "/health",
-                get(health::ready).with_state(self.health.clone()),
-            )
-            .route(
-                "/openapi.json",
-                get(serve_openapi).with_state(self.openapi.clone()),
-            )
-            .merge(aggregated)
-            .fallback_service(routed);
-        let router = self.limited_per_ip(router);
-        let router = browser::with_cors(router, &self.config.cors);
-        self.outer_layers(router)
+        let routing = Arc::new(Routing {
+            table: self.routes.clone(),
+            composite: self
+                .aggregates
+                .iter()
+                .map(|aggregate| (aggregate.path().to_owned(), aggregate.label().clone()))
+                .collect(),
+            validator: self.validator.clone(),
+        });
+        let aggregates = aggregate::router(&self.aggregates, &proxy);
+        let handlers = Router::new()
+            .fallback(proxy::handle)
+            .with_state(proxy)
+            .merge(aggregates);
+        stack(
+            [
+                // 1-5: request ID and access log, metrics, security headers, head limits,
+                // panic guard.
+                self.edge_step(),
+                // 6: CORS, when origins are allowed.
+                Box::new(|router| browser::with_cors(router, &self.config.cors)),
+                // 7: the per-IP limit, when configured.
+                self.per_ip_limit_step(),
+                // The two endpoints beside the routes, past the protections but unrouted.
+                Box::new(|routes| {
+                    Router::new()
+                        .route(
+                            "/health",
+                            get(health::ready).with_state(self.health.clone()),
+                        )
+                        .route(
+                            "/openapi.json",
+                            get(serve_openapi).with_state(self.openapi.clone()),
+                        )
+                        .merge(routes)
+                }),
+                // 8-9: route match, then authentication (one layer).
+                Box::new(|router| router.layer(from_fn_with_state(routing, route_layer))),
+                // 10: the per-user and per-group limits, when configured.
+                Box::new(|router| {
+                    if !self.rate_limits.limits_users() {
+                        return router;
+                    }
+                    router.layer(from_fn_with_state(
+                        self.rate_limits.clone(),
+                        rate_limit::user_layer,
+                    ))
+                }),
+            ],
+            // 11: the final handlers: aggregates and every transcoded route.
+            handlers,
+        )
     }
 
     /// The WebSocket router (port 8001): `/ws/notifications`, `/ws/simulation/{id}`,
-    /// `/ws/collaboration/{project_id}`.
+    /// `/ws/collaboration/{project_id}`, behind the edge and the per-IP limit.
     pub fn websocket_router(&self) -> Router {
-        let router = websocket::router(self.websocket.clone())
+        let endpoints = websocket::router(self.websocket.clone())
             .fallback(not_found)
             .method_not_allowed_fallback(get_only);
-        self.outer_layers(self.limited_per_ip(router))
+        stack([self.edge_step(), self.per_ip_limit_step()], endpoints)
     }
 
-    /// `router` behind the per-IP limit, when one is configured.
-    fn limited_per_ip(&self, router: Router) -> Router {
-        if !self.rate_limits.limits_ips() {
-            return router;
-        }
-        router.layer(from_fn_with_state(
-            self.rate_limits.clone(),
-            rate_limit::ip_layer,
-        ))
+    /// The edge (phases 1-5, `crate::edge`): what every request on the API, WebSocket and
+    /// health ports goes through first.
+    fn edge_step(&self) -> Step<'_> {
+        Box::new(|router| router.layer(from_fn_with_state(self.edge.clone(), edge::layer)))
+    }
+
+    /// The per-IP limit (phase 7), when one is configured.
+    fn per_ip_limit_step(&self) -> Step<'_> {
+        Box::new(|router| {
+            if !self.rate_limits.limits_ips() {
+                return router;
+            }
+            router.layer(from_fn_with_state(
+                self.rate_limits.clone(),
+                rate_limit::ip_layer,
+            ))
+        })
     }
 
     /// Token validation, for tests and operators.
@@ -516,35 +558,38 @@ impl App {
         &self.hub
     }
 
+    /// A watcher of the app's drain, which [`App::begin_shutdown`] starts.
+    pub fn drain(&self) -> Drain {
+        self.drain.watcher()
+    }
+
     /// Prepares the Redis link of shared rate limits (nothing when limits are local), until it
-    /// is ready or `shutdown` changes.
-    pub fn spawn_rate_limit_preparation(
-        &self,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> JoinHandle<()> {
+    /// is ready or the drain starts.
+    pub fn spawn_rate_limit_preparation(&self) -> JoinHandle<()> {
         let limits = self.rate_limits.clone();
+        let mut drain = self.drain();
         tokio::spawn(async move {
             tokio::select! {
                 () = limits.prepare_shared() => {}
-                _ = shutdown.changed() => {}
+                () = drain.started() => {}
             }
         })
     }
 
-    /// Starts listening for Auth's revocations; stops when `shutdown` changes.
-    pub fn spawn_revocation_listener(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
-        tokio::spawn(crate::revocations::listen(
+    /// Starts listening for Auth's revocations, until the drain starts.
+    pub fn spawn_revocation_listener(&self) -> JoinHandle<()> {
+        tokio::spawn(crate::realtime::revocations::listen(
             self.revocations.clone(),
             self.hub.bus().as_ref(),
-            shutdown,
+            self.drain(),
         ))
     }
 
-    /// Tells every WebSocket client to reconnect elsewhere and stops accepting new work.
+    /// Starts the drain: readiness turns false, listeners stop accepting, connections finish
+    /// their requests, WebSocket clients are told to reconnect elsewhere, background tasks stop.
     pub fn begin_shutdown(&self) {
         self.health.start_draining();
-        // Receivers may all be gone; only the change matters.
-        let _ = self.stop.send(true);
+        self.drain.start();
     }
 
     /// The health router (port 8002).
@@ -556,7 +601,7 @@ impl App {
             .with_state(self.health.clone())
             .fallback(not_found)
             .method_not_allowed_fallback(get_only);
-        self.outer_layers(router)
+        stack([self.edge_step()], router)
     }
 
     /// The metrics router (port 8003).
@@ -572,32 +617,42 @@ impl App {
             ))
     }
 
-    /// `router` behind the edge (`crate::edge`): what every request on the API, WebSocket and
-    /// health ports goes through. (The API port adds CORS inside it.)
-    fn outer_layers(&self, router: Router) -> Router {
-        router.layer(from_fn_with_state(self.edge.clone(), edge::layer))
-    }
-
-    /// Starts the background health checks (backends and the event bus); they stop when
-    /// `shutdown` changes.
-    pub fn spawn_health_checks(&self, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    /// Starts the background health checks (backends and the event bus), until the drain
+    /// starts.
+    pub fn spawn_health_checks(&self) -> JoinHandle<()> {
         let bus_watch = tokio::spawn(health::watch_bus(
             self.health.clone(),
             self.bus.status(),
-            shutdown.clone(),
+            self.drain(),
         ));
         let checks = health::run_checks(
             self.health.clone(),
             self.backends.clone(),
             self.config.health.clone(),
             self.metrics.clone(),
-            shutdown,
+            self.drain(),
         );
         tokio::spawn(async move {
             checks.await;
             bus_watch.abort();
         })
     }
+}
+
+/// One step of a port's stack: wraps everything below it.
+type Step<'a> = Box<dyn FnOnce(Router) -> Router + 'a>;
+
+/// Assembles a port's stack from `steps`, given in the order a request meets them, around
+/// `innermost`. axum's layers wrap what is already built, so the steps are applied from the last
+/// one up: the first step ends outermost.
+fn stack<'a>(
+    steps: impl IntoIterator<Item = Step<'a>, IntoIter: DoubleEndedIterator>,
+    innermost: Router,
+) -> Router {
+    steps
+        .into_iter()
+        .rev()
+        .fold(innermost, |router, step| step(router))
 }
 
 /// `GET /openapi.json`: the API's OpenAPI document (public).
@@ -621,4 +676,74 @@ async fn not_found() -> axum::response::Response {
 /// 405 in the error shape for the fixed GET-only endpoints (probes, metrics).
 async fn get_only() -> axum::response::Response {
     ApiError::method_not_allowed(&[http::Method::GET, http::Method::HEAD]).into_response()
+}
+
+/// Serves the four routers on listeners the caller bound until `shutdown` resolves, then drains
+/// within the grace period: readiness turns false (`draining`), listeners stop accepting,
+/// in-flight requests finish, and everything still running when `shutdown.grace_period_ms` ends
+/// is dropped.
+///
+/// `http.connections_max` must be set: 0 ("derive it from the open-file limit") is for the
+/// binaries to resolve first ([`crate::serve::open_files::resolve_connections_max`]), since the library
+/// never reads the host's limits.
+pub async fn serve<L: NetListener>(
+    app: App,
+    listeners: Listeners<L>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let http = &app.config().http;
+    if http.connections_max == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "http.connections_max is 0 (derive it from the open-file limit): resolve it with \
+             gateway::open_files::resolve_connections_max before serving, or set it",
+        ));
+    }
+    let health_checks = app.spawn_health_checks();
+    let revocations = app.spawn_revocation_listener();
+    let rate_limit_preparation = app.spawn_rate_limit_preparation();
+    let timeouts = ConnectionTimeouts {
+        header_read: Duration::from_millis(http.header_read_timeout_ms),
+        idle: Duration::from_millis(http.idle_timeout_ms),
+    };
+    // One count for both public ports; the health and metrics ports are not limited (probes and
+    // scrapes must get through when clients have taken every place).
+    let public = Some(ConnectionLimits::new(
+        http.connections_max,
+        http.connections_per_ip_max,
+    ));
+    let tls = app.tls().cloned();
+    let servers = [
+        (listeners.api, app.api_router(), public.clone(), tls.clone()),
+        (listeners.websocket, app.websocket_router(), public, tls),
+        (listeners.health, app.health_router(), None, None),
+        (listeners.metrics, app.metrics_router(), None, None),
+    ]
+    .into_iter()
+    .map(|(listener, router, limits, tls)| {
+        let port = Port {
+            limits,
+            tls,
+            timeouts,
+        };
+        tokio::spawn(server::serve_port(listener, router, port, app.drain()))
+    })
+    .collect::<Vec<_>>();
+
+    shutdown.await;
+    tracing::info!("shutdown requested; draining");
+    app.begin_shutdown();
+    let grace = Duration::from_millis(app.config().shutdown.grace_period_ms);
+    let drained = tokio::time::timeout(grace, futures::future::join_all(servers)).await;
+    health_checks.abort();
+    revocations.abort();
+    rate_limit_preparation.abort();
+    match drained {
+        Ok(_) => tracing::info!("drained"),
+        Err(_) => tracing::warn!(
+            grace_period_ms = grace.as_millis() as u64,
+            "grace period over; dropping remaining connections"
+        ),
+    }
+    Ok(())
 }

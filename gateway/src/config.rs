@@ -5,7 +5,7 @@
 //! Environment overrides use `__` between levels: `GATEWAY_HTTP__BODY_BYTES_MAX=65536`,
 //! `GATEWAY_BACKENDS__AUTH__ADDRESS=auth.internal:9000`.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path};
 
 use figment::{
     Figment,
@@ -13,13 +13,18 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use crate::{
-    backends::PoolConfig,
-    browser::{CorsConfig, SecurityHeadersConfig},
-    cache::{CacheConfig, CacheRouteConfig},
-    rate_limit::RateLimitConfig,
-    resilience::{BreakerConfig, RetryConfig},
-    tls::TlsConfig,
+use crate::{
+    auth::AuthConfig,
+    backends::BackendConfig,
+    edge::{
+        browser::{CorsConfig, SecurityHeadersConfig},
+        rate_limit::RateLimitConfig,
+    },
+    ops::health::HealthConfig,
+    proxy::{aggregate, cache::CacheConfig},
+    realtime::{EventBusConfig, EventBusKind, WebSocketConfig},
+    routing::{RoutesConfig, check_route_group},
+    serve::{HttpConfig, ListenConfig, ShutdownConfig, tls::TlsConfig},
 };
 
 /// The root configuration; each section belongs to one module.
@@ -56,319 +61,22 @@ pub struct Config {
     pub tls: TlsConfig,
 }
 
-/// Listener addresses.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ListenConfig {
-    /// HTTP API (`/api/...`, `/health`). Default `0.0.0.0:8000`.
-    pub api: SocketAddr,
-    /// WebSocket (`/ws/...`). Default `0.0.0.0:8001`.
-    pub websocket: SocketAddr,
-    /// Health probes (`/health/live`, `/health/ready`, `/health`). Default `0.0.0.0:8002`.
-    pub health: SocketAddr,
-    /// Prometheus metrics (`/metrics`). Default `0.0.0.0:8003`.
-    pub metrics: SocketAddr,
-    /// Let several processes serve the API and WebSocket ports (`SO_REUSEPORT`; the kernel
-    /// spreads connections over them). The health and metrics ports stay each process's own.
-    /// Default false.
-    pub reuse_port: bool,
-}
-
-/// One backend service.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BackendConfig {
-    /// `host:port` of the gRPC server (its first instance).
-    pub address: String,
-    /// `host:port` of further instances of the same service; calls go round robin over all.
-    #[serde(default)]
-    pub replicas: Vec<String>,
-    /// The channel pool of each instance.
-    #[serde(default)]
-    pub pool: PoolConfig,
-    /// Fully qualified gRPC services it serves (`project.v1.ProjectService`). An empty list
-    /// switches the backend off when loading (the way to drop a default backend).
-    pub services: Vec<String>,
-    /// Time allowed to open a connection. Default 1,000 ms.
-    #[serde(default = "defaults::connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
-    /// Deadline of each call, sent as `grpc-timeout`. Default 5,000 ms.
-    #[serde(default = "defaults::deadline_ms")]
-    pub deadline_ms: u64,
-    /// HTTP/2 keepalive ping interval on the connection. Default 10,000 ms.
-    #[serde(default = "defaults::keepalive_interval_ms")]
-    pub keepalive_interval_ms: u64,
-    /// How long to wait for a keepalive ping's answer before the connection is dropped.
-    /// Default 5,000 ms.
-    #[serde(default = "defaults::keepalive_timeout_ms")]
-    pub keepalive_timeout_ms: u64,
-    /// Least time between two reconnections forced by calls that got no answer within their
-    /// deadline (a silently dead connection). Default 1,000 ms.
-    #[serde(default = "defaults::reconnect_interval_ms")]
-    pub reconnect_interval_ms: u64,
-    /// The circuit breaker in front of it (`docs/resilience.md`).
-    #[serde(default)]
-    pub breaker: BreakerConfig,
-    /// Retries of safe calls and their budget (`docs/resilience.md`).
-    #[serde(default)]
-    pub retry: RetryConfig,
-}
-
-/// Client authentication.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// The backend (a key of `backends`) whose `auth.v1.AuthService` validates tokens.
-    /// Default `auth`.
-    pub backend: String,
-    /// gRPC methods reachable without a token, as `package.Service/Method`.
-    /// Default: Auth's `Login` and `Refresh`.
-    pub public_methods: Vec<String>,
-    /// How long a valid token's validation is cached (never past the token's expiry).
-    /// Default 30,000 ms.
-    pub token_cache_ttl_ms: u64,
-    /// How long a rejected token's answer is cached, so floods of one bad token cost one call.
-    /// Default 5,000 ms.
-    pub negative_cache_ttl_ms: u64,
-    /// Most cached validations; past it, new tokens are validated without being cached.
-    /// Default 100,000.
-    pub token_cache_entries_max: usize,
-    /// Longest bearer token accepted; longer ones get 401 without a call to Auth. Default 8,192.
-    pub token_bytes_max: usize,
-    /// Deadline of a `ValidateToken` call. Default 2,000 ms.
-    pub validation_deadline_ms: u64,
-    /// When Auth cannot answer, verify tokens locally against Auth's JWKS (valid ones pass with
-    /// the user taken from the claims, others get 401). `false`: 503 while Auth is unreachable.
-    /// Default `true`.
-    pub local_verification: bool,
-    /// The `iss` tokens must carry to be verified locally. Default `mock-auth`.
-    pub issuer: String,
-    /// The `aud` tokens must carry to be verified locally. Default `simulation-platform`.
-    pub audience: String,
-    /// Tolerance on `exp` and `nbf` in local verification, seconds. Default 5.
-    pub clock_leeway_seconds: i64,
-    /// How often Auth's JWKS is fetched again. Default 300,000 ms.
-    pub jwks_refresh_interval_ms: u64,
-    /// Least time between two fetches triggered by an unknown `kid` (and between retries until
-    /// the first fetch succeeds). Default 10,000 ms.
-    pub jwks_refresh_min_interval_ms: u64,
-}
-
-/// Limits on HTTP requests; each excess gets a 4xx with the error shape.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Largest request body (413 above). Default 1,048,576.
-    pub body_bytes_max: usize,
-    /// Longest request target, path plus query (414 above). Default 8,192.
-    pub uri_bytes_max: usize,
-    /// Largest total size of request headers, names plus values (431 above). Default 16,384.
-    pub header_bytes_max: usize,
-    /// Most request headers (431 above). Default 64.
-    pub header_count_max: usize,
-    /// Time a connection has to send a whole request head, from when the server starts waiting
-    /// for it: bounds slow heads (slow loris) and idle HTTP/1.1 keep-alive connections alike.
-    /// Default 10,000 ms.
-    pub header_read_timeout_ms: u64,
-    /// Deepest nesting of arrays and objects a JSON body may have (400 `json_too_deep` deeper),
-    /// refused before parsing. Default 32.
-    pub json_depth_max: usize,
-    /// A connection with no request in flight for this long is closed gracefully. It is what
-    /// closes idle HTTP/2 connections (hyper has no idle timeout of its own); an idle HTTP/1.1
-    /// connection meets the head timeout first. Default 60,000 ms.
-    pub idle_timeout_ms: u64,
-    /// Open connections on the API and WebSocket ports together; past it new ones get a 503 and
-    /// are closed. 0: the process's open-file limit less 1,024 (kept for backend channels, Redis
-    /// and files), so the process refuses politely instead of failing to accept. Default 0.
-    pub connections_max: usize,
-    /// Open connections per client IP (the peer address); 0 turns the limit off. Default 0.
-    pub connections_per_ip_max: usize,
-}
-
-/// Dependency health checks (`grpc.health.v1`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct HealthConfig {
-    /// Time between checks of each backend. Default 2,000 ms.
-    pub check_interval_ms: u64,
-    /// Deadline of one check. Default 1,000 ms.
-    pub check_timeout_ms: u64,
-}
-
-/// Graceful shutdown.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ShutdownConfig {
-    /// How long in-flight requests may take to finish after SIGINT/SIGTERM. Default 10,000 ms.
-    pub grace_period_ms: u64,
-}
-
-/// The WebSocket hub: limits per connection and the subscription checks.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct WebSocketConfig {
-    /// Origins allowed to open WebSockets from a browser (`https://app.example.com`); `"*"`
-    /// allows any. Requests without an `Origin` header (non-browser clients) are always allowed.
-    /// Default: none, so browsers are refused until their origin is listed.
-    pub allowed_origins: Vec<String>,
-    /// Frames queued per connection before it conflates (simulation channels) or is closed as a
-    /// slow consumer (others). Default 256.
-    pub outbound_queue_len_max: usize,
-    /// Largest client message; larger ones close the connection with 1009. Default 16,384.
-    pub inbound_message_bytes_max: usize,
-    /// Sustained client messages per second. Default 20.
-    pub inbound_messages_per_second: u32,
-    /// Burst of client messages above the sustained rate. Default 40.
-    pub inbound_messages_burst: u32,
-    /// Consecutive refused messages before the connection is closed with 1008. Default 20.
-    pub inbound_refusals_max: u32,
-    /// Close a connection that sent nothing (not even a pong) for this long. Default 60,000 ms.
-    pub idle_timeout_ms: u64,
-    /// Interval of server pings. Default 20,000 ms.
-    pub ping_interval_ms: u64,
-    /// How long a `CheckPermission` answer is reused. Default 10,000 ms.
-    pub permission_cache_ttl_ms: u64,
-    /// Most cached permission answers. Default 100,000.
-    pub permission_cache_entries_max: usize,
-    /// Deadline of a `CheckPermission` call. Default 2,000 ms.
-    pub permission_check_deadline_ms: u64,
-    /// Bytes a connection's reader allocates up front. Default 1,024 (the library's 128 KiB
-    /// default is sized for throughput, not for 100,000 idle connections).
-    pub read_buffer_bytes: usize,
-    /// Bytes buffered before a write is flushed; 0 writes every frame at once and keeps no
-    /// buffer between frames. Default 0.
-    pub write_buffer_bytes: usize,
-    /// Most bytes a connection may hold unwritten before sends fail. Default 262,144.
-    pub write_buffer_bytes_max: usize,
-    /// At shutdown, clients are told to reconnect after a random delay up to this. Default 5,000 ms.
-    pub reconnect_jitter_ms: u64,
-    /// How often this instance extends the presence entries of its collaboration connections.
-    /// Default 5,000 ms.
-    pub presence_heartbeat_interval_ms: u64,
-    /// How long a presence entry lives without a heartbeat: an instance that dies leaves no
-    /// ghost for longer than this. At least twice the heartbeat interval. Default 15,000 ms.
-    pub presence_ttl_ms: u64,
-}
-
-impl Default for WebSocketConfig {
-    fn default() -> Self {
-        Self {
-            allowed_origins: Vec::new(),
-            outbound_queue_len_max: 256,
-            inbound_message_bytes_max: 16_384,
-            inbound_messages_per_second: 20,
-            inbound_messages_burst: 40,
-            inbound_refusals_max: 20,
-            idle_timeout_ms: 60_000,
-            ping_interval_ms: 20_000,
-            permission_cache_ttl_ms: 10_000,
-            permission_cache_entries_max: 100_000,
-            permission_check_deadline_ms: 2_000,
-            read_buffer_bytes: 1_024,
-            write_buffer_bytes: 0,
-            write_buffer_bytes_max: 262_144,
-            reconnect_jitter_ms: 5_000,
-            presence_heartbeat_interval_ms: 5_000,
-            presence_ttl_ms: 15_000,
-        }
-    }
-}
-
-/// Which event bus the hub reads.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum EventBusKind {
-    /// In process: one gateway instance, publishers in the same process (dev stack, tests).
-    #[default]
-    Memory,
-    /// Redis pub/sub with bounded Streams for history: several instances, backends elsewhere.
-    Redis,
-}
-
-/// Where WebSocket events come from (`docs/events.md`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct EventBusConfig {
-    /// `memory` (default) or `redis`.
-    pub kind: EventBusKind,
-    /// The Redis bus, used when `kind = "redis"`.
-    pub redis: events::redis_bus::RedisBusConfig,
-}
-
-/// Where routes come from.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct RoutesConfig {
-    /// An encoded `FileDescriptorSet` to route from instead of the built-in contracts
-    /// (`protox --include-imports -o` or `protoc --include_imports -o` makes one). Default: none.
-    pub descriptor_set_path: Option<std::path::PathBuf>,
-    /// Deadlines of route groups, in ms, by gRPC service (`project.v1.ProjectService`) or method
-    /// (`project.v1.ProjectService/ListProjects`); a method's entry wins over its service's.
-    /// Routes in no group use their backend's `deadline_ms`. Default: none.
-    pub deadlines_ms: BTreeMap<String, u64>,
-    /// Aggregation routes (`docs/resilience.md`): by the aggregate's path (`/api/dashboard`), its
-    /// parts by name, each a GET route's path and query (`/api/projects?page_size=5`), called
-    /// in parallel. Default: none.
-    pub aggregates: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-/// Whether `group` names a gRPC service (`package.Service`) or method (`package.Service/Method`).
-fn is_route_group(group: &str) -> bool {
-    match group.split_once('/') {
-        Some((service, method)) => {
-            service.contains('.') && !method.is_empty() && !method.contains('/')
-        }
-        None => group.contains('.'),
-    }
-}
-
-mod defaults {
-    pub fn connect_timeout_ms() -> u64 {
-        1_000
-    }
-    pub fn deadline_ms() -> u64 {
-        5_000
-    }
-    pub fn keepalive_interval_ms() -> u64 {
-        10_000
-    }
-    pub fn keepalive_timeout_ms() -> u64 {
-        5_000
-    }
-    pub fn reconnect_interval_ms() -> u64 {
-        1_000
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
-        let backend = |address: &str, service: &str| BackendConfig {
-            address: address.to_owned(),
-            replicas: Vec::new(),
-            pool: PoolConfig::default(),
-            services: vec![service.to_owned()],
-            connect_timeout_ms: defaults::connect_timeout_ms(),
-            deadline_ms: defaults::deadline_ms(),
-            keepalive_interval_ms: defaults::keepalive_interval_ms(),
-            keepalive_timeout_ms: defaults::keepalive_timeout_ms(),
-            reconnect_interval_ms: defaults::reconnect_interval_ms(),
-            breaker: BreakerConfig::default(),
-            retry: RetryConfig::default(),
-        };
         Self {
             listen: ListenConfig::default(),
             backends: BTreeMap::from([
                 (
                     "auth".to_owned(),
-                    backend("127.0.0.1:9000", "auth.v1.AuthService"),
+                    BackendConfig::new("127.0.0.1:9000", "auth.v1.AuthService"),
                 ),
                 (
                     "project".to_owned(),
-                    backend("127.0.0.1:10000", "project.v1.ProjectService"),
+                    BackendConfig::new("127.0.0.1:10000", "project.v1.ProjectService"),
                 ),
                 (
                     "simulation".to_owned(),
-                    backend("127.0.0.1:11000", "simulation.v1.SimulationService"),
+                    BackendConfig::new("127.0.0.1:11000", "simulation.v1.SimulationService"),
                 ),
             ]),
             auth: AuthConfig::default(),
@@ -383,75 +91,6 @@ impl Default for Config {
             security_headers: SecurityHeadersConfig::default(),
             rate_limit: RateLimitConfig::default(),
             tls: TlsConfig::default(),
-        }
-    }
-}
-
-impl Default for ListenConfig {
-    fn default() -> Self {
-        let any = |port| SocketAddr::from(([0, 0, 0, 0], port));
-        Self {
-            api: any(8000),
-            websocket: any(8001),
-            health: any(8002),
-            metrics: any(8003),
-            reuse_port: false,
-        }
-    }
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            backend: "auth".to_owned(),
-            public_methods: vec![
-                "auth.v1.AuthService/Login".to_owned(),
-                "auth.v1.AuthService/Refresh".to_owned(),
-            ],
-            token_cache_ttl_ms: 30_000,
-            negative_cache_ttl_ms: 5_000,
-            token_cache_entries_max: 100_000,
-            token_bytes_max: 8_192,
-            validation_deadline_ms: 2_000,
-            local_verification: true,
-            issuer: "mock-auth".to_owned(),
-            audience: "simulation-platform".to_owned(),
-            clock_leeway_seconds: 5,
-            jwks_refresh_interval_ms: 300_000,
-            jwks_refresh_min_interval_ms: 10_000,
-        }
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            body_bytes_max: 1_048_576,
-            uri_bytes_max: 8_192,
-            header_bytes_max: 16_384,
-            header_count_max: 64,
-            header_read_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
-            json_depth_max: 32,
-            connections_max: 0,
-            connections_per_ip_max: 0,
-        }
-    }
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        Self {
-            check_interval_ms: 2_000,
-            check_timeout_ms: 1_000,
-        }
-    }
-}
-
-impl Default for ShutdownConfig {
-    fn default() -> Self {
-        Self {
-            grace_period_ms: 10_000,
         }
     }
 }
@@ -593,26 +232,16 @@ impl Config {
         }
         for (group, deadline) in &self.routes.deadlines_ms {
             let field = format!("routes.deadlines_ms.{group}");
-            if !is_route_group(group) {
-                return Err(invalid(
-                    &field,
-                    "must name a gRPC service (package.Service) or method (package.Service/Method)",
-                ));
-            }
+            check_route_group(group).map_err(|reason| invalid(&field, &reason))?;
             positive(&field, *deadline)?;
         }
         for (path, parts) in &self.routes.aggregates {
-            crate::aggregate::check_config(path, parts)
+            aggregate::check_config(path, parts)
                 .map_err(|reason| invalid(&format!("routes.aggregates.{path}"), &reason))?;
         }
         for (group, rule) in &self.cache.routes {
             let field = format!("cache.routes.{group}");
-            if !is_route_group(group) {
-                return Err(invalid(
-                    &field,
-                    "must name a gRPC service (package.Service) or method (package.Service/Method)",
-                ));
-            }
+            check_route_group(group).map_err(|reason| invalid(&field, &reason))?;
             positive(&format!("{field}.ttl_ms"), rule.ttl_ms)?;
         }
         self.cors
@@ -629,12 +258,8 @@ impl Config {
             ));
         }
         for group in self.rate_limit.groups.keys() {
-            if !is_route_group(group) {
-                return Err(invalid(
-                    &format!("rate_limit.groups.{group}"),
-                    "must name a gRPC service (package.Service) or method (package.Service/Method)",
-                ));
-            }
+            check_route_group(group)
+                .map_err(|reason| invalid(&format!("rate_limit.groups.{group}"), &reason))?;
         }
         self.security_headers
             .headers(true)
@@ -742,9 +367,4 @@ impl Config {
             .find(|(_, backend)| backend.services.iter().any(|s| s == service))
             .map(|(name, backend)| (name.as_str(), backend))
     }
-}
-
-/// Milliseconds from config as a `Duration`.
-pub fn millis(ms: u64) -> Duration {
-    Duration::from_millis(ms)
 }

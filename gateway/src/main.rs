@@ -58,7 +58,7 @@ async fn main() -> ExitCode {
 
 async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let mut config = Config::load(config_path.as_deref())?;
-    gateway::open_files::resolve_connections_max(&mut config.http)?;
+    gateway::serve::open_files::resolve_connections_max(&mut config.http)?;
     let seams = Seams {
         net: TokioNet,
         clock: Arc::new(SystemClock),
@@ -80,7 +80,7 @@ async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     );
     let bus = gateway::app::bus_from_config(&config.event_bus, &seams)?;
     let app = App::from_config(config, &seams, bus)?;
-    gateway::serve(app, listeners, gateway::server::shutdown_signal()).await?;
+    gateway::serve(app, listeners, gateway::serve::server::shutdown_signal()).await?;
     Ok(())
 }
 

@@ -98,8 +98,7 @@ fn token_id(token: &str) -> String {
 #[tokio::test]
 async fn while_auth_is_unreachable_tokens_are_verified_locally() {
     let stack = Stack::start().await;
-    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
-    let _revocations = stack.app.spawn_revocation_listener(stop_signal);
+    let _revocations = stack.app.spawn_revocation_listener();
     let alice = stack.login("alice").await;
     let revoked = stack.login("alice").await;
     let bob = stack.login("bob").await;

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use gateway::config::CacheRouteConfig;
+use gateway::proxy::cache::CacheRouteConfig;
 use mock_backends::ServiceKind;
 use support::{Answer, Stack, json_request};
 

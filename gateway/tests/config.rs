@@ -16,9 +16,8 @@ use std::{
 };
 
 use gateway::{
-    App, Config, Seams, StartError,
-    app::builtin_descriptors,
-    config::{BackendConfig, ConfigError},
+    App, Config, Seams, StartError, app::builtin_descriptors, backends::BackendConfig,
+    config::ConfigError,
 };
 use seams::{SystemClock, TokioNet};
 

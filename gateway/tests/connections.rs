@@ -164,7 +164,7 @@ async fn two_instances_share_one_port_with_reuse_port() {
 
     let stack = Stack::start().await;
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let mut listen = gateway::config::ListenConfig {
+    let mut listen = gateway::serve::ListenConfig {
         api: loopback,
         websocket: loopback,
         health: loopback,

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use gateway::{App, Seams, error::grpc_to_http};
+use gateway::{App, Seams, request::error::grpc_to_http};
 use seams::{SystemClock, TokioNet};
 use support::{dynamic, json_request};
 use tonic::{Code, Status};

@@ -35,8 +35,7 @@ async fn wait_for_readiness(stack: &Stack, status: u16) -> Answer {
 #[tokio::test]
 async fn readiness_follows_backend_health_with_per_dependency_detail() {
     let stack = Stack::start_with(|_| {}, |config| config.health.check_interval_ms = 50).await;
-    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
-    let _checks = stack.app.spawn_health_checks(stop_signal);
+    let _checks = stack.app.spawn_health_checks();
 
     let ready = wait_for_readiness(&stack, 200).await;
     assert_eq!(ready.json["status"], "ready");

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use gateway::{
     app::builtin_descriptors,
-    hub::protocol::ClientFrame,
+    realtime::hub::protocol::ClientFrame,
     routing::{RouteLookup, RouteTable},
     transcode,
 };

@@ -7,7 +7,7 @@ mod support;
 use std::net::SocketAddr;
 
 use axum::{body::Body, extract::ConnectInfo};
-use gateway::{config::Config, rate_limit::Limit, server::Peer};
+use gateway::{config::Config, edge::rate_limit::Limit, request::Peer};
 use http::Request;
 use mock_backends::ServiceKind;
 use support::{Answer, Stack, json_request, send, serve_on_loopback};

@@ -9,7 +9,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use events::{ChannelName, Publisher, RedisBus, RedisBusConfig};
 use futures::{SinkExt, StreamExt};
-use gateway::{App, Seams, config::EventBusKind};
+use gateway::{App, Seams, realtime::EventBusKind};
 use redis_harness::TestRedis;
 use seams::{SystemClock, TokioNet};
 use serde_json::value::RawValue;
@@ -214,8 +214,7 @@ async fn redis_restart_mid_stream_interrupts_then_resumes_with_an_explicit_gap_a
     let mut redis = redis().await;
     let stack = Stack::start().await;
     let (app, address) = gateway_on_redis(&stack, &redis, 3).await;
-    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
-    let _checks = app.spawn_health_checks(stop_signal);
+    let _checks = app.spawn_health_checks();
     let alice = stack.login("alice").await;
     let mut client = open(address, "/ws/simulation/s-2", &alice).await;
     assert_eq!(next_frame(&mut client).await["type"], "welcome");

@@ -8,7 +8,7 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use gateway::{App, Seams, config::EventBusKind, rate_limit::Limit};
+use gateway::{App, Seams, edge::rate_limit::Limit, realtime::EventBusKind};
 use redis_harness::TestRedis;
 use seams::{SystemClock, TokioNet};
 use support::{Answer, Stack, json_request, metrics_text, send};

@@ -114,8 +114,7 @@ async fn an_open_breaker_refuses_at_once_shows_in_health_and_metrics_and_closes_
         },
     )
     .await;
-    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
-    let _checks = stack.app.spawn_health_checks(stop_signal);
+    let _checks = stack.app.spawn_health_checks();
     let token = stack.login("alice").await;
     let faults = stack.backends.faults(ServiceKind::Simulation);
 
@@ -216,8 +215,7 @@ async fn calls_go_round_robin_over_instances_and_an_unhealthy_one_leaves_the_rot
         seed: 7,
     };
     let app = App::from_config(config, &seams, std::sync::Arc::new(stack.bus.clone())).unwrap();
-    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
-    let _checks = app.spawn_health_checks(stop_signal);
+    let _checks = app.spawn_health_checks();
     let get = |id: String| {
         let mut request = json_request("GET", "/api/projects", Some(&token), "");
         request
@@ -485,7 +483,7 @@ fn call(
 /// that break one after another are separate failures and open it.
 #[tokio::test]
 async fn a_broken_connection_is_one_failure_for_the_breaker_however_many_calls_it_carried() {
-    use gateway::{backends::CallError, resilience::BreakerState};
+    use gateway::{backends::CallError, backends::resilience::BreakerState};
 
     let server = BreakingServer::start().await;
     let backend = backend_at(server.address);

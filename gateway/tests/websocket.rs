@@ -622,8 +622,7 @@ fn token_id(token: &str) -> String {
 #[tokio::test]
 async fn revocations_close_exactly_the_affected_connections_at_once() {
     let ws = WsStack::start().await;
-    let (_stop, stop_signal) = tokio::sync::watch::channel(false);
-    let _listener = ws.stack.app.spawn_revocation_listener(stop_signal);
+    let _listener = ws.stack.app.spawn_revocation_listener();
     let alice = ws.stack.login("alice").await;
     let alice_again = ws.stack.login("alice").await;
     let bob = ws.stack.login("bob").await;

@@ -14,7 +14,8 @@
 //!   bus settings, the workload's paths and the shared limit it runs into.
 //! - [`faults`]: the faults a scenario schedules, and the sabotages that prove invariants can fail.
 //! - [`scenario`]: a topology, a workload, a fault schedule and a duration, run into a trace.
-//! - [`invariants`]: the properties every trace must have, each a documented function.
+//! - [`invariants`]: the properties every trace must have, each a documented function, one file
+//!   per family.
 //! - [`explore`]: fault schedules generated from a seed, and campaigns over many seeds.
 //! - [`seed`]: how a run's seed is chosen and how a failing run says how to replay it.
 //!

@@ -257,7 +257,7 @@ impl Scenario {
                     "runner",
                     Observation::Fault(format!("{fault:?}")),
                 );
-                apply(&mut sim, &hosts, &clocks, &knobs, &fault);
+                inject_fault(&mut sim, &hosts, &clocks, &knobs, &fault);
             }
             match sim.step() {
                 Ok(true) => break,
@@ -862,7 +862,7 @@ async fn subscribe(plan: SubscriberPlan) {
                         &host,
                         Observation::Frame {
                             subscriber,
-                            frame: essentials(frame),
+                            frame: checked_fields(frame),
                         },
                     );
                     if gap && reconnect_on_gap {
@@ -892,7 +892,7 @@ async fn subscribe(plan: SubscriberPlan) {
 /// What the invariants read of a frame: its protocol fields, and of an event's data only the
 /// workload's `seq` or a presence change's action and connection. (A scale run keeps millions of
 /// frames; payloads would dominate memory.)
-fn essentials(mut frame: Value) -> Value {
+fn checked_fields(mut frame: Value) -> Value {
     if let Some(fields) = frame.as_object_mut() {
         fields.remove("connection_id");
         if let Some(data) = fields.remove("data") {
@@ -911,7 +911,7 @@ fn essentials(mut frame: Value) -> Value {
     frame
 }
 
-fn apply(
+fn inject_fault(
     sim: &mut turmoil::Sim<'_>,
     hosts: &[String],
     clocks: &[(String, SimClock)],

@@ -8,7 +8,7 @@ use std::{
 };
 
 use events::RedisBusConfig;
-use gateway::{Config, rate_limit::Limit};
+use gateway::{Config, edge::rate_limit::Limit};
 
 /// `0.0.0.0:port`: what every host binds.
 pub fn any(port: u16) -> SocketAddr {
@@ -85,7 +85,7 @@ pub fn gateway_config(seed: u64, connections_max: usize) -> Config {
     // Project's template list is cached, and served stale for ten seconds while Project is down.
     config.cache.routes.insert(
         "project.v1.ProjectService/ListTemplates".to_owned(),
-        gateway::config::CacheRouteConfig {
+        gateway::proxy::cache::CacheRouteConfig {
             ttl_ms: 1_000,
             stale_ms: 10_000,
             per_user: false,
@@ -98,7 +98,7 @@ pub fn gateway_config(seed: u64, connections_max: usize) -> Config {
     if let Some(project) = config.backends.get_mut("project") {
         project.retry.budget_min_per_second = 0;
     }
-    config.event_bus.kind = gateway::config::EventBusKind::Redis;
+    config.event_bus.kind = gateway::realtime::EventBusKind::Redis;
     config.event_bus.redis = redis_bus_config(seed);
     config
         .rate_limit

@@ -21,7 +21,7 @@ use events::{
     },
 };
 use futures::StreamExt;
-use gateway::rate_limit::GCRA_SCRIPT;
+use gateway::edge::rate_limit::GCRA_SCRIPT;
 use redis::{Value, aio::MultiplexedConnection};
 use redis_harness::TestRedis;
 use seams::SystemClock;

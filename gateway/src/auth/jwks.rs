@@ -20,7 +20,7 @@ use seams::SharedClock;
 use serde::Deserialize;
 use tokio::{task::JoinHandle, time::Instant};
 
-use crate::{auth::UserContext, backends::Backend, config::AuthConfig};
+use crate::{auth::AuthConfig, auth::UserContext, backends::Backend, drain::Drain};
 
 /// Most token IDs remembered as revoked or rejected (the oldest are forgotten first).
 const REJECTED_IDS_MAX: usize = 100_000;
@@ -99,8 +99,10 @@ impl LocalVerifier {
         let mut request = tonic::Request::new(GetJwksRequest {});
         request.set_timeout(deadline);
         // A refresh for an unknown `kid` carries the request that needed it, for the logs.
-        if let Some(id) = crate::request_id::current().and_then(|id| id.parse().ok()) {
-            request.metadata_mut().insert(crate::request_id::HEADER, id);
+        if let Some(id) = crate::request::request_id::current().and_then(|id| id.parse().ok()) {
+            request
+                .metadata_mut()
+                .insert(crate::request::request_id::HEADER, id);
         }
         let mut client = AuthServiceClient::new(self.auth.lease().channel());
         let answer = match tokio::time::timeout(deadline, client.get_jwks(request)).await {
@@ -127,8 +129,8 @@ impl LocalVerifier {
     }
 
     /// Refreshes every `jwks_refresh_interval_ms`, and every `jwks_refresh_min_interval_ms` until
-    /// the first success, for as long as the verifier lives.
-    pub fn spawn_refresh(self: &Arc<Self>) -> JoinHandle<()> {
+    /// the first success, for as long as the verifier lives and until the drain starts.
+    pub fn spawn_refresh(self: &Arc<Self>, mut drain: Drain) -> JoinHandle<()> {
         let verifier: Weak<Self> = Arc::downgrade(self);
         let interval = Duration::from_millis(self.config.jwks_refresh_interval_ms);
         let retry = Duration::from_millis(self.config.jwks_refresh_min_interval_ms);
@@ -139,7 +141,11 @@ impl LocalVerifier {
                 };
                 let fetched = current.refresh(false).await;
                 drop(current);
-                tokio::time::sleep(if fetched { interval } else { retry }).await;
+                tokio::select! {
+                    biased;
+                    () = drain.started() => return,
+                    () = tokio::time::sleep(if fetched { interval } else { retry }) => {}
+                }
             }
         })
     }

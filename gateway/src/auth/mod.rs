@@ -7,6 +7,10 @@
 //! for `auth.negative_cache_ttl_ms`, and never holds "Auth is unavailable". Concurrent requests with
 //! the same uncached token share one call: the first inserts a pending cell, the others wait on it.
 
+pub mod jwks;
+pub mod permissions;
+
+use serde::{Deserialize, Serialize};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, OnceLock},
@@ -30,11 +34,11 @@ use tonic::{
 };
 
 use crate::{
+    auth::jwks::{LocalVerdict, LocalVerifier},
     backends::Backend,
-    config::AuthConfig,
-    error::ApiError,
-    jwks::{LocalVerdict, LocalVerifier},
-    request_id,
+    drain::Drain,
+    request::request_id,
+    request::{error::ApiError, error_code::ErrorCode},
 };
 
 /// Metadata keys carrying the caller's identity to backends. Clients' own headers are never
@@ -140,7 +144,7 @@ impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::Unavailable(_) => ApiError::unavailable(
-                "auth_unavailable",
+                ErrorCode::AuthUnavailable,
                 "the authentication service is unavailable",
             ),
             AuthError::Invalid(_) => ApiError::unauthenticated("the token is invalid or expired"),
@@ -172,9 +176,10 @@ impl TokenValidator {
         }
     }
 
-    /// Starts keeping Auth's JWKS fresh for local verification (nothing when it is off).
-    pub fn spawn_jwks_refresh(&self) -> Option<tokio::task::JoinHandle<()>> {
-        self.local.as_ref().map(LocalVerifier::spawn_refresh)
+    /// Starts keeping Auth's JWKS fresh for local verification, until the drain starts
+    /// (nothing when it is off).
+    pub fn spawn_jwks_refresh(&self, drain: Drain) -> Option<tokio::task::JoinHandle<()>> {
+        self.local.as_ref().map(|local| local.spawn_refresh(drain))
     }
 
     /// Checks a token, from cache when possible.
@@ -411,6 +416,69 @@ pub async fn authenticate(
         Err(error) => {
             tracing::debug!(%error, "authentication failed");
             Err(ApiError::from(error).into_response())
+        }
+    }
+}
+
+/// Client authentication.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The backend (a key of `backends`) whose `auth.v1.AuthService` validates tokens.
+    /// Default `auth`.
+    pub backend: String,
+    /// gRPC methods reachable without a token, as `package.Service/Method`.
+    /// Default: Auth's `Login` and `Refresh`.
+    pub public_methods: Vec<String>,
+    /// How long a valid token's validation is cached (never past the token's expiry).
+    /// Default 30,000 ms.
+    pub token_cache_ttl_ms: u64,
+    /// How long a rejected token's answer is cached, so floods of one bad token cost one call.
+    /// Default 5,000 ms.
+    pub negative_cache_ttl_ms: u64,
+    /// Most cached validations; past it, new tokens are validated without being cached.
+    /// Default 100,000.
+    pub token_cache_entries_max: usize,
+    /// Longest bearer token accepted; longer ones get 401 without a call to Auth. Default 8,192.
+    pub token_bytes_max: usize,
+    /// Deadline of a `ValidateToken` call. Default 2,000 ms.
+    pub validation_deadline_ms: u64,
+    /// When Auth cannot answer, verify tokens locally against Auth's JWKS (valid ones pass with
+    /// the user taken from the claims, others get 401). `false`: 503 while Auth is unreachable.
+    /// Default `true`.
+    pub local_verification: bool,
+    /// The `iss` tokens must carry to be verified locally. Default `mock-auth`.
+    pub issuer: String,
+    /// The `aud` tokens must carry to be verified locally. Default `simulation-platform`.
+    pub audience: String,
+    /// Tolerance on `exp` and `nbf` in local verification, seconds. Default 5.
+    pub clock_leeway_seconds: i64,
+    /// How often Auth's JWKS is fetched again. Default 300,000 ms.
+    pub jwks_refresh_interval_ms: u64,
+    /// Least time between two fetches triggered by an unknown `kid` (and between retries until
+    /// the first fetch succeeds). Default 10,000 ms.
+    pub jwks_refresh_min_interval_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            backend: "auth".to_owned(),
+            public_methods: vec![
+                "auth.v1.AuthService/Login".to_owned(),
+                "auth.v1.AuthService/Refresh".to_owned(),
+            ],
+            token_cache_ttl_ms: 30_000,
+            negative_cache_ttl_ms: 5_000,
+            token_cache_entries_max: 100_000,
+            token_bytes_max: 8_192,
+            validation_deadline_ms: 2_000,
+            local_verification: true,
+            issuer: "mock-auth".to_owned(),
+            audience: "simulation-platform".to_owned(),
+            clock_leeway_seconds: 5,
+            jwks_refresh_interval_ms: 300_000,
+            jwks_refresh_min_interval_ms: 10_000,
         }
     }
 }

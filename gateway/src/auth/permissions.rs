@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 use proto::auth::v1::{CheckPermissionRequest, auth_service_client::AuthServiceClient};
 use tokio::time::Instant;
 
-use crate::{backends::Backend, request_id};
+use crate::{backends::Backend, request::request_id};
 
 /// Cache limits and the call deadline.
 #[derive(Debug, Clone, Copy)]

@@ -3,8 +3,11 @@
 //! ([`pool`]); and the generic unary call every route uses, round robin over the instances, with
 //! retries of safe calls within the backend's retry budget.
 
+pub mod codec;
 pub mod pool;
+pub mod resilience;
 
+use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
     sync::{
@@ -21,10 +24,9 @@ use tokio::time::Instant;
 use tonic::{Status, metadata::MetadataMap, transport::Endpoint};
 
 use crate::{
-    codec::WireCodec,
-    config::{BackendConfig, Config, millis},
-    resilience::{
-        RetryBudget,
+    backends::codec::WireCodec,
+    backends::resilience::{
+        BreakerConfig, RetryBudget, RetryConfig,
         breaker::{Permit, Refused},
         is_backend_failure,
         retry::is_retryable,
@@ -106,9 +108,9 @@ impl Backend {
                     })?
                     // Explicit at the boundary: every timeout and window is chosen here, not
                     // inherited.
-                    .connect_timeout(millis(config.connect_timeout_ms))
-                    .http2_keep_alive_interval(millis(config.keepalive_interval_ms))
-                    .keep_alive_timeout(millis(config.keepalive_timeout_ms))
+                    .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+                    .http2_keep_alive_interval(Duration::from_millis(config.keepalive_interval_ms))
+                    .keep_alive_timeout(Duration::from_millis(config.keepalive_timeout_ms))
                     .keep_alive_while_idle(true)
                     .initial_stream_window_size(STREAM_WINDOW_BYTES)
                     .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
@@ -121,13 +123,13 @@ impl Backend {
                     connect,
                     config.pool,
                     config.breaker,
-                    millis(config.reconnect_interval_ms),
+                    Duration::from_millis(config.reconnect_interval_ms),
                 )))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self(Arc::new(BackendInner {
             name: name.to_owned(),
-            deadline: millis(config.deadline_ms),
+            deadline: Duration::from_millis(config.deadline_ms),
             instances,
             next: AtomicUsize::new(0),
             retry: RetryBudget::new(config.retry, seed),
@@ -338,11 +340,11 @@ impl Backends {
     /// Each backend's retry backoff draws from `seed` mixed with its position.
     pub fn from_config<N: Net>(
         net: &N,
-        config: &Config,
+        config: &BTreeMap<String, BackendConfig>,
         seed: u64,
     ) -> Result<Self, BackendSetupError> {
         let mut backends = Self::default();
-        for (index, (name, backend_config)) in config.backends.iter().enumerate() {
+        for (index, (name, backend_config)) in config.iter().enumerate() {
             let backend_seed = seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             backends.by_name.insert(
                 name.clone(),
@@ -378,5 +380,84 @@ impl Backends {
                 .collect();
             (backend, services)
         })
+    }
+}
+
+/// One backend service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// `host:port` of the gRPC server (its first instance).
+    pub address: String,
+    /// `host:port` of further instances of the same service; calls go round robin over all.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// The channel pool of each instance.
+    #[serde(default)]
+    pub pool: PoolConfig,
+    /// Fully qualified gRPC services it serves (`project.v1.ProjectService`). An empty list
+    /// switches the backend off when loading (the way to drop a default backend).
+    pub services: Vec<String>,
+    /// Time allowed to open a connection. Default 1,000 ms.
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Deadline of each call, sent as `grpc-timeout`. Default 5,000 ms.
+    #[serde(default = "defaults::deadline_ms")]
+    pub deadline_ms: u64,
+    /// HTTP/2 keepalive ping interval on the connection. Default 10,000 ms.
+    #[serde(default = "defaults::keepalive_interval_ms")]
+    pub keepalive_interval_ms: u64,
+    /// How long to wait for a keepalive ping's answer before the connection is dropped.
+    /// Default 5,000 ms.
+    #[serde(default = "defaults::keepalive_timeout_ms")]
+    pub keepalive_timeout_ms: u64,
+    /// Least time between two reconnections forced by calls that got no answer within their
+    /// deadline (a silently dead connection). Default 1,000 ms.
+    #[serde(default = "defaults::reconnect_interval_ms")]
+    pub reconnect_interval_ms: u64,
+    /// The circuit breaker in front of it (`docs/resilience.md`).
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Retries of safe calls and their budget (`docs/resilience.md`).
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+impl BackendConfig {
+    /// A backend at `address` serving `service`, every other setting at its default.
+    pub fn new(address: &str, service: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            replicas: Vec::new(),
+            pool: PoolConfig::default(),
+            services: vec![service.to_owned()],
+            connect_timeout_ms: defaults::connect_timeout_ms(),
+            deadline_ms: defaults::deadline_ms(),
+            keepalive_interval_ms: defaults::keepalive_interval_ms(),
+            keepalive_timeout_ms: defaults::keepalive_timeout_ms(),
+            reconnect_interval_ms: defaults::reconnect_interval_ms(),
+            breaker: BreakerConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// The defaults of the fields serde may find missing (`BackendConfig` has no `Default`: an
+/// address and services are required).
+mod defaults {
+    pub fn connect_timeout_ms() -> u64 {
+        1_000
+    }
+    pub fn deadline_ms() -> u64 {
+        5_000
+    }
+    pub fn keepalive_interval_ms() -> u64 {
+        10_000
+    }
+    pub fn keepalive_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn reconnect_interval_ms() -> u64 {
+        1_000
     }
 }

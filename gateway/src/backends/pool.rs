@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::resilience::{Breaker, BreakerConfig, BreakerState};
+use crate::backends::resilience::{Breaker, BreakerConfig, BreakerState};
 
 /// Least time between two shrinks of a pool: load that dips for a moment keeps its channels.
 pub const SHRINK_INTERVAL: Duration = Duration::from_secs(10);

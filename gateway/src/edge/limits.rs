@@ -8,7 +8,10 @@ use axum::{
     http::{StatusCode, header},
 };
 
-use crate::{config::HttpConfig, error::ApiError};
+use crate::{
+    request::{error::ApiError, error_code::ErrorCode},
+    serve::HttpConfig,
+};
 
 /// The request's head within `[http]`'s limits on the target and the headers, or the error
 /// that says which limit it exceeds.
@@ -20,7 +23,7 @@ pub fn check_head(config: &HttpConfig, request: &Request) -> Result<(), ApiError
     if target_len > config.uri_bytes_max {
         return Err(ApiError::new(
             StatusCode::URI_TOO_LONG,
-            "uri_too_long",
+            ErrorCode::UriTooLong,
             format!("the request target exceeds {} bytes", config.uri_bytes_max),
         ));
     }
@@ -28,7 +31,7 @@ pub fn check_head(config: &HttpConfig, request: &Request) -> Result<(), ApiError
     if headers.len() > config.header_count_max {
         return Err(ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             format!("more than {} request headers", config.header_count_max),
         ));
     }
@@ -39,7 +42,7 @@ pub fn check_head(config: &HttpConfig, request: &Request) -> Result<(), ApiError
     if header_bytes > config.header_bytes_max {
         return Err(ApiError::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
+            ErrorCode::HeadersTooLarge,
             format!("request headers exceed {} bytes", config.header_bytes_max),
         ));
     }
@@ -85,7 +88,7 @@ pub fn json_depth(body: &[u8]) -> usize {
 /// 400 `json_too_deep` for a body nesting deeper than `limit`.
 pub fn json_too_deep(limit: usize) -> ApiError {
     ApiError::bad_request(
-        "json_too_deep",
+        ErrorCode::JsonTooDeep,
         format!("the JSON body nests arrays and objects deeper than {limit} levels"),
     )
 }
@@ -94,7 +97,7 @@ pub fn json_too_deep(limit: usize) -> ApiError {
 pub fn payload_too_large(limit: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         format!("the request body exceeds {limit} bytes"),
     )
 }

@@ -7,6 +7,10 @@
 //! request on its cheapest route, as one about 9–13 % (`docs/benchmarks.md`, "After the mocks'
 //! permission cache and the edge in one layer").
 
+pub mod browser;
+pub mod limits;
+pub mod rate_limit;
+
 use std::sync::Arc;
 
 use axum::{
@@ -18,8 +22,12 @@ use axum::{
 use futures::FutureExt as _;
 
 use crate::{
-    browser, config::HttpConfig, error::ApiError, limits, metrics, metrics::Metrics, request_id,
-    request_id::RequestIdGenerator,
+    ops::metrics,
+    ops::metrics::Metrics,
+    request::request_id,
+    request::request_id::RequestIdGenerator,
+    request::{error::ApiError, error_code::ErrorCode},
+    serve::HttpConfig,
 };
 
 /// What the edge needs, shared by every request.
@@ -61,7 +69,7 @@ async fn guard_panics(handling: impl Future<Output = Response>) -> Response {
             tracing::error!("request handler panicked");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ErrorCode::Internal,
                 "the gateway failed to process the request",
             )
             .into_response()

@@ -21,10 +21,10 @@ use serde_json::{Map, Value, json};
 
 use self::schemas::Schemas;
 use crate::{
-    aggregate::Aggregate,
+    proxy::aggregate::Aggregate,
+    proxy::validate::Validation,
     routing::{Route, RouteTable, table::resolve_field_path},
     transcode::BodyMapping,
-    validate::Validation,
 };
 
 /// The document for `routes` (whose request rules are `validation`) and `aggregates`.

@@ -18,7 +18,7 @@ use prost_reflect::{Cardinality, EnumDescriptor, FieldDescriptor, Kind, MessageD
 use serde_json::{Map, Value, json};
 
 use super::decimal;
-use crate::validate::{FieldRules, Validation, ValueRules};
+use crate::proxy::validate::{FieldRules, Validation, ValueRules};
 
 /// Which side of a call a message's schema describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

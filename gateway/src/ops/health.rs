@@ -22,27 +22,27 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
 use crate::{
+    backends::resilience::BreakerState,
     backends::{Backend, Backends, Instance},
-    config::HealthConfig,
-    metrics::Metrics,
-    resilience::BreakerState,
+    drain::Drain,
+    ops::metrics::Metrics,
 };
 
 /// The name of the event bus in the health report.
 pub const EVENT_BUS: &str = "event_bus";
 
-/// Mirrors the event bus's delivery status into the health report until `shutdown` changes.
+/// Mirrors the event bus's delivery status into the health report until the drain starts.
 pub async fn watch_bus(
     health: Arc<Health>,
     mut status: watch::Receiver<events::BusStatus>,
-    mut shutdown: watch::Receiver<bool>,
+    mut drain: Drain,
 ) {
     loop {
         let delivering = *status.borrow_and_update() == events::BusStatus::Delivering;
@@ -61,7 +61,7 @@ pub async fn watch_bus(
         );
         tokio::select! {
             biased;
-            _ = shutdown.changed() => return,
+            _ = drain.started() => return,
             changed = status.changed() => if changed.is_err() { return },
         }
     }
@@ -192,13 +192,13 @@ impl Health {
     }
 }
 
-/// Checks every backend at the configured interval until `shutdown` changes.
+/// Checks every backend at the configured interval until the drain starts.
 pub async fn run_checks(
     health: Arc<Health>,
     backends: Backends,
     config: HealthConfig,
     metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
+    mut drain: Drain,
 ) {
     let mut interval = tokio::time::interval(Duration::from_millis(config.check_interval_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,7 +206,7 @@ pub async fn run_checks(
     loop {
         tokio::select! {
             biased;
-            _ = shutdown.changed() => return,
+            _ = drain.started() => return,
             _ = interval.tick() => {}
         }
         let checks = backends.iter().map(|(backend, services)| async move {
@@ -301,4 +301,23 @@ pub async fn ready(State(health): State<Arc<Health>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(report)).into_response()
+}
+
+/// Dependency health checks (`grpc.health.v1`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Time between checks of each backend. Default 2,000 ms.
+    pub check_interval_ms: u64,
+    /// Deadline of one check. Default 1,000 ms.
+    pub check_timeout_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            check_interval_ms: 2_000,
+            check_timeout_ms: 1_000,
+        }
+    }
 }

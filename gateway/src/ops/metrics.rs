@@ -237,7 +237,7 @@ impl Metrics {
         &self,
         backend: &str,
         instance: &str,
-        state: crate::resilience::BreakerState,
+        state: crate::backends::resilience::BreakerState,
     ) {
         self.breaker_state
             .get_or_create(&InstanceLabels {

@@ -15,7 +15,6 @@ use axum::{
     body::Body,
     extract::{Request, State},
     http::{HeaderValue, Method, StatusCode, Uri, header},
-    middleware::from_fn_with_state,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -23,13 +22,13 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::{
-    auth::{self, TokenValidator, UserContext},
-    error::ApiError,
-    metrics::RouteLabel,
-    proxy::{self, MatchedRoute, Proxy},
-    rate_limit::{self, RateLimits},
-    request_id::ErrorCode,
-    request_id::{self, RequestId},
+    auth::UserContext,
+    ops::metrics::RouteLabel,
+    proxy::{self, RouteHandler},
+    request::error::ApiError,
+    request::error_code::ErrorCode,
+    request::request_id::{self, RequestId},
+    routing::MatchedRoute,
     routing::{RouteLookup, RouteTable},
 };
 
@@ -130,40 +129,35 @@ impl Aggregate {
         &self.path
     }
 
+    /// Its route label in the metrics (`GET /api/dashboard`).
+    pub fn label(&self) -> &Arc<str> {
+        &self.label
+    }
+
     /// Its parts' names, in order.
     pub fn part_names(&self) -> Vec<&str> {
         self.parts.iter().map(|part| part.name.as_str()).collect()
     }
 }
 
-/// The router serving `aggregates`: GET only (405 otherwise, before authentication, as for
-/// routes), a valid token required, the parts called through `proxy`.
-pub fn router(
-    aggregates: &[Arc<Aggregate>],
-    proxy: &Arc<Proxy>,
-    validator: &Arc<TokenValidator>,
-    limits: &Arc<RateLimits>,
-) -> Router {
+/// The router serving `aggregates`, their parts called through `proxy`. Routing, the method
+/// check and authentication happen before it, in the routing layer, as for every route
+/// (`routing::layer`); so does the per-user limit, counted once for the whole aggregate.
+pub fn router(aggregates: &[Arc<Aggregate>], proxy: &Arc<RouteHandler>) -> Router {
     aggregates.iter().fold(Router::new(), |router, aggregate| {
         let served = Arc::new(Served {
             aggregate: aggregate.clone(),
             proxy: proxy.clone(),
         });
         let path = served.aggregate.path.clone();
-        // Authenticated, then counted once against the caller's per-user limit.
-        let method_router = get(handle)
-            .route_layer(from_fn_with_state(limits.clone(), rate_limit::user_layer))
-            .route_layer(from_fn_with_state(validator.clone(), auth::layer))
-            .fallback(only_get)
-            .with_state(served);
-        router.route(&path, method_router)
+        router.route(&path, get(handle).with_state(served))
     })
 }
 
 /// One aggregate and the backend calls of its parts.
 struct Served {
     aggregate: Arc<Aggregate>,
-    proxy: Arc<Proxy>,
+    proxy: Arc<RouteHandler>,
 }
 
 /// The merged answer.
@@ -269,7 +263,7 @@ async fn answer_of(result: Result<Response, ApiError>) -> PartAnswer {
         },
         None => failed(&ApiError::new(
             StatusCode::BAD_GATEWAY,
-            "bad_gateway",
+            ErrorCode::BadGateway,
             "the backend's response could not be encoded",
         )),
     }
@@ -280,7 +274,7 @@ fn failed(error: &ApiError) -> PartAnswer {
         status: error.status().as_u16(),
         body: None,
         error: Some(PartError {
-            code: error.code(),
+            code: error.code().as_str(),
             message: error.message().to_owned(),
         }),
         cache: None,
@@ -300,20 +294,23 @@ fn merge(aggregate: &Aggregate, answers: Vec<PartAnswer>) -> Response {
         0 if all_outages => (
             StatusCode::SERVICE_UNAVAILABLE,
             Some((
-                "aggregate_unavailable",
+                ErrorCode::AggregateUnavailable,
                 "no part could be fetched: their backends are not answering",
             )),
         ),
         0 => (
             StatusCode::BAD_GATEWAY,
-            Some(("aggregate_failed", "every part of this aggregate failed")),
+            Some((
+                ErrorCode::AggregateFailed,
+                "every part of this aggregate failed",
+            )),
         ),
         _ => (StatusCode::OK, None),
     };
     let request_id = request_id::current().unwrap_or_default();
     let merged = Merged {
         error: error.map(|(code, message)| ErrorBody {
-            code,
+            code: code.as_str(),
             message,
             request_id: &request_id,
         }),
@@ -333,7 +330,7 @@ fn merge(aggregate: &Aggregate, answers: Vec<PartAnswer>) -> Response {
         // Every field serializes; this guards the invariant without a panic.
         return ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "the aggregate could not be encoded",
         )
         .into_response();
@@ -348,7 +345,7 @@ fn merge(aggregate: &Aggregate, answers: Vec<PartAnswer>) -> Response {
     )
         .into_response();
     if let Some((code, _)) = error {
-        response.extensions_mut().insert(ErrorCode(code));
+        response.extensions_mut().insert(code);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             let seconds = retry_after.unwrap_or(1);
             response
@@ -357,10 +354,6 @@ fn merge(aggregate: &Aggregate, answers: Vec<PartAnswer>) -> Response {
         }
     }
     response
-}
-
-async fn only_get() -> Response {
-    ApiError::method_not_allowed(&[Method::GET, Method::HEAD]).into_response()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use futures::{FutureExt, future::Shared};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::error::ApiError;
+use crate::request::error::ApiError;
 
 /// The cache's settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -245,6 +245,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::request::error_code::ErrorCode;
 
     fn rule(ttl_ms: u64, stale_ms: u64) -> CacheRule {
         CacheRule {
@@ -270,7 +271,7 @@ mod tests {
     }
 
     fn outage() -> ApiError {
-        ApiError::unavailable("unavailable", "down")
+        ApiError::unavailable(ErrorCode::Unavailable, "down")
     }
 
     #[tokio::test(start_paused = true)]
@@ -340,18 +341,18 @@ mod tests {
         assert_eq!((body.as_ref(), served), (&b"a"[..], Served::Stale));
         assert!(age >= Duration::from_millis(500));
         // A client error is not an outage: it is passed on, never covered.
-        let invalid = ApiError::bad_request("invalid_argument", "no");
+        let invalid = ApiError::bad_request(ErrorCode::InvalidArgument, "no");
         let answer = cache
             .get_or_fetch("k".into(), r, false, fetch(&calls, Err(invalid)))
             .await;
-        assert_eq!(answer.unwrap_err().code(), "invalid_argument");
+        assert_eq!(answer.unwrap_err().code(), ErrorCode::InvalidArgument);
         tokio::time::advance(Duration::from_millis(700)).await;
         let answer = cache
             .get_or_fetch("k".into(), r, false, fetch(&calls, Err(outage())))
             .await;
         assert_eq!(
             answer.unwrap_err().code(),
-            "unavailable",
+            ErrorCode::Unavailable,
             "past ttl + stale"
         );
     }

@@ -1,13 +1,17 @@
-//! The routing and backend-call phases: match the route, transcode JSON to a dynamic gRPC
-//! request, check it against the contract's field rules, call the backend with the caller's
-//! context as metadata, and transcode the answer.
+//! Phase 11, the final handler of a matched route: read the body, transcode JSON to the gRPC
+//! request, check it against the contract's field rules (`validate`), answer from the response
+//! cache when configured (`cache`), call the backend with the caller's context as metadata, and
+//! transcode the answer. Aggregate routes (`aggregate`) call several routes through it.
+
+pub mod aggregate;
+pub mod cache;
+pub mod validate;
 
 use std::sync::Arc;
 
 use axum::{
     extract::{Request, State},
     http::{HeaderValue, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -16,80 +20,21 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::{
-    auth::{self, TokenValidator, UserContext},
+    auth::UserContext,
     backends::{Backend, Backends, CallError},
-    cache::{ResponseCache, Served},
-    error::ApiError,
-    limits::{self, payload_too_large},
-    metrics::{Metrics, RouteLabel},
-    request_id::{self, RequestId},
-    routing::{Route, RouteLookup, RouteTable},
-    transcode::{self, Capture, TranscodeError},
-    validate::Validation,
+    edge::limits::{self, payload_too_large},
+    ops::metrics::Metrics,
+    proxy::cache::{ResponseCache, Served},
+    proxy::validate::Validation,
+    request::request_id::{self, RequestId},
+    request::{error::ApiError, error_code::ErrorCode},
+    routing::{MatchedRoute, Route},
+    transcode::{self, TranscodeError},
 };
-
-pub use crate::auth::user_metadata;
-
-/// The route a request matched and its decoded path variables.
-#[derive(Debug, Clone)]
-pub struct MatchedRoute {
-    /// The route.
-    pub route: Arc<Route>,
-    /// Its path variables.
-    pub captures: Vec<Capture>,
-}
-
-/// What routing needs: the routes, and token validation for those that are not public.
-#[derive(Debug)]
-pub struct Routing {
-    /// The route table.
-    pub table: Arc<RouteTable>,
-    /// Validates the tokens of non-public routes.
-    pub validator: Arc<TokenValidator>,
-}
-
-/// Middleware: looks the request up in the route table (404 when no route has the path, 405 with
-/// `Allow` when the path exists with other methods, 400 when a path variable is not UTF-8), then,
-/// unless the route is public, authenticates it (`auth::authenticate`). Routing comes first
-/// because whether a token is needed depends on the route; both run in one layer because each
-/// layer costs every request a boxed service and future.
-pub async fn route_layer(
-    State(routing): State<Arc<Routing>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    match routing.table.lookup(request.method(), request.uri().path()) {
-        RouteLookup::Found(route, captures) => {
-            let label = RouteLabel(route.label.clone());
-            let public = route.public;
-            request
-                .extensions_mut()
-                .insert(MatchedRoute { route, captures });
-            let authenticated = if public {
-                Ok(())
-            } else {
-                auth::authenticate(&routing.validator, &mut request).await
-            };
-            let mut response = match authenticated {
-                Ok(()) => next.run(request).await,
-                Err(refusal) => refusal,
-            };
-            response.extensions_mut().insert(label);
-            response
-        }
-        RouteLookup::NotFound => ApiError::route_not_found().into_response(),
-        RouteLookup::MethodNotAllowed(allow) => {
-            ApiError::method_not_allowed(&allow).into_response()
-        }
-        RouteLookup::BadPath(error) => {
-            ApiError::bad_request("invalid_path", error.to_string()).into_response()
-        }
-    }
-}
 
 /// What the final handler needs.
 #[derive(Debug)]
-pub struct Proxy {
+pub struct RouteHandler {
     /// Backend connections.
     pub backends: Backends,
     /// Where backend call latencies are recorded.
@@ -107,7 +52,7 @@ pub struct Proxy {
 }
 
 /// The final handler: transcode, call, transcode back.
-pub async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+pub async fn handle(State(proxy): State<Arc<RouteHandler>>, request: Request) -> Response {
     match forward(&proxy, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -116,7 +61,7 @@ pub async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Respon
 
 /// Serves a request whose route is matched (its [`MatchedRoute`] in the extensions): the body
 /// read and transcoded, the backend called (through the cache for cached routes).
-pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response, ApiError> {
+pub(crate) async fn forward(proxy: &RouteHandler, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let matched = parts
         .extensions
@@ -130,14 +75,14 @@ pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response,
             if error.is::<LengthLimitError>() {
                 payload_too_large(proxy.body_bytes_max)
             } else {
-                ApiError::bad_request("invalid_body", "the request body could not be read")
+                ApiError::bad_request(ErrorCode::InvalidBody, "the request body could not be read")
             }
         })?
         .to_bytes();
     if !body.is_empty() && !is_json(parts.headers.get(header::CONTENT_TYPE)) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "request bodies must be application/json",
         ));
     }
@@ -148,21 +93,24 @@ pub(crate) async fn forward(proxy: &Proxy, request: Request) -> Result<Response,
         transcode::build_request(&route.request, &matched.captures, parts.uri.query(), &body)
             .map_err(|error| match error {
                 TranscodeError::InvalidJson(_) => {
-                    ApiError::bad_request("invalid_json", error.to_string())
+                    ApiError::bad_request(ErrorCode::InvalidJson, error.to_string())
                 }
-                other => ApiError::bad_request("invalid_argument", other.to_string()),
+                other => ApiError::bad_request(ErrorCode::InvalidArgument, other.to_string()),
             })?;
     // Before the cache and the backend: a request the contract refuses costs neither.
     proxy
         .validation
         .check(route, &message)
-        .map_err(|invalid| ApiError::bad_request("invalid_field", invalid.to_string()))?;
+        .map_err(|invalid| ApiError::bad_request(ErrorCode::InvalidField, invalid.to_string()))?;
     let backend = proxy
         .backends
         .for_service(route.service_name())
         .ok_or_else(|| {
             // Start-up checks that every routed service has a backend; this guards the invariant.
-            ApiError::unavailable("backend_unavailable", "no backend serves this route")
+            ApiError::unavailable(
+                ErrorCode::BackendUnavailable,
+                "no backend serves this route",
+            )
         })?;
     let metadata = outgoing_metadata(
         parts.extensions.get::<RequestId>(),
@@ -267,7 +215,7 @@ impl BackendCall {
             tracing::error!(%error, "response transcoding failed");
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
-                "bad_gateway",
+                ErrorCode::BadGateway,
                 "the backend's response could not be encoded",
             )
         })?;

@@ -21,12 +21,12 @@ use futures::future::BoxFuture;
 
 use events::{BusMessage, ChannelName, Event, EventBus, History};
 use serde::Deserialize;
-use tokio::sync::watch;
 
 use crate::{
     auth::TokenValidator,
-    hub::{Hub, RevocationGate, protocol::close_code},
-    permissions::PermissionCache,
+    auth::permissions::PermissionCache,
+    drain::Drain,
+    realtime::hub::{Hub, RevocationGate, protocol::close_code},
 };
 
 /// One revocation, as Auth publishes it.
@@ -56,7 +56,7 @@ pub enum Revocation {
 }
 
 /// Applies one revocation; returns how many connections it closed.
-pub fn apply(
+pub fn apply_revocation(
     revocation: &Revocation,
     hub: &Hub,
     validator: &TokenValidator,
@@ -235,7 +235,7 @@ impl RevocationLog {
     fn apply_event(&self, hub: &Hub, event: &Event) {
         match serde_json::from_str::<Revocation>(event.data.get()) {
             Ok(revocation) => {
-                let closed = apply(&revocation, hub, &self.validator, &self.permissions);
+                let closed = apply_revocation(&revocation, hub, &self.validator, &self.permissions);
                 tracing::info!(
                     ?revocation,
                     offset = event.offset,
@@ -267,28 +267,28 @@ impl RevocationLog {
 }
 
 /// Subscribes to `auth:revocations` now, then applies what history holds and what arrives until
-/// `shutdown` changes. The subscription exists when this returns, so no revocation published
+/// the drain starts. The subscription exists when this returns, so no revocation published
 /// afterwards is missed.
 pub fn listen(
     log: Arc<RevocationLog>,
     bus: &dyn EventBus,
-    shutdown: watch::Receiver<bool>,
+    drain: Drain,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let subscription = bus.subscribe(&ChannelName::revocations());
-    apply_all(log, subscription, shutdown)
+    apply_all(log, subscription, drain)
 }
 
 async fn apply_all(
     log: Arc<RevocationLog>,
     mut subscription: events::Subscription,
-    mut shutdown: watch::Receiver<bool>,
+    mut drain: Drain,
 ) {
     // Tokens revoked before this instance started stay revoked for local verification too.
     log.apply_missed().await;
     loop {
         let message = tokio::select! {
             biased;
-            _ = shutdown.changed() => return,
+            _ = drain.started() => return,
             message = subscription.next() => message,
         };
         match message {

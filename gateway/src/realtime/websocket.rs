@@ -27,21 +27,21 @@ use axum::{
 };
 use events::{ChannelKind, ChannelName};
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::watch;
 
 use crate::{
+    auth::permissions::PermissionCache,
     auth::{self, TokenValidator},
-    config::WebSocketConfig,
-    connections::Admission,
-    error::ApiError,
-    hub::{
+    drain::Drain,
+    realtime::WebSocketConfig,
+    realtime::hub::{
         Hub, Member, ResumePoint, conflates,
         connection::{self, ConnectionContext},
         presence::PresenceTracker,
         protocol::{ServerFrame, close_code},
         queue::OutQueue,
     },
-    permissions::PermissionCache,
+    request::{error::ApiError, error_code::ErrorCode},
+    serve::connections::Admission,
 };
 
 /// What the WebSocket endpoints share.
@@ -58,7 +58,7 @@ pub struct WebSocketState {
     /// Limits.
     pub config: Arc<WebSocketConfig>,
     /// Changes when the gateway shuts down.
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: Drain,
     /// Seed for the per-connection reconnect jitter.
     pub seed: u64,
     /// Next connection ID.
@@ -69,28 +69,70 @@ pub struct WebSocketState {
 
 /// One open connection, counted in `gateway_websocket_connections` while it lives (also when
 /// its task is dropped at shutdown).
-struct Counted(Gauge);
+struct OpenConnectionGuard(Gauge);
 
-impl Counted {
+impl OpenConnectionGuard {
     fn new(gauge: Gauge) -> Self {
         gauge.inc();
         Self(gauge)
     }
 }
 
-impl Drop for Counted {
+impl Drop for OpenConnectionGuard {
     fn drop(&mut self) {
         self.0.dec();
     }
 }
 
-/// The routes of port 8001.
+/// The routes of port 8001: one handler for every endpoint.
 pub fn router(state: Arc<WebSocketState>) -> Router {
-    Router::new()
-        .route("/ws/notifications", get(notifications))
-        .route("/ws/simulation/{id}", get(simulation))
-        .route("/ws/collaboration/{project_id}", get(collaboration))
+    Endpoint::ALL
+        .into_iter()
+        .fold(Router::new(), |router, endpoint| {
+            router.route(endpoint.path(), get(connect).layer(Extension(endpoint)))
+        })
         .with_state(state)
+}
+
+/// A WebSocket endpoint: its path, the channel its path names, its label in the metrics.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    /// The caller's own notifications (`user:{id}`).
+    Notifications,
+    /// One simulation's progress (`simulation:{id}`).
+    Simulation,
+    /// One project's collaboration channel (`project:{id}`).
+    Collaboration,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 3] = [Self::Notifications, Self::Simulation, Self::Collaboration];
+
+    fn path(self) -> &'static str {
+        match self {
+            Self::Notifications => "/ws/notifications",
+            Self::Simulation => "/ws/simulation/{id}",
+            Self::Collaboration => "/ws/collaboration/{project_id}",
+        }
+    }
+
+    /// Named as routes on port 8000 are named: method and template.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Notifications => "GET /ws/notifications",
+            Self::Simulation => "GET /ws/simulation/{id}",
+            Self::Collaboration => "GET /ws/collaboration/{project_id}",
+        }
+    }
+
+    /// The kind of the channel whose id the path holds; the notifications endpoint names none.
+    fn channel_kind(self) -> Option<ChannelKind> {
+        match self {
+            Self::Notifications => None,
+            Self::Simulation => Some(ChannelKind::Simulation),
+            Self::Collaboration => Some(ChannelKind::Project),
+        }
+    }
 }
 
 type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
@@ -99,56 +141,19 @@ type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
 /// in-process tests); the upgraded socket holds it until it closes.
 type Place = Option<Extension<Admission>>;
 
-async fn notifications(
+async fn connect(
     State(state): State<Arc<WebSocketState>>,
+    Extension(endpoint): Extension<Endpoint>,
     place: Place,
+    id: Option<Path<String>>,
     upgrade: Upgrade,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    open(state, place, None, upgrade, headers, query)
+    let channel = endpoint.channel_kind().zip(id.map(|Path(id)| id));
+    open(state, place, channel, upgrade, headers, query)
         .await
-        .labelled("GET /ws/notifications")
-}
-
-async fn simulation(
-    State(state): State<Arc<WebSocketState>>,
-    place: Place,
-    Path(id): Path<String>,
-    upgrade: Upgrade,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    open(
-        state,
-        place,
-        Some((ChannelKind::Simulation, id)),
-        upgrade,
-        headers,
-        query,
-    )
-    .await
-    .labelled("GET /ws/simulation/{id}")
-}
-
-async fn collaboration(
-    State(state): State<Arc<WebSocketState>>,
-    place: Place,
-    Path(project_id): Path<String>,
-    upgrade: Upgrade,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    open(
-        state,
-        place,
-        Some((ChannelKind::Project, project_id)),
-        upgrade,
-        headers,
-        query,
-    )
-    .await
-    .labelled("GET /ws/collaboration/{project_id}")
+        .labelled(endpoint.label())
 }
 
 /// Names the endpoint for metrics, as routes on port 8000 are named by their template.
@@ -159,7 +164,7 @@ trait Labelled {
 impl Labelled for Response {
     fn labelled(mut self, route: &str) -> Response {
         self.extensions_mut()
-            .insert(crate::metrics::RouteLabel(route.into()));
+            .insert(crate::ops::metrics::RouteLabel(route.into()));
         self
     }
 }
@@ -179,12 +184,15 @@ fn parse_params(query: Option<&str>) -> Result<Params, ApiError> {
             "access_token" => params.access_token = Some(value.into_owned()),
             "since" => {
                 let since: u64 = value.parse().map_err(|_| {
-                    ApiError::bad_request("invalid_argument", "since must be an offset (a number)")
+                    ApiError::bad_request(
+                        ErrorCode::InvalidArgument,
+                        "since must be an offset (a number)",
+                    )
                 })?;
                 // The next offset must exist: a client cannot have seen the largest one.
                 if since.checked_add(1).is_none() {
                     return Err(ApiError::bad_request(
-                        "invalid_argument",
+                        ErrorCode::InvalidArgument,
                         format!("since must be below {}", u64::MAX),
                     ));
                 }
@@ -193,7 +201,7 @@ fn parse_params(query: Option<&str>) -> Result<Params, ApiError> {
             "epoch" => params.epoch = Some(value.into_owned()),
             other => {
                 return Err(ApiError::bad_request(
-                    "invalid_argument",
+                    ErrorCode::InvalidArgument,
                     format!("unknown query parameter {other:?}"),
                 ));
             }
@@ -201,7 +209,7 @@ fn parse_params(query: Option<&str>) -> Result<Params, ApiError> {
     }
     if params.since.is_some() != params.epoch.is_some() {
         return Err(ApiError::bad_request(
-            "invalid_argument",
+            ErrorCode::InvalidArgument,
             "since and epoch go together",
         ));
     }
@@ -246,7 +254,7 @@ async fn prepare(
     if !origin_allowed(&state.config, &headers) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "origin_not_allowed",
+            ErrorCode::OriginNotAllowed,
             "this origin may not open WebSockets here",
         ));
     }
@@ -261,7 +269,7 @@ async fn prepare(
         None => ChannelName::new(ChannelKind::User, &user.user_id),
         Some((kind, id)) => ChannelName::new(*kind, id),
     }
-    .map_err(|error| ApiError::bad_request("invalid_channel", error.to_string()))?;
+    .map_err(|error| ApiError::bad_request(ErrorCode::InvalidChannel, error.to_string()))?;
     let may_publish = match channel.kind() {
         ChannelKind::User => false,
         kind => {
@@ -271,12 +279,15 @@ async fn prepare(
                 .allowed(&user.user_id, resource, "read")
                 .await
                 .map_err(|_| {
-                    ApiError::unavailable("auth_unavailable", "permissions cannot be checked now")
+                    ApiError::unavailable(
+                        ErrorCode::AuthUnavailable,
+                        "permissions cannot be checked now",
+                    )
                 })?;
             if !readable {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "permission_denied",
+                    ErrorCode::PermissionDenied,
                     format!("you may not read {resource}"),
                 ));
             }
@@ -289,7 +300,7 @@ async fn prepare(
         }
     };
     let upgrade = upgrade.map_err(|rejection| {
-        ApiError::bad_request("websocket_upgrade_required", rejection.body_text())
+        ApiError::bad_request(ErrorCode::WebsocketUpgradeRequired, rejection.body_text())
     })?;
     let resume = params
         .since
@@ -319,7 +330,7 @@ async fn prepare(
         .max_frame_size(config.inbound_message_bytes_max)
         .on_upgrade(move |socket| async move {
             let _place = place;
-            let _counted = Counted::new(open_connections);
+            let _counted = OpenConnectionGuard::new(open_connections);
             let hub = state.hub.clone();
             let presence = (channel.kind() == ChannelKind::Project).then(|| state.presence.clone());
             let joined = async {

@@ -11,13 +11,13 @@ use axum::{
 use serde::Serialize;
 use tonic::Code;
 
-use crate::request_id::{self, ErrorCode};
+use crate::request::{error_code::ErrorCode, request_id};
 
 /// An error answered to the client.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     allow: Option<String>,
     retry_after_seconds: Option<u64>,
@@ -37,7 +37,7 @@ struct Body<'a> {
 
 impl ApiError {
     /// An error with an HTTP status, a stable code and a human-readable message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -48,20 +48,24 @@ impl ApiError {
     }
 
     /// 400: the request is malformed.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 401: no valid credentials.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            message,
+        )
     }
 
     /// 404: no route has this path.
     pub fn route_not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             "no route matches this path",
         )
     }
@@ -77,14 +81,14 @@ impl ApiError {
             allow: Some(allow),
             ..Self::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this path does not accept this method",
             )
         }
     }
 
     /// 503: a dependency the gateway needs is not answering; clients may retry later.
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unavailable(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             retry_after_seconds: Some(1),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
@@ -99,7 +103,7 @@ impl ApiError {
             retry_after_seconds: Some(seconds),
             ..Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "circuit_open",
+                ErrorCode::CircuitOpen,
                 "the backend service is failing; the gateway is not calling it for now",
             )
         }
@@ -113,7 +117,7 @@ impl ApiError {
             retry_after_seconds: Some(seconds),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "too many requests; retry after the time in Retry-After",
             )
         }
@@ -150,7 +154,7 @@ impl ApiError {
     pub fn is_backend_outage(&self) -> bool {
         matches!(
             self.code,
-            "unavailable" | "deadline_exceeded" | "circuit_open"
+            ErrorCode::Unavailable | ErrorCode::DeadlineExceeded | ErrorCode::CircuitOpen
         )
     }
 
@@ -160,7 +164,7 @@ impl ApiError {
     }
 
     /// The stable error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
 
@@ -174,6 +178,18 @@ impl ApiError {
         self.retry_after_seconds
     }
 
+    /// The error shape's JSON for this error, answered to the request `request_id`.
+    pub fn body(&self, request_id: &str) -> Vec<u8> {
+        serde_json::to_vec(&Envelope {
+            error: Body {
+                code: self.code.as_str(),
+                message: &self.message,
+                request_id,
+            },
+        })
+        .unwrap_or_default()
+    }
+
     /// The same error answered after `seconds` at the earliest (`Retry-After`).
     pub fn with_retry_after(self, seconds: Option<u64>) -> Self {
         Self {
@@ -184,25 +200,26 @@ impl ApiError {
 }
 
 /// The gRPC-to-HTTP status table (`docs/errors.md`).
-pub fn grpc_to_http(code: Code) -> (StatusCode, &'static str) {
+pub fn grpc_to_http(code: Code) -> (StatusCode, ErrorCode) {
     match code {
-        Code::Ok => (StatusCode::OK, "ok"),
-        Code::Cancelled => (client_closed_request(), "cancelled"),
-        Code::Unknown => (StatusCode::INTERNAL_SERVER_ERROR, "unknown"),
-        Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
-        Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
-        Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-        Code::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
-        Code::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
-        Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "resource_exhausted"),
-        Code::FailedPrecondition => (StatusCode::BAD_REQUEST, "failed_precondition"),
-        Code::Aborted => (StatusCode::CONFLICT, "aborted"),
-        Code::OutOfRange => (StatusCode::BAD_REQUEST, "out_of_range"),
-        Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "unimplemented"),
-        Code::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        Code::DataLoss => (StatusCode::INTERNAL_SERVER_ERROR, "data_loss"),
-        Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        // A failed call never carries OK; were one to, the backend is at fault.
+        Code::Ok => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown),
+        Code::Cancelled => (client_closed_request(), ErrorCode::Cancelled),
+        Code::Unknown => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown),
+        Code::InvalidArgument => (StatusCode::BAD_REQUEST, ErrorCode::InvalidArgument),
+        Code::DeadlineExceeded => (StatusCode::GATEWAY_TIMEOUT, ErrorCode::DeadlineExceeded),
+        Code::NotFound => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        Code::AlreadyExists => (StatusCode::CONFLICT, ErrorCode::AlreadyExists),
+        Code::PermissionDenied => (StatusCode::FORBIDDEN, ErrorCode::PermissionDenied),
+        Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::ResourceExhausted),
+        Code::FailedPrecondition => (StatusCode::BAD_REQUEST, ErrorCode::FailedPrecondition),
+        Code::Aborted => (StatusCode::CONFLICT, ErrorCode::Aborted),
+        Code::OutOfRange => (StatusCode::BAD_REQUEST, ErrorCode::OutOfRange),
+        Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, ErrorCode::Unimplemented),
+        Code::Internal => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
+        Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+        Code::DataLoss => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::DataLoss),
+        Code::Unauthenticated => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
     }
 }
 
@@ -213,15 +230,7 @@ fn client_closed_request() -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let request_id = request_id::current().unwrap_or_default();
-        let body = serde_json::to_vec(&Envelope {
-            error: Body {
-                code: self.code,
-                message: &self.message,
-                request_id: &request_id,
-            },
-        })
-        .unwrap_or_default();
+        let body = self.body(&request_id::current().unwrap_or_default());
         let mut response = (
             self.status,
             [(
@@ -239,7 +248,8 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        response.extensions_mut().insert(ErrorCode(self.code));
+        // For the access log (`request_id`) and the metrics.
+        response.extensions_mut().insert(self.code);
         response
     }
 }

@@ -16,6 +16,8 @@ use axum::{
 use bytes::Bytes;
 use tracing::Instrument;
 
+use crate::request::error_code::ErrorCode;
+
 /// The header that carries the request ID, in both directions and to backends (as metadata).
 pub const HEADER: &str = "x-request-id";
 
@@ -25,11 +27,6 @@ const CLIENT_ID_LEN_MAX: usize = 128;
 tokio::task_local! {
     static CURRENT: RequestId;
 }
-
-/// The error code of an error response, kept as a response extension for the access log (here)
-/// and the metrics.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
 
 /// The ID of the request being handled: safe characters only (see `acceptable`), held in one
 /// shared buffer that the response header and the backend metadata reuse without copying.
@@ -139,7 +136,10 @@ where
         .await;
     response.headers_mut().insert(HEADER, header_value);
     let elapsed: Duration = started.elapsed();
-    let error_code = response.extensions().get::<ErrorCode>().map(|code| code.0);
+    let error_code = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map(|code| code.as_str());
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

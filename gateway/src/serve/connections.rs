@@ -23,12 +23,14 @@ use hyper_util::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, AsyncWriteExt as _},
-    sync::watch,
     time::Instant,
 };
 use tower::ServiceExt as _;
 
-use crate::server::Peer;
+use crate::{
+    drain::Drain,
+    request::{Peer, error::ApiError, error_code::ErrorCode},
+};
 
 /// Limits on open connections, shared by the ports they apply to.
 #[derive(Debug)]
@@ -72,7 +74,7 @@ impl Drop for Place {
 impl ConnectionLimits {
     /// At most `total_max` connections open at once, and `per_ip_max` from one client IP (0:
     /// no per-IP limit). Both explicit: the binaries derive `http.connections_max` from the
-    /// open-file limit ([`crate::open_files`]), the library never reads the host's limits.
+    /// open-file limit ([`crate::serve::open_files`]), the library never reads the host's limits.
     pub fn new(total_max: usize, per_ip_max: usize) -> Arc<Self> {
         Arc::new(Self {
             total_max,
@@ -112,13 +114,19 @@ impl ConnectionLimits {
 /// The answer to a connection past a limit: 503 in the error shape (no request was read, so
 /// `request_id` is empty), then close.
 fn refusal() -> Vec<u8> {
-    let body = r#"{"error":{"code":"too_many_connections","message":"too many open connections; retry later","request_id":""}}"#;
-    format!(
+    let body = ApiError::unavailable(
+        ErrorCode::TooManyConnections,
+        "too many open connections; retry later",
+    )
+    .body("");
+    let mut answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
-         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+         connection: close\r\ncontent-length: {}\r\n\r\n",
         body.len()
     )
-    .into_bytes()
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    answer
 }
 
 /// Answers a refused connection, without waiting long for a client that does not read.
@@ -198,7 +206,7 @@ pub struct ConnectionTimeouts {
     pub idle: Duration,
 }
 
-/// Serves one connection with `router` until it ends, until `stop` changes or until it has had no
+/// Serves one connection with `router` until it ends, until the drain starts or until it has had no
 /// request in flight for the idle timeout (then gracefully: in-flight requests finish, no new
 /// ones start). HTTP/1.1 and cleartext HTTP/2, with upgrades (WebSocket); the peer reaches
 /// handlers as `ConnectInfo<Peer>`, and the connection's `admission` (on limited ports) as an
@@ -209,7 +217,7 @@ pub async fn serve_connection<S>(
     peer: SocketAddr,
     router: Router,
     timeouts: ConnectionTimeouts,
-    mut stop: watch::Receiver<bool>,
+    mut drain: Drain,
     admission: Option<Admission>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -245,7 +253,7 @@ pub async fn serve_connection<S>(
     let result = tokio::select! {
         result = connection.as_mut() => result,
         // A change or a dropped sender: stop taking requests, let in-flight ones finish.
-        _ = stop.changed() => {
+        _ = drain.started() => {
             connection.as_mut().graceful_shutdown();
             connection.as_mut().await
         }

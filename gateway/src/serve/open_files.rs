@@ -10,7 +10,7 @@
 
 use std::io;
 
-use crate::config::HttpConfig;
+use crate::serve::HttpConfig;
 
 /// The most descriptors kept back from client connections for everything else: backend
 /// channels, Redis, log files, and the short-lived socket of a refusal.

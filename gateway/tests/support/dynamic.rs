@@ -6,7 +6,7 @@ use std::{
 };
 
 use axum::{body::Body, http::Request};
-use gateway::codec::DynamicCodec;
+use gateway::backends::codec::DynamicCodec;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use tonic::{Status, metadata::MetadataMap};
 

@@ -34,9 +34,11 @@ use axum::{
 };
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 
 use crate::{
-    auth::UserContext, error::ApiError, metrics::Metrics, proxy::MatchedRoute, server::Peer,
+    auth::UserContext, drain::Drain, ops::metrics::Metrics, request::Peer,
+    request::error::ApiError, routing::MatchedRoute,
 };
 
 /// One limit: a steady rate and the burst allowed above it.
@@ -178,7 +180,6 @@ const FORGET_IDLE_EVERY: Duration = Duration::from_secs(60);
 impl RateLimits {
     /// The limits of `config`; `route_groups` maps route labels to the index of their group in
     /// `config.groups` (see `app::by_route_group`); `shared` decides them in Redis when given.
-    /// Starts the task that forgets idle keys (it ends with the limits).
     pub fn new(
         config: &RateLimitConfig,
         route_groups: BTreeMap<String, usize>,
@@ -203,7 +204,7 @@ impl RateLimits {
             .into_iter()
             .filter_map(|(label, index)| Some((label, limiters.get(index)?.clone()?)))
             .collect();
-        let limits = Arc::new(Self {
+        Arc::new(Self {
             trusted: config
                 .trusted_proxies
                 .iter()
@@ -214,16 +215,23 @@ impl RateLimits {
             groups,
             shared,
             metrics,
-        });
-        let weak: Weak<Self> = Arc::downgrade(&limits);
+        })
+    }
+
+    /// Starts the task that forgets idle keys; it ends with the limits or when the drain starts.
+    pub fn spawn_forgetting_idle_keys(self: &Arc<Self>, mut drain: Drain) -> JoinHandle<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(FORGET_IDLE_EVERY).await;
+                tokio::select! {
+                    biased;
+                    () = drain.started() => return,
+                    () = tokio::time::sleep(FORGET_IDLE_EVERY) => {}
+                }
                 let Some(limits) = weak.upgrade() else { return };
                 limits.forget_idle();
             }
-        });
-        limits
+        })
     }
 
     /// Prepares the Redis link of shared limits ahead of the first decision (nothing when limits

@@ -17,7 +17,7 @@ use seams::Net;
 use tokio::time::Instant;
 
 use super::local::Verdict;
-use crate::{health::Health, metrics::Metrics};
+use crate::{ops::health::Health, ops::metrics::Metrics};
 
 /// The GCRA script, verbatim (its keys, arguments and reply are documented in it).
 pub const GCRA_SCRIPT: &str = include_str!("gcra.lua");

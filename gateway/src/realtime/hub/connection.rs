@@ -8,7 +8,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use events::{ChannelKind, ChannelName};
 use futures::{SinkExt, StreamExt};
 use serde_json::value::RawValue;
-use tokio::{sync::watch, time::Instant};
+use tokio::time::Instant;
 
 use super::{
     Hub, Member,
@@ -16,7 +16,8 @@ use super::{
     protocol::{ClientFrame, ServerFrame, close_code},
     queue::{OutQueue, Outbound},
 };
-use crate::config::WebSocketConfig;
+use crate::drain::Drain;
+use crate::realtime::WebSocketConfig;
 
 /// Everything one connection task needs.
 pub struct ConnectionContext {
@@ -37,7 +38,7 @@ pub struct ConnectionContext {
     /// Collaboration channels: the presence the connection joined, to leave at the end.
     pub presence: Option<Arc<PresenceTracker>>,
     /// Changes when the gateway shuts down.
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: Drain,
     /// The reconnect delay to suggest at shutdown (jittered per connection).
     pub reconnect_after_ms: u64,
 }
@@ -94,7 +95,7 @@ pub async fn run(socket: WebSocket, mut context: ConnectionContext) {
     loop {
         tokio::select! {
             biased;
-            _ = context.shutdown.changed() => {
+            _ = context.shutdown.started() => {
                 let reason = format!("gateway restarting; reconnect after {} ms", context.reconnect_after_ms);
                 let _ = sink.send(close(close_code::GOING_AWAY, &reason)).await;
                 break;

@@ -16,6 +16,8 @@ use events::{BusError, ChannelName, EventBus, PresenceMember, PresenceState};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
+use crate::drain::Drain;
+
 /// How many channels' heartbeats are in flight at once.
 const HEARTBEATS_IN_FLIGHT: usize = 32;
 
@@ -155,15 +157,23 @@ impl PresenceTracker {
             .await;
     }
 
-    /// Heartbeats every `interval` until the tracker is dropped.
-    pub fn spawn_heartbeats(self: &Arc<Self>, interval: Duration) -> JoinHandle<()> {
+    /// Heartbeats every `interval` until the tracker is dropped or the drain starts.
+    pub fn spawn_heartbeats(
+        self: &Arc<Self>,
+        interval: Duration,
+        mut drain: Drain,
+    ) -> JoinHandle<()> {
         let tracker: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await; // The first tick is immediate; entries were just written.
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    biased;
+                    () = drain.started() => return,
+                    _ = ticks.tick() => {}
+                }
                 let Some(tracker) = tracker.upgrade() else {
                     return;
                 };

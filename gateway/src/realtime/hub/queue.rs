@@ -251,7 +251,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::hub::protocol::event_frame;
+    use crate::realtime::hub::protocol::event_frame;
 
     fn event(offset: u64) -> (Arc<Event>, Utf8Bytes) {
         let event: Event = serde_json::from_str(&format!(

@@ -1,0 +1,184 @@
+//! Breakers open on failure and close after repair; retries stay within their budget.
+
+use super::*;
+
+/// When a gateway's calls to a backend were failing or at risk, from the fault schedule: the
+/// backend's fault knobs set (any knob; `down` when every call fails at once), the backend
+/// crashed, or the link between the gateway and the backend cut or held. (from, to, down).
+pub(super) fn backend_trouble(
+    expect: &Expectations,
+    gateway: &str,
+    backend: &str,
+) -> Vec<(Duration, Duration, bool)> {
+    let mut windows = Vec::new();
+    let mut knobs: Option<(Duration, bool)> = None;
+    let mut link: Option<Duration> = None;
+    let on_link =
+        |a: &str, b: &str| (a == gateway && b == backend) || (a == backend && b == gateway);
+    for (at, fault) in &expect.faults {
+        match fault {
+            Fault::Backend { host, faults } if host == backend => {
+                if let Some((from, down)) = knobs.take() {
+                    windows.push((from, *at, down));
+                }
+                if *faults != mock_backends::FaultSettings::default() {
+                    knobs = Some((*at, faults.down || faults.error_rate >= 1.0));
+                }
+            }
+            Fault::Crash(host) if host == backend => link = link.or(Some(*at)),
+            Fault::Partition(a, b) | Fault::PartitionOneWay(a, b) | Fault::Hold(a, b)
+                if on_link(a, b) =>
+            {
+                link = link.or(Some(*at));
+            }
+            Fault::Restart(host) if host == backend => {
+                if let Some(from) = link.take() {
+                    windows.push((from, *at, false));
+                }
+            }
+            Fault::Repair(a, b) | Fault::Release(a, b) if on_link(a, b) => {
+                if let Some(from) = link.take() {
+                    windows.push((from, *at, false));
+                }
+            }
+            _ => {}
+        }
+    }
+    windows.extend(knobs.map(|(from, down)| (from, Duration::MAX, down)));
+    windows.extend(link.map(|from| (from, Duration::MAX, false)));
+    windows
+}
+
+/// **A circuit breaker opens on failure and closes after repair.** Valid-token profile calls
+/// go to Auth's `GetProfile`. While Auth is down, a gateway that receives four or more of them
+/// answers at least one with 503 `circuit_open` (five failures in a row open it; each call makes
+/// up to three attempts). And no gateway answers `circuit_open` when its calls to Auth have been
+/// untroubled (no knob, crash, partition or hold) for longer than the longest open period plus a
+/// second for a probe: the breaker closes again.
+pub fn breakers_open_on_failure_and_close_after_repair(
+    trace: &Trace,
+    expect: &Expectations,
+) -> Vec<Violation> {
+    const NAME: &str = "breakers open on failure and close after repair";
+    let valid_calls = |gateway: &str| {
+        trace
+            .observed
+            .iter()
+            .filter_map(|o| match &o.what {
+                Observation::Http {
+                    token: "valid",
+                    path: "/api/auth/profile",
+                    gateway: asked,
+                    sent,
+                    code,
+                    ..
+                } if asked == gateway => Some((o.at, *sent, code.as_deref())),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut violations = Vec::new();
+    for gateway in &expect.gateways {
+        let windows = backend_trouble(expect, gateway, "auth");
+        let calls = valid_calls(gateway);
+        for (at, sent, code) in &calls {
+            let near_trouble = windows.iter().any(|(from, to, _)| {
+                *sent >= *from
+                    && *sent < to.saturating_add(BREAKER_OPEN_MAX + Duration::from_secs(1))
+            });
+            if *code == Some("circuit_open") && !near_trouble {
+                violations.push(Violation::new(
+                    NAME,
+                    *at,
+                    format!("{gateway} refused a call (circuit_open) with Auth healthy since long"),
+                ));
+            }
+        }
+        for (from, to, _) in windows.iter().filter(|(_, _, down)| *down) {
+            let during: Vec<Option<&str>> = calls
+                .iter()
+                .filter(|(_, sent, _)| sent >= from && sent < to)
+                .map(|(_, _, code)| *code)
+                .collect();
+            if during.len() >= 4 && !during.contains(&Some("circuit_open")) {
+                violations.push(Violation::new(
+                    NAME,
+                    *from,
+                    format!(
+                        "{gateway} never opened its breaker for Auth over {} calls while Auth was down",
+                        during.len()
+                    ),
+                ));
+            }
+        }
+    }
+    violations
+}
+
+/// Whether the workload request observed as `what` went to Project: a valid-token request to
+/// one of Project's routes that Project received (its request ID is in `received`), or that the
+/// gateway may have sent towards it without reaching it (refused by its open breaker, or every
+/// attempt lost: the budget counts those calls too). Not: answers from the gateway's fresh cache
+/// (`x-cache: hit`), requests refused before any backend call (401, 403, 429,
+/// `auth_unavailable`), and other backends' routes (the `limited` client's Simulation route).
+pub(super) fn reached_project(what: &Observation, received: &BTreeMap<String, u32>) -> bool {
+    let Observation::Http {
+        token: "valid",
+        path,
+        request_id,
+        status,
+        code,
+        cache,
+        ..
+    } = what
+    else {
+        return false;
+    };
+    if !path.starts_with("/api/projects") {
+        return false;
+    }
+    if received.contains_key(request_id) {
+        return true;
+    }
+    let from_cache = cache.as_deref() == Some("hit");
+    let refused_before_the_call =
+        matches!(status, Some(401 | 403 | 429)) || code.as_deref() == Some("auth_unavailable");
+    !from_cache && !refused_before_the_call
+}
+
+/// **Retries never exceed the budget.** The attempts Project received beyond the first of each
+/// of the workload's requests number at most `retry_budget_ratio` × the workload's requests that
+/// reached Project (see `reached_project`: the calls the gateways made to it, not the cache's
+/// answers nor other backends' requests). In scenarios the budget's window outlasts the run and
+/// has no floor, so this is the budget's own guarantee, summed over every gateway process; it is
+/// checked at the backend, so a failing backend is never hit harder than its load times
+/// (1 + ratio).
+pub fn retries_stay_within_the_budget(trace: &Trace, expect: &Expectations) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for o in &trace.observed {
+        let Observation::BackendAttempts { backend, attempts } = &o.what else {
+            continue;
+        };
+        let reached = trace
+            .observed
+            .iter()
+            .filter(|request| reached_project(&request.what, attempts))
+            .count();
+        let retries: u64 = attempts
+            .values()
+            .map(|n| u64::from(n.saturating_sub(1)))
+            .sum();
+        let allowed = expect.retry_budget_ratio * reached as f64;
+        if retries as f64 > allowed {
+            let most = attempts.values().max().copied().unwrap_or(0);
+            violations.push(Violation::new(
+                "retries stay within the budget",
+                o.at,
+                format!(
+                    "{backend} received {retries} retries for {reached} requests that reached it (budget {allowed:.1}; up to {most} attempts for one request)"
+                ),
+            ));
+        }
+    }
+    violations
+}
