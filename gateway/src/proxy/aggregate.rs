@@ -23,13 +23,13 @@ use serde_json::value::RawValue;
 
 use crate::{
     auth::UserContext,
-    ops::metrics::RouteLabel,
     proxy::{self, RouteHandler},
-    request::error::ApiError,
-    request::error_code::ErrorCode,
-    request::request_id::{self, RequestId},
-    routing::MatchedRoute,
-    routing::{RouteLookup, RouteTable},
+    request::{
+        error::ApiError,
+        error_code::ErrorCode,
+        request_id::{self, RequestId},
+    },
+    routing::{MatchedRoute, RouteLookup, RouteTable},
 };
 
 /// Most parts one aggregate may have: each is a backend call per client request.
@@ -207,11 +207,8 @@ async fn handle(State(served): State<Arc<Served>>, request: Request) -> Response
         async move { answer_of(proxy::forward(proxy, request).await).await }
     });
     let answers = futures::future::join_all(calls).await;
-    let mut response = merge(&served.aggregate, answers);
-    response
-        .extensions_mut()
-        .insert(RouteLabel(served.aggregate.label.clone()));
-    response
+    // The routing layer labels the answer (`routing::layer`), as for every route.
+    merge(&served.aggregate, answers)
 }
 
 /// The request for one part: its route and target, the caller's identity and request ID, and

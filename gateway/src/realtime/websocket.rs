@@ -151,22 +151,15 @@ async fn connect(
     RawQuery(query): RawQuery,
 ) -> Response {
     let channel = endpoint.channel_kind().zip(id.map(|Path(id)| id));
-    open(state, place, channel, upgrade, headers, query)
-        .await
-        .labelled(endpoint.label())
-}
-
-/// Names the endpoint for metrics, as routes on port 8000 are named by their template.
-trait Labelled {
-    fn labelled(self, route: &str) -> Response;
-}
-
-impl Labelled for Response {
-    fn labelled(mut self, route: &str) -> Response {
-        self.extensions_mut()
-            .insert(crate::ops::metrics::RouteLabel(route.into()));
-        self
-    }
+    let mut response = match prepare(state, place, channel, upgrade, headers, query).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    // Named for the metrics as routes on port 8000 are named: method and template.
+    response
+        .extensions_mut()
+        .insert(crate::ops::metrics::RouteLabel(endpoint.label().into()));
+    response
 }
 
 /// The query parameters a WebSocket URL may carry.
@@ -227,20 +220,6 @@ fn origin_allowed(config: &WebSocketConfig, headers: &HeaderMap) -> bool {
         .allowed_origins
         .iter()
         .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
-}
-
-async fn open(
-    state: Arc<WebSocketState>,
-    place: Place,
-    target: Option<(ChannelKind, String)>,
-    upgrade: Upgrade,
-    headers: HeaderMap,
-    query: Option<String>,
-) -> Response {
-    match prepare(state, place, target, upgrade, headers, query).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
 }
 
 async fn prepare(
