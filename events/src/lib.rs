@@ -8,6 +8,8 @@
 //!   what the hub needs (live subscriptions, history for recovery, delivery status).
 //! - [`presence`]: who is connected to a collaboration channel, kept in the bus's store with
 //!   heartbeats and expiry, every change announced as an event on the channel.
+//! - [`members`]: who is subscribed to each channel locally, counted so the first to join opens
+//!   the channel and the last to leave closes it (the Redis bus's subscriptions, the hub's).
 //! - [`memory`]: [`MemoryBus`], the embedded single-process bus (dev stack, unit tests).
 //! - [`redis_bus`]: [`RedisBus`], the production bus shared by every gateway instance through
 //!   Redis: the publishing step as a Lua script, history in a bounded Stream per channel,
@@ -21,6 +23,7 @@ pub mod bus;
 pub mod channel;
 pub mod envelope;
 pub mod error;
+pub mod members;
 pub mod memory;
 pub mod presence;
 pub mod redis_bus;

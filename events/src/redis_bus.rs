@@ -23,7 +23,7 @@
 //! connection task), `presence`, and `link` (dialling Redis through the seam).
 
 use std::{
-    collections::{BTreeMap, BTreeSet, VecDeque},
+    collections::{BTreeSet, VecDeque},
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
@@ -48,6 +48,7 @@ use tokio::{
 use crate::{
     Audience, BusError, BusMessage, BusStatus, ChannelName, Event, EventBus, History, Publisher,
     Subscription,
+    members::ChannelMembers,
     presence::{Presence, PresenceMember, PresenceState},
 };
 
@@ -114,7 +115,7 @@ impl<N: Net> RedisBus<N> {
         let (status, _) = watch::channel(BusStatus::Broken);
         let registry = Arc::new(Registry {
             state: Mutex::new(RegistryState {
-                channels: BTreeMap::new(),
+                channels: ChannelMembers::default(),
                 closed: false,
             }),
             changed: Notify::new(),
@@ -248,7 +249,7 @@ impl<N: Net> EventBus for RedisBus<N> {
                 .channels
                 .get(channel.as_str())
                 .filter(|_| delivering)
-                .map(|local| local.subscribed.subscribe())
+                .map(|local| local.opened.subscribe())
         };
         Box::pin(async move {
             if let Some(mut subscribed) = pending_subscribe {

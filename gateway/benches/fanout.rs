@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use events::{ChannelName, Event, EventBus, MemoryBus, memory::MemoryBusConfig};
-use gateway::realtime::hub::{Hub, Member, queue::OutQueue};
+use gateway::realtime::hub::{HistoryRetry, Hub, Member, queue::OutQueue};
 
 const SUBSCRIBERS: u64 = 10_000;
 
@@ -20,6 +20,10 @@ fn fan_out(c: &mut Criterion) {
     let hub = Hub::new(
         bus,
         gateway::ops::metrics::Metrics::default().event_handoff(),
+        HistoryRetry {
+            attempts: 1,
+            backoff_initial: std::time::Duration::from_millis(1),
+        },
     );
     let channel = ChannelName::parse("simulation:s-1").expect("valid channel");
     let queues: Vec<Arc<OutQueue>> = runtime.block_on(async {

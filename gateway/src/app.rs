@@ -18,13 +18,15 @@ use crate::{
     edge::browser,
     edge::rate_limit::{self, RateLimits, SharedLimits},
     edge::{self, Edge},
+    field_check::InvalidField,
     ops::health::{self, Health},
     ops::metrics::{self, Metrics},
     proxy::aggregate::{self, Aggregate},
     proxy::cache::ResponseCache,
     proxy::validate::{RuleError, Validation},
     proxy::{self, RouteHandler},
-    realtime::hub::{Hub, presence::PresenceTracker},
+    realtime::WebSocketConfig,
+    realtime::hub::{HistoryRetry, Hub, presence::PresenceTracker},
     realtime::revocations::RevocationLog,
     realtime::websocket::{self, WebSocketState},
     request::error::ApiError,
@@ -183,58 +185,21 @@ fn by_route_group<T: Copy>(
     Ok(resolved)
 }
 
-/// The embedded single-instance event bus (in memory), the default when no Redis is configured.
-/// Its epoch derives from `seed`: a new process has no history, so it must not reuse an epoch.
-pub fn embedded_bus(seed: u64) -> Arc<dyn EventBus> {
-    Arc::new(events::MemoryBus::new(
-        events::memory::MemoryBusConfig::default(),
-        format!("{seed:016x}"),
-    ))
+/// What the route table decides: the routes, their field rules, and each configured route
+/// group's setting resolved to the routes it holds (checked here, since a group that holds no
+/// route is a typo the config alone cannot see).
+struct RouteSettings {
+    routes: RouteTable,
+    validation: Validation,
+    deadlines: BTreeMap<String, Duration>,
+    cache: ResponseCache,
+    aggregates: Vec<Arc<Aggregate>>,
+    limited_groups: BTreeMap<String, usize>,
 }
 
-/// The event bus the config asks for: in memory, or Redis dialled through `seams.net` (its
-/// connection task starts now, on the current runtime).
-pub fn bus_from_config<N: Net>(
-    config: &crate::realtime::EventBusConfig,
-    seams: &Seams<N>,
-) -> Result<Arc<dyn EventBus>, StartError> {
-    match config.kind {
-        crate::realtime::EventBusKind::Memory => Ok(embedded_bus(seams.seed)),
-        crate::realtime::EventBusKind::Redis => {
-            let mut redis = config.redis.clone();
-            // Epochs must never repeat across processes: seed them from this process's seed.
-            redis.rng_seed ^= seams.seed;
-            let bus =
-                events::redis_bus::RedisBus::new(seams.net.clone(), redis).map_err(|error| {
-                    ConfigError::Invalid {
-                        field: "event_bus.redis".into(),
-                        reason: error.to_string(),
-                    }
-                })?;
-            Ok(Arc::new(bus))
-        }
-    }
-}
-
-/// The descriptors of the built-in contracts (`proto/`).
-pub fn builtin_descriptors() -> DescriptorPool {
-    // The bytes are produced by our own build script; failing to decode them is a build bug.
-    DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)
-        .unwrap_or_else(|error| panic!("proto crate descriptor set is corrupt: {error}"))
-}
-
-impl App {
-    /// Builds the gateway from a validated config. Routes come from `descriptors`; backend
-    /// connections are made lazily through `seams.net`; WebSocket events come from `bus`.
-    pub fn new<N: Net>(
-        config: Config,
-        seams: &Seams<N>,
-        descriptors: &DescriptorPool,
-        bus: Arc<dyn EventBus>,
-    ) -> Result<Self, StartError> {
-        // The one drain signal; background tasks started here stop when it starts.
-        let drain = DrainTrigger::new();
-        config.validate()?;
+impl RouteSettings {
+    /// Builds the route table from `descriptors` and resolves the config's route groups on it.
+    fn resolve(config: &Config, descriptors: &DescriptorPool) -> Result<Self, StartError> {
         let routes = RouteTable::from_pool(descriptors, &config.auth.public_methods)?;
         for route in routes.routes() {
             if config.backend_for_service(route.service_name()).is_none() {
@@ -280,18 +245,6 @@ impl App {
                     })
             })
             .collect::<Result<_, _>>()?;
-        let tls = crate::serve::tls::acceptor(&config.tls)?;
-        let openapi = bytes::Bytes::from(
-            serde_json::to_vec(&crate::openapi::document(&routes, &validation, &aggregates))
-                .unwrap_or_default(),
-        );
-        // Validated with the config; HSTS only over TLS.
-        let security_headers = Arc::new(config.security_headers.headers(tls.is_some()).map_err(
-            |reason| ConfigError::Invalid {
-                field: "security_headers".into(),
-                reason,
-            },
-        )?);
         // Routes by the index of their rate-limit group (one budget per group).
         let group_indexes: BTreeMap<String, usize> = config
             .rate_limit
@@ -302,6 +255,151 @@ impl App {
             .collect();
         let limited_groups =
             by_route_group(&routes, &group_indexes, |_| true, "rate_limit.groups")?;
+        Ok(Self {
+            routes,
+            validation,
+            deadlines,
+            cache,
+            aggregates,
+            limited_groups,
+        })
+    }
+}
+
+/// This instance's 32-bit ID, the seed folded: distinct per instance in production (the binary
+/// seeds from the OS), fixed per run in simulation. It prefixes request IDs and names this
+/// instance's presence entries, so logs and presence agree on who is who.
+fn instance_id(seed: u64) -> u32 {
+    (seed ^ (seed >> 32)) as u32
+}
+
+/// The WebSocket side: the hub, presence, the revocation log and the endpoints' state.
+struct Realtime {
+    hub: Arc<Hub>,
+    revocations: Arc<RevocationLog>,
+    websocket: Arc<WebSocketState>,
+}
+
+impl Realtime {
+    /// Builds the hub on `bus` and what the WebSocket endpoints need; presence heartbeats start
+    /// now and stop with `drain`.
+    fn start(
+        websocket: &WebSocketConfig,
+        seed: u64,
+        bus: Arc<dyn EventBus>,
+        validator: Arc<TokenValidator>,
+        permissions: PermissionCache,
+        metrics: &Metrics,
+        drain: &DrainTrigger,
+    ) -> Self {
+        let hub = Hub::new(
+            bus.clone(),
+            metrics.event_handoff(),
+            HistoryRetry {
+                attempts: websocket.history_read_attempts,
+                backoff_initial: Duration::from_millis(websocket.history_read_backoff_ms),
+            },
+        );
+        let presence = PresenceTracker::new(
+            bus.clone(),
+            format!("{:08x}", instance_id(seed)),
+            Duration::from_millis(websocket.presence_ttl_ms),
+        );
+        presence.spawn_heartbeats(
+            Duration::from_millis(websocket.presence_heartbeat_interval_ms),
+            drain.watcher(),
+        );
+        let permissions = Arc::new(permissions);
+        let revocations = RevocationLog::install(&hub, validator.clone(), permissions.clone());
+        let websocket = Arc::new(WebSocketState {
+            hub: hub.clone(),
+            presence,
+            validator: validator.clone(),
+            permissions,
+            config: Arc::new(websocket.clone()),
+            shutdown: drain.watcher(),
+            seed,
+            next_connection_id: std::sync::atomic::AtomicU64::new(1),
+            open_connections: metrics.websocket_connections(),
+        });
+        Self {
+            hub,
+            revocations,
+            websocket,
+        }
+    }
+}
+
+/// The embedded single-instance event bus (in memory), the default when no Redis is configured.
+/// Its epoch derives from `seed`: a new process has no history, so it must not reuse an epoch.
+pub fn embedded_bus(seed: u64) -> Arc<dyn EventBus> {
+    Arc::new(events::MemoryBus::new(
+        events::memory::MemoryBusConfig::default(),
+        format!("{seed:016x}"),
+    ))
+}
+
+/// The event bus the config asks for: in memory, or Redis dialled through `seams.net` (its
+/// connection task starts now, on the current runtime).
+pub fn bus_from_config<N: Net>(
+    config: &crate::realtime::EventBusConfig,
+    seams: &Seams<N>,
+) -> Result<Arc<dyn EventBus>, StartError> {
+    match config.kind {
+        crate::realtime::EventBusKind::Memory => Ok(embedded_bus(seams.seed)),
+        crate::realtime::EventBusKind::Redis => {
+            let mut redis = config.redis.clone();
+            // Epochs must never repeat across processes: seed them from this process's seed.
+            redis.rng_seed ^= seams.seed;
+            // Checked with the config; the bus checks its settings again itself.
+            let bus = events::redis_bus::RedisBus::new(seams.net.clone(), redis)
+                .map_err(|error| InvalidField::new("event_bus.redis", error.to_string()))
+                .map_err(ConfigError::from)?;
+            Ok(Arc::new(bus))
+        }
+    }
+}
+
+/// The descriptors of the built-in contracts (`proto/`).
+pub fn builtin_descriptors() -> DescriptorPool {
+    // The bytes are produced by our own build script; failing to decode them is a build bug.
+    DescriptorPool::decode(proto::FILE_DESCRIPTOR_SET)
+        .unwrap_or_else(|error| panic!("proto crate descriptor set is corrupt: {error}"))
+}
+
+impl App {
+    /// Builds the gateway from a validated config. Routes come from `descriptors`; backend
+    /// connections are made lazily through `seams.net`; WebSocket events come from `bus`.
+    pub fn new<N: Net>(
+        config: Config,
+        seams: &Seams<N>,
+        descriptors: &DescriptorPool,
+        bus: Arc<dyn EventBus>,
+    ) -> Result<Self, StartError> {
+        // The one drain signal; background tasks started here stop when it starts.
+        let drain = DrainTrigger::new();
+        config.validate()?;
+        let RouteSettings {
+            routes,
+            validation,
+            deadlines,
+            cache,
+            aggregates,
+            limited_groups,
+        } = RouteSettings::resolve(&config, descriptors)?;
+        let tls = crate::serve::tls::acceptor(&config.tls)?;
+        let openapi = bytes::Bytes::from(
+            serde_json::to_vec(&crate::openapi::document(&routes, &validation, &aggregates))
+                .unwrap_or_default(),
+        );
+        // Checked with the config; HSTS only over TLS.
+        let security_headers = Arc::new(
+            config
+                .security_headers
+                .headers(tls.is_some())
+                .map_err(|reason| InvalidField::new("security_headers", reason))
+                .map_err(ConfigError::from)?,
+        );
         let metrics = Arc::new(Metrics::default());
         let health = Arc::new(Health::new(
             config
@@ -328,13 +426,12 @@ impl App {
         );
         rate_limits.spawn_forgetting_idle_keys(drain.watcher());
         let backends = Backends::from_config(&seams.net, &config.backends, seams.seed)?;
+        // Checked with the config: the backend exists.
         let auth_backend = backends
             .by_name(&config.auth.backend)
             .cloned()
-            .ok_or_else(|| ConfigError::Invalid {
-                field: "auth.backend".into(),
-                reason: "must name a configured backend".into(),
-            })?;
+            .ok_or_else(|| InvalidField::new("auth.backend", "must name a configured backend"))
+            .map_err(ConfigError::from)?;
         let permissions = PermissionCache::new(
             auth_backend.clone(),
             PermissionCacheConfig {
@@ -351,40 +448,26 @@ impl App {
             seams.clock.clone(),
         ));
         validator.spawn_jwks_refresh(drain.watcher());
-        let hub = Hub::new(bus.clone(), metrics.event_handoff());
-        // The request-ID prefix folds the seed into 32 bits: distinct per instance in production
-        // (the binary seeds from the OS), fixed per run in simulation. It also names this
-        // instance's presence entries, so logs and presence agree on who is who.
-        let prefix = (seams.seed ^ (seams.seed >> 32)) as u32;
-        let request_ids = Arc::new(RequestIdGenerator::new(prefix));
+        let request_ids = Arc::new(RequestIdGenerator::new(instance_id(seams.seed)));
         let edge = Arc::new(Edge {
             request_ids: request_ids.clone(),
             metrics: metrics.clone(),
             security_headers,
             http: config.http.clone(),
         });
-        let presence = PresenceTracker::new(
+        let Realtime {
+            hub,
+            revocations,
+            websocket,
+        } = Realtime::start(
+            &config.websocket,
+            seams.seed,
             bus.clone(),
-            format!("{prefix:08x}"),
-            Duration::from_millis(config.websocket.presence_ttl_ms),
-        );
-        presence.spawn_heartbeats(
-            Duration::from_millis(config.websocket.presence_heartbeat_interval_ms),
-            drain.watcher(),
-        );
-        let permissions = Arc::new(permissions);
-        let revocations = RevocationLog::install(&hub, validator.clone(), permissions.clone());
-        let websocket = Arc::new(WebSocketState {
-            hub: hub.clone(),
-            presence,
-            validator: validator.clone(),
+            validator.clone(),
             permissions,
-            config: Arc::new(config.websocket.clone()),
-            shutdown: drain.watcher(),
-            seed: seams.seed,
-            next_connection_id: std::sync::atomic::AtomicU64::new(1),
-            open_connections: metrics.websocket_connections(),
-        });
+            &metrics,
+            &drain,
+        );
         Ok(Self {
             config: Arc::new(config),
             routes: Arc::new(routes),

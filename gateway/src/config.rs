@@ -15,15 +15,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::AuthConfig,
-    backends::BackendConfig,
+    backends::{BackendConfig, check_backends},
     edge::{
         browser::{CorsConfig, SecurityHeadersConfig},
         rate_limit::RateLimitConfig,
     },
+    field_check::InvalidField,
     ops::health::HealthConfig,
     proxy::{aggregate, cache::CacheConfig},
     realtime::{EventBusConfig, EventBusKind, WebSocketConfig},
-    routing::{RoutesConfig, check_route_group},
+    routing::RoutesConfig,
     serve::{HttpConfig, ListenConfig, ShutdownConfig, tls::TlsConfig},
 };
 
@@ -95,6 +96,12 @@ impl Default for Config {
     }
 }
 
+impl From<InvalidField> for ConfigError {
+    fn from(InvalidField { field, reason }: InvalidField) -> Self {
+        Self::Invalid { field, reason }
+    }
+}
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -133,228 +140,41 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks ranges and cross-references.
+    /// Checks every section (each by its owner), then what spans two sections.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field: &str, reason: &str| ConfigError::Invalid {
-            field: field.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let positive = |field: &str, value: u64| {
-            if value == 0 {
-                Err(invalid(field, "must be greater than zero"))
-            } else {
-                Ok(())
-            }
-        };
-        if self.backends.is_empty() {
-            return Err(invalid("backends", "at least one backend is needed"));
-        }
-        let mut seen_services = BTreeMap::new();
-        for (name, backend) in &self.backends {
-            let field = |leaf: &str| format!("backends.{name}.{leaf}");
-            for (leaf, address) in std::iter::once(("address", &backend.address))
-                .chain(backend.replicas.iter().map(|a| ("replicas", a)))
-            {
-                match address.rsplit_once(':') {
-                    Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-                    _ => return Err(invalid(&field(leaf), "must be host:port")),
-                }
-            }
-            positive(
-                &field("pool.min_channels"),
-                backend.pool.min_channels as u64,
-            )?;
-            positive(
-                &field("pool.streams_per_channel"),
-                backend.pool.streams_per_channel as u64,
-            )?;
-            if backend.pool.max_channels < backend.pool.min_channels {
-                return Err(invalid(
-                    &field("pool.max_channels"),
-                    "must not be below pool.min_channels",
-                ));
-            }
-            if backend.services.is_empty() {
-                return Err(invalid(
-                    &field("services"),
-                    "must name at least one service",
-                ));
-            }
-            for service in &backend.services {
-                if let Some(other) = seen_services.insert(service.clone(), name.clone()) {
-                    return Err(invalid(
-                        &field("services"),
-                        &format!("{service} is already served by backend {other}"),
-                    ));
-                }
-            }
-            positive(&field("connect_timeout_ms"), backend.connect_timeout_ms)?;
-            positive(&field("deadline_ms"), backend.deadline_ms)?;
-            positive(
-                &field("keepalive_interval_ms"),
-                backend.keepalive_interval_ms,
-            )?;
-            positive(&field("keepalive_timeout_ms"), backend.keepalive_timeout_ms)?;
-            positive(
-                &field("reconnect_interval_ms"),
-                backend.reconnect_interval_ms,
-            )?;
-            let share = |leaf: &str, value: f64| {
-                if (0.0..=1.0).contains(&value) {
-                    Ok(())
-                } else {
-                    Err(invalid(&field(leaf), "must be between 0.0 and 1.0"))
-                }
-            };
-            let breaker = &backend.breaker;
-            share("breaker.failure_ratio", breaker.failure_ratio)?;
-            positive(
-                &field("breaker.consecutive_failures"),
-                breaker.consecutive_failures.into(),
-            )?;
-            positive(&field("breaker.window_ms"), breaker.window_ms)?;
-            positive(&field("breaker.open_ms"), breaker.open_ms)?;
-            positive(&field("breaker.open_max_ms"), breaker.open_max_ms)?;
-            positive(
-                &field("breaker.half_open_probes"),
-                breaker.half_open_probes.into(),
-            )?;
-            let retry = &backend.retry;
-            positive(&field("retry.max_attempts"), retry.max_attempts.into())?;
-            share("retry.budget_ratio", retry.budget_ratio)?;
-            positive(&field("retry.budget_window_ms"), retry.budget_window_ms)?;
-            if retry.backoff_initial_ms > retry.backoff_max_ms {
-                return Err(invalid(
-                    &field("retry.backoff_initial_ms"),
-                    "must not exceed retry.backoff_max_ms",
-                ));
-            }
-        }
-        for (group, deadline) in &self.routes.deadlines_ms {
-            let field = format!("routes.deadlines_ms.{group}");
-            check_route_group(group).map_err(|reason| invalid(&field, &reason))?;
-            positive(&field, *deadline)?;
-        }
+        check_backends(&self.backends)?;
+        self.auth.check()?;
+        self.http.check()?;
+        self.health.check()?;
+        self.shutdown.check()?;
+        self.routes.check()?;
         for (path, parts) in &self.routes.aggregates {
             aggregate::check_config(path, parts)
-                .map_err(|reason| invalid(&format!("routes.aggregates.{path}"), &reason))?;
+                .map_err(|reason| InvalidField::new(format!("routes.aggregates.{path}"), reason))?;
         }
-        for (group, rule) in &self.cache.routes {
-            let field = format!("cache.routes.{group}");
-            check_route_group(group).map_err(|reason| invalid(&field, &reason))?;
-            positive(&format!("{field}.ttl_ms"), rule.ttl_ms)?;
+        self.websocket.check()?;
+        self.event_bus.check()?;
+        self.cache.check()?;
+        self.cors.check()?;
+        self.security_headers.check()?;
+        self.rate_limit.check()?;
+        self.tls.check()?;
+        self.check_cross_references()?;
+        Ok(())
+    }
+
+    /// What one section says about another.
+    fn check_cross_references(&self) -> Result<(), InvalidField> {
+        if !self.backends.contains_key(&self.auth.backend) {
+            return Err(InvalidField::new(
+                "auth.backend",
+                "must name a configured backend",
+            ));
         }
-        self.cors
-            .check()
-            .map_err(|reason| invalid("cors.allowed_origins", &reason))?;
-        self.tls.check().map_err(|reason| invalid("tls", &reason))?;
-        self.rate_limit
-            .check()
-            .map_err(|(field, reason)| invalid(&field, &reason))?;
         if self.rate_limit.shared && self.event_bus.kind != EventBusKind::Redis {
-            return Err(invalid(
+            return Err(InvalidField::new(
                 "rate_limit.shared",
                 "limits are shared through the event bus's Redis: needs event_bus.kind = \"redis\"",
-            ));
-        }
-        for group in self.rate_limit.groups.keys() {
-            check_route_group(group)
-                .map_err(|reason| invalid(&format!("rate_limit.groups.{group}"), &reason))?;
-        }
-        self.security_headers
-            .headers(true)
-            .map_err(|reason| invalid("security_headers", &reason))?;
-        if !self.backends.contains_key(&self.auth.backend) {
-            return Err(invalid("auth.backend", "must name a configured backend"));
-        }
-        for method in &self.auth.public_methods {
-            if method
-                .split_once('/')
-                .is_none_or(|(s, m)| s.is_empty() || m.is_empty())
-            {
-                return Err(invalid(
-                    "auth.public_methods",
-                    "each entry must be package.Service/Method",
-                ));
-            }
-        }
-        positive("auth.token_cache_ttl_ms", self.auth.token_cache_ttl_ms)?;
-        positive("auth.token_bytes_max", self.auth.token_bytes_max as u64)?;
-        positive(
-            "auth.jwks_refresh_interval_ms",
-            self.auth.jwks_refresh_interval_ms,
-        )?;
-        positive(
-            "auth.jwks_refresh_min_interval_ms",
-            self.auth.jwks_refresh_min_interval_ms,
-        )?;
-        if self.auth.clock_leeway_seconds < 0 {
-            return Err(invalid("auth.clock_leeway_seconds", "must not be negative"));
-        }
-        positive(
-            "auth.validation_deadline_ms",
-            self.auth.validation_deadline_ms,
-        )?;
-        positive("http.body_bytes_max", self.http.body_bytes_max as u64)?;
-        positive("http.uri_bytes_max", self.http.uri_bytes_max as u64)?;
-        positive("http.header_bytes_max", self.http.header_bytes_max as u64)?;
-        positive("http.header_count_max", self.http.header_count_max as u64)?;
-        positive(
-            "http.header_read_timeout_ms",
-            self.http.header_read_timeout_ms,
-        )?;
-        positive("http.idle_timeout_ms", self.http.idle_timeout_ms)?;
-        positive("http.json_depth_max", self.http.json_depth_max as u64)?;
-        positive("health.check_interval_ms", self.health.check_interval_ms)?;
-        positive("health.check_timeout_ms", self.health.check_timeout_ms)?;
-        positive("shutdown.grace_period_ms", self.shutdown.grace_period_ms)?;
-        let ws = &self.websocket;
-        positive(
-            "websocket.outbound_queue_len_max",
-            ws.outbound_queue_len_max as u64,
-        )?;
-        positive(
-            "websocket.inbound_message_bytes_max",
-            ws.inbound_message_bytes_max as u64,
-        )?;
-        positive(
-            "websocket.inbound_messages_per_second",
-            u64::from(ws.inbound_messages_per_second),
-        )?;
-        positive(
-            "websocket.inbound_messages_burst",
-            u64::from(ws.inbound_messages_burst),
-        )?;
-        positive("websocket.idle_timeout_ms", ws.idle_timeout_ms)?;
-        positive("websocket.ping_interval_ms", ws.ping_interval_ms)?;
-        positive(
-            "websocket.permission_check_deadline_ms",
-            ws.permission_check_deadline_ms,
-        )?;
-        positive("websocket.read_buffer_bytes", ws.read_buffer_bytes as u64)?;
-        positive(
-            "websocket.write_buffer_bytes_max",
-            ws.write_buffer_bytes_max as u64,
-        )?;
-        if self.event_bus.kind == EventBusKind::Redis
-            && let Err(error) = self.event_bus.redis.validate()
-        {
-            return Err(invalid("event_bus.redis", &error.to_string()));
-        }
-        positive(
-            "websocket.presence_heartbeat_interval_ms",
-            ws.presence_heartbeat_interval_ms,
-        )?;
-        if ws.presence_ttl_ms < ws.presence_heartbeat_interval_ms.saturating_mul(2) {
-            return Err(invalid(
-                "websocket.presence_ttl_ms",
-                "must be at least twice websocket.presence_heartbeat_interval_ms",
-            ));
-        }
-        if ws.write_buffer_bytes >= ws.write_buffer_bytes_max {
-            return Err(invalid(
-                "websocket.write_buffer_bytes",
-                "must be less than websocket.write_buffer_bytes_max",
             ));
         }
         Ok(())

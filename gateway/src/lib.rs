@@ -5,6 +5,8 @@
 //! (`cargo run -p module-cycles -- gateway`):
 //!
 //! - [`drain`]: the one drain signal every connection and background task watches.
+//! - [`field_check`]: what a configuration section's check returns, and the range checks they
+//!   share (each section checks itself where it lives).
 //! - [`request`]: what every phase knows of a request: its ID, its peer, the one error shape.
 //! - [`transcode`]: JSON ⇄ protobuf wire bytes, compiled per message at start-up.
 //! - [`backends`]: the gRPC client: channel pools, circuit breakers, retries, the codec.
@@ -29,6 +31,7 @@ pub mod backends;
 pub mod config;
 pub mod drain;
 pub mod edge;
+pub mod field_check;
 pub mod openapi;
 pub mod ops;
 pub mod proxy;

@@ -357,6 +357,61 @@ fn every_validation_rule_names_its_dotted_field() {
         ("shutdown.grace_period_ms", |c| {
             c.shutdown.grace_period_ms = 0
         }),
+        // Each section checks itself where its type lives; one row per owner at least.
+        ("backends.auth.pool.max_channels", |c| {
+            backend(c, "auth").pool.max_channels = 1
+        }),
+        ("backends.auth.breaker.failure_ratio", |c| {
+            backend(c, "auth").breaker.failure_ratio = 1.5
+        }),
+        ("backends.auth.retry.backoff_initial_ms", |c| {
+            backend(c, "auth").retry.backoff_initial_ms = 1_000
+        }),
+        ("auth.clock_leeway_seconds", |c| {
+            c.auth.clock_leeway_seconds = -1
+        }),
+        ("routes.deadlines_ms.ProjectService", |c| {
+            c.routes.deadlines_ms.insert("ProjectService".into(), 100);
+        }),
+        ("routes.aggregates./api/dash//board", |c| {
+            c.routes.aggregates.insert(
+                "/api/dash//board".into(),
+                [("me".to_owned(), "/api/users/me".to_owned())].into(),
+            );
+        }),
+        ("cache.routes.project.v1.ProjectService.ttl_ms", |c| {
+            c.cache.routes.insert(
+                "project.v1.ProjectService".into(),
+                serde_json::from_str(r#"{"ttl_ms": 0}"#).expect("a cache rule"),
+            );
+        }),
+        ("rate_limit.trusted_proxies", |c| {
+            c.rate_limit.trusted_proxies.push("10.0.0.0/33".into())
+        }),
+        ("rate_limit.shared_retry_interval_ms", |c| {
+            c.rate_limit.shared_retry_interval_ms = 0
+        }),
+        ("rate_limit.shared", |c| c.rate_limit.shared = true),
+        ("websocket.history_read_attempts", |c| {
+            c.websocket.history_read_attempts = 0
+        }),
+        ("websocket.write_buffer_bytes", |c| {
+            c.websocket.write_buffer_bytes = c.websocket.write_buffer_bytes_max
+        }),
+        ("websocket.presence_ttl_ms", |c| {
+            c.websocket.presence_ttl_ms = c.websocket.presence_heartbeat_interval_ms
+        }),
+        ("event_bus.redis", |c| {
+            c.event_bus.kind = gateway::realtime::EventBusKind::Redis;
+            c.event_bus.redis.history_len_max = 0;
+        }),
+        ("cors.allowed_origins", |c| {
+            c.cors.allowed_origins.push("app.example.com".into())
+        }),
+        ("security_headers", |c| {
+            c.security_headers.frame_options = "DENY\n".into()
+        }),
+        ("tls", |c| c.tls.cert_path = Some(PathBuf::from("cert.pem"))),
     ];
     for (index, (expected, breaks)) in rules.iter().enumerate() {
         let mut config = Config::default();

@@ -218,8 +218,12 @@ where
     let incoming = seams::adapters::tonic_incoming(GatedListener::new(listener, faults, killed));
 
     let router = Server::builder()
-        .http2_keepalive_interval(Some(millis(config.http2_keepalive_interval_ms)))
-        .http2_keepalive_timeout(Some(millis(config.http2_keepalive_timeout_ms)))
+        .http2_keepalive_interval(Some(Duration::from_millis(
+            config.http2_keepalive_interval_ms,
+        )))
+        .http2_keepalive_timeout(Some(Duration::from_millis(
+            config.http2_keepalive_timeout_ms,
+        )))
         .max_concurrent_streams(config.max_concurrent_streams)
         .add_service(health_service)
         .add_service(control_service)
@@ -239,17 +243,18 @@ where
         result = &mut serving => return Ok(result?),
         _ = drain_started.wait_for(|draining| *draining) => {}
     }
-    if let Ok(result) = tokio::time::timeout(millis(config.shutdown_grace_ms), &mut serving).await {
+    if let Ok(result) = tokio::time::timeout(
+        Duration::from_millis(config.shutdown_grace_ms),
+        &mut serving,
+    )
+    .await
+    {
         return Ok(result?);
     }
     tracing::warn!(service = %kind, "shutdown grace period over; resetting open connections");
     kill.send_replace(true);
     // Every connection now fails its next read, so the server finishes promptly.
     Ok(serving.await?)
-}
-
-fn millis(ms: u64) -> Duration {
-    Duration::from_millis(ms)
 }
 
 /// One backend serving on a spawned task.

@@ -14,15 +14,11 @@ pub(super) struct Registry {
 }
 
 pub(super) struct RegistryState {
-    pub(super) channels: BTreeMap<String, LocalChannel>,
+    /// Each channel's subscribers; the channel is opened with a flag that turns true once Redis
+    /// has confirmed `SUBSCRIBE` for it on the current connection.
+    pub(super) channels: ChannelMembers<String, watch::Sender<bool>, Arc<Mailbox>>,
     /// The connection task has ended: new subscriptions end at once.
     pub(super) closed: bool,
-}
-
-pub(super) struct LocalChannel {
-    pub(super) subscribers: BTreeMap<u64, Arc<Mailbox>>,
-    /// Whether Redis has confirmed `SUBSCRIBE` for this channel on the current connection.
-    pub(super) subscribed: watch::Sender<bool>,
 }
 
 impl Registry {
@@ -35,9 +31,9 @@ impl Registry {
     pub(super) fn interrupt_all(&self) {
         let state = self.lock();
         self.status.send_replace(BusStatus::Broken);
-        for channel in state.channels.values() {
-            channel.subscribed.send_replace(false);
-            for mailbox in channel.subscribers.values() {
+        for (_, channel) in state.channels.iter() {
+            channel.opened.send_replace(false);
+            for mailbox in channel.by_id.values() {
                 mailbox.interrupt();
             }
         }
@@ -47,8 +43,8 @@ impl Registry {
     pub(super) fn restore_all(&self) {
         let state = self.lock();
         self.status.send_replace(BusStatus::Delivering);
-        for channel in state.channels.values() {
-            for mailbox in channel.subscribers.values() {
+        for (_, channel) in state.channels.iter() {
+            for mailbox in channel.by_id.values() {
                 mailbox.restore();
             }
         }
@@ -58,8 +54,8 @@ impl Registry {
         let mut state = self.lock();
         state.closed = true;
         self.status.send_replace(BusStatus::Broken);
-        for channel in std::mem::take(&mut state.channels).into_values() {
-            for mailbox in channel.subscribers.into_values() {
+        for channel in state.channels.take_all() {
+            for mailbox in channel.by_id.into_values() {
                 mailbox.close();
             }
         }
@@ -75,16 +71,12 @@ impl Registry {
             if *self.status.borrow() == BusStatus::Broken {
                 mailbox.interrupt();
             }
-            let first = !state.channels.contains_key(channel.as_str());
-            state
-                .channels
-                .entry(channel.as_str().to_owned())
-                .or_insert_with(|| LocalChannel {
-                    subscribers: BTreeMap::new(),
-                    subscribed: watch::channel(false).0,
-                })
-                .subscribers
-                .insert(id, mailbox.clone());
+            let first =
+                state
+                    .channels
+                    .join(channel.as_str().to_owned(), id, mailbox.clone(), || {
+                        watch::channel(false).0
+                    });
             if first {
                 self.changed.notify_one();
             }
@@ -99,15 +91,15 @@ impl Registry {
 
     /// The channels with local subscribers.
     pub(super) fn wanted(&self) -> BTreeSet<String> {
-        self.lock().channels.keys().cloned().collect()
+        self.lock().channels.channels().cloned().collect()
     }
 
     pub(super) fn mark_subscribed(&self, subscribed: &BTreeSet<String>) {
         let state = self.lock();
-        for (name, channel) in &state.channels {
+        for (name, channel) in state.channels.iter() {
             if subscribed.contains(name) {
                 channel
-                    .subscribed
+                    .opened
                     .send_if_modified(|value| !std::mem::replace(value, true));
             }
         }
@@ -116,7 +108,7 @@ impl Registry {
     pub(super) fn deliver(&self, channel: &str, event: &Arc<Event>, received_at: Instant) {
         let state = self.lock();
         if let Some(channel) = state.channels.get(channel) {
-            for mailbox in channel.subscribers.values() {
+            for mailbox in channel.by_id.values() {
                 mailbox.push_event(event, received_at);
             }
         }
@@ -134,12 +126,12 @@ pub(super) struct SubscriberGuard {
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {
         let mut state = self.registry.lock();
-        if let Some(channel) = state.channels.get_mut(&self.channel) {
-            channel.subscribers.remove(&self.id);
-            if channel.subscribers.is_empty() {
-                state.channels.remove(&self.channel);
-                self.registry.changed.notify_one();
-            }
+        if state
+            .channels
+            .leave(self.channel.as_str(), self.id)
+            .is_some()
+        {
+            self.registry.changed.notify_one();
         }
     }
 }

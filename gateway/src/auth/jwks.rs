@@ -15,12 +15,14 @@ use std::{
 };
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use proto::auth::v1::{GetJwksRequest, auth_service_client::AuthServiceClient};
+use proto::auth::v1::GetJwksRequest;
 use seams::SharedClock;
 use serde::Deserialize;
 use tokio::{task::JoinHandle, time::Instant};
 
-use crate::{auth::AuthConfig, auth::UserContext, backends::Backend, drain::Drain};
+use crate::{
+    auth::AuthConfig, auth::UserContext, auth::call::call_auth, backends::Backend, drain::Drain,
+};
 
 /// Most token IDs remembered as revoked or rejected (the oldest are forgotten first).
 const REJECTED_IDS_MAX: usize = 100_000;
@@ -95,23 +97,20 @@ impl LocalVerifier {
             return false;
         }
         keys.last_attempt = Some(Instant::now());
-        let deadline = Duration::from_millis(self.config.validation_deadline_ms);
-        let mut request = tonic::Request::new(GetJwksRequest {});
-        request.set_timeout(deadline);
         // A refresh for an unknown `kid` carries the request that needed it, for the logs.
-        if let Some(id) = crate::request::request_id::current().and_then(|id| id.parse().ok()) {
-            request
-                .metadata_mut()
-                .insert(crate::request::request_id::HEADER, id);
-        }
-        let mut client = AuthServiceClient::new(self.auth.lease().channel());
-        let answer = match tokio::time::timeout(deadline, client.get_jwks(request)).await {
-            Ok(Ok(answer)) => answer.into_inner(),
-            Ok(Err(status)) => {
+        let answer = call_auth(
+            &self.auth,
+            GetJwksRequest {},
+            Duration::from_millis(self.config.validation_deadline_ms),
+            |mut client, request| async move { client.get_jwks(request).await },
+        )
+        .await;
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(status) => {
                 tracing::debug!(%status, "JWKS fetch failed");
                 return false;
             }
-            Err(_) => return false,
         };
         let fetched: BTreeMap<String, DecodingKey> = answer
             .keys

@@ -6,7 +6,12 @@
 //! answer until the earlier of the token's expiry and `auth.token_cache_ttl_ms`, holds a rejection
 //! for `auth.negative_cache_ttl_ms`, and never holds "Auth is unavailable". Concurrent requests with
 //! the same uncached token share one call: the first inserts a pending cell, the others wait on it.
+//!
+//! - [`call`]: the one typed call to Auth (deadline, request ID, settling), used by all three.
+//! - [`jwks`]: local verification against Auth's published keys.
+//! - [`permissions`]: `CheckPermission` answers, cached briefly.
 
+pub mod call;
 pub mod jwks;
 pub mod permissions;
 
@@ -24,7 +29,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use proto::auth::v1::{ValidateTokenRequest, auth_service_client::AuthServiceClient};
+use proto::auth::v1::ValidateTokenRequest;
 use seams::SharedClock;
 use sha2::{Digest, Sha256};
 use tokio::{sync::OnceCell, time::Instant};
@@ -34,10 +39,11 @@ use tonic::{
 };
 
 use crate::{
+    auth::call::call_auth,
     auth::jwks::{LocalVerdict, LocalVerifier},
     backends::Backend,
     drain::Drain,
-    request::request_id,
+    field_check::{InvalidField, positive},
     request::{error::ApiError, error_code::ErrorCode},
 };
 
@@ -289,26 +295,19 @@ impl TokenValidator {
     }
 
     async fn ask_auth(&self, token: &str) -> Outcome {
-        let mut request = tonic::Request::new(ValidateTokenRequest {
-            token: token.to_owned(),
-        });
-        let deadline = Duration::from_millis(self.config.validation_deadline_ms);
-        request.set_timeout(deadline);
-        if let Some(id) = request_id::current().and_then(|id| id.parse().ok()) {
-            request.metadata_mut().insert(request_id::HEADER, id);
-        }
-        let lease = self.auth.lease();
-        let mut client = AuthServiceClient::new(lease.channel());
-        let started = Instant::now();
-        let answer = tokio::time::timeout(deadline, client.validate_token(request))
-            .await
-            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer")));
-        let answer = crate::backends::settle(&lease, answer, started, deadline);
+        let answer = call_auth(
+            &self.auth,
+            ValidateTokenRequest {
+                token: token.to_owned(),
+            },
+            Duration::from_millis(self.config.validation_deadline_ms),
+            |mut client, request| async move { client.validate_token(request).await },
+        )
+        .await;
         let now = Instant::now();
         let negative_until = now + Duration::from_millis(self.config.negative_cache_ttl_ms);
         match answer {
-            Ok(response) => {
-                let user = response.into_inner();
+            Ok(user) => {
                 let ttl = Duration::from_millis(self.config.token_cache_ttl_ms);
                 let now_since_epoch = self.clock.now_since_epoch();
                 let Some(ttl) = valid_for(user.expires_at_unix_seconds, now_since_epoch, ttl)
@@ -480,6 +479,41 @@ impl Default for AuthConfig {
             jwks_refresh_interval_ms: 300_000,
             jwks_refresh_min_interval_ms: 10_000,
         }
+    }
+}
+
+impl AuthConfig {
+    /// Checks the `[auth]` section. That `backend` names a configured backend is checked with
+    /// the backends (`config`).
+    pub fn check(&self) -> Result<(), InvalidField> {
+        for method in &self.public_methods {
+            if method
+                .split_once('/')
+                .is_none_or(|(s, m)| s.is_empty() || m.is_empty())
+            {
+                return Err(InvalidField::new(
+                    "auth.public_methods",
+                    "each entry must be package.Service/Method",
+                ));
+            }
+        }
+        positive("auth.token_cache_ttl_ms", self.token_cache_ttl_ms)?;
+        positive("auth.token_bytes_max", self.token_bytes_max as u64)?;
+        positive(
+            "auth.jwks_refresh_interval_ms",
+            self.jwks_refresh_interval_ms,
+        )?;
+        positive(
+            "auth.jwks_refresh_min_interval_ms",
+            self.jwks_refresh_min_interval_ms,
+        )?;
+        if self.clock_leeway_seconds < 0 {
+            return Err(InvalidField::new(
+                "auth.clock_leeway_seconds",
+                "must not be negative",
+            ));
+        }
+        positive("auth.validation_deadline_ms", self.validation_deadline_ms)
     }
 }
 

@@ -4,10 +4,10 @@
 
 use std::{collections::HashMap, sync::Mutex, time::Duration};
 
-use proto::auth::v1::{CheckPermissionRequest, auth_service_client::AuthServiceClient};
+use proto::auth::v1::CheckPermissionRequest;
 use tokio::time::Instant;
 
-use crate::{backends::Backend, request::request_id};
+use crate::{auth::call::call_auth, backends::Backend};
 
 /// Cache limits and the call deadline.
 #[derive(Debug, Clone, Copy)]
@@ -59,25 +59,19 @@ impl PermissionCache {
         {
             return Ok(*allowed);
         }
-        let mut request = tonic::Request::new(CheckPermissionRequest {
-            user_id: key.0.clone(),
-            resource: key.1.clone(),
-            action: key.2.clone(),
-        });
-        request.set_timeout(self.config.deadline);
-        if let Some(id) = request_id::current().and_then(|id| id.parse().ok()) {
-            request.metadata_mut().insert(request_id::HEADER, id);
-        }
-        let lease = self.auth.lease();
-        let mut client = AuthServiceClient::new(lease.channel());
-        let started = Instant::now();
-        let answer = tokio::time::timeout(self.config.deadline, client.check_permission(request))
-            .await
-            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer")));
-        let allowed = crate::backends::settle(&lease, answer, started, self.config.deadline)
-            .map_err(|status| PermissionUnavailable(status.message().to_owned()))?
-            .into_inner()
-            .allowed;
+        let allowed = call_auth(
+            &self.auth,
+            CheckPermissionRequest {
+                user_id: key.0.clone(),
+                resource: key.1.clone(),
+                action: key.2.clone(),
+            },
+            self.config.deadline,
+            |mut client, request| async move { client.check_permission(request).await },
+        )
+        .await
+        .map_err(|status| PermissionUnavailable(status.message().to_owned()))?
+        .allowed;
         let mut answers = self.lock();
         if answers.len() >= self.config.entries_max {
             answers.retain(|_, (_, until)| *until > now);

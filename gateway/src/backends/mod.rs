@@ -31,6 +31,7 @@ use crate::{
         is_backend_failure,
         retry::is_retryable,
     },
+    field_check::{InvalidField, host_port, positive},
 };
 
 pub use self::pool::{Instance, Lease, PoolConfig};
@@ -440,6 +441,53 @@ impl BackendConfig {
             retry: RetryConfig::default(),
         }
     }
+
+    /// Checks one backend's settings, naming fields under `backends.{name}`.
+    pub fn check(&self, name: &str) -> Result<(), InvalidField> {
+        let field = |leaf: &str| format!("backends.{name}.{leaf}");
+        host_port(field("address"), &self.address)?;
+        for replica in &self.replicas {
+            host_port(field("replicas"), replica)?;
+        }
+        self.pool.check(&field("pool"))?;
+        if self.services.is_empty() {
+            return Err(InvalidField::new(
+                field("services"),
+                "must name at least one service",
+            ));
+        }
+        positive(field("connect_timeout_ms"), self.connect_timeout_ms)?;
+        positive(field("deadline_ms"), self.deadline_ms)?;
+        positive(field("keepalive_interval_ms"), self.keepalive_interval_ms)?;
+        positive(field("keepalive_timeout_ms"), self.keepalive_timeout_ms)?;
+        positive(field("reconnect_interval_ms"), self.reconnect_interval_ms)?;
+        self.breaker.check(&field("breaker"))?;
+        self.retry.check(&field("retry"))
+    }
+}
+
+/// Checks the `[backends]` section: at least one backend, each valid, and no gRPC service served
+/// by two of them.
+pub fn check_backends(backends: &BTreeMap<String, BackendConfig>) -> Result<(), InvalidField> {
+    if backends.is_empty() {
+        return Err(InvalidField::new(
+            "backends",
+            "at least one backend is needed",
+        ));
+    }
+    let mut served_by = BTreeMap::new();
+    for (name, backend) in backends {
+        backend.check(name)?;
+        for service in &backend.services {
+            if let Some(other) = served_by.insert(service, name) {
+                return Err(InvalidField::new(
+                    format!("backends.{name}.services"),
+                    format!("{service} is already served by backend {other}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The defaults of the fields serde may find missing (`BackendConfig` has no `Default`: an

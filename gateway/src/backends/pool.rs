@@ -21,7 +21,10 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::backends::resilience::{Breaker, BreakerConfig, BreakerState};
+use crate::{
+    backends::resilience::{Breaker, BreakerConfig, BreakerState},
+    field_check::{InvalidField, positive},
+};
 
 /// Least time between two shrinks of a pool: load that dips for a moment keeps its channels.
 pub const SHRINK_INTERVAL: Duration = Duration::from_secs(10);
@@ -46,6 +49,24 @@ impl Default for PoolConfig {
             max_channels: 20,
             streams_per_channel: 100,
         }
+    }
+}
+
+impl PoolConfig {
+    /// Checks the settings, naming fields under `prefix` (`backends.auth.pool`).
+    pub fn check(&self, prefix: &str) -> Result<(), InvalidField> {
+        positive(format!("{prefix}.min_channels"), self.min_channels as u64)?;
+        positive(
+            format!("{prefix}.streams_per_channel"),
+            self.streams_per_channel as u64,
+        )?;
+        if self.max_channels < self.min_channels {
+            return Err(InvalidField::new(
+                format!("{prefix}.max_channels"),
+                "must not be below pool.min_channels",
+            ));
+        }
+        Ok(())
     }
 }
 

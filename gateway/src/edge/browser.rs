@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt as _;
 use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 
+use crate::field_check::InvalidField;
+
 /// Cross-origin requests from browsers (`[cors]`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -42,8 +44,14 @@ impl Default for CorsConfig {
 }
 
 impl CorsConfig {
-    /// Checks the settings; the reason when they are invalid.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks the `[cors]` section.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        self.origins_problem()
+            .map_err(|reason| InvalidField::new("cors.allowed_origins", reason))
+    }
+
+    /// What is wrong with the allowed origins, if anything.
+    fn origins_problem(&self) -> Result<(), String> {
         let any = self.allowed_origins.iter().any(|origin| origin == "*");
         if any && self.allowed_origins.len() > 1 {
             return Err("\"*\" must be the only entry".into());
@@ -171,6 +179,13 @@ impl Default for SecurityHeadersConfig {
 }
 
 impl SecurityHeadersConfig {
+    /// Checks the `[security_headers]` section: every value makes a valid header.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        self.headers(true)
+            .map(drop)
+            .map_err(|reason| InvalidField::new("security_headers", reason))
+    }
+
     /// The headers to add, once; the reason when a value is not a valid header value. `tls`:
     /// whether the listener serves TLS (HSTS only then).
     pub fn headers(&self, tls: bool) -> Result<HeaderMap, String> {

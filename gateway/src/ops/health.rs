@@ -32,6 +32,7 @@ use crate::{
     backends::resilience::BreakerState,
     backends::{Backend, Backends, Instance},
     drain::Drain,
+    field_check::{InvalidField, positive},
     ops::metrics::Metrics,
 };
 
@@ -319,5 +320,13 @@ impl Default for HealthConfig {
             check_interval_ms: 2_000,
             check_timeout_ms: 1_000,
         }
+    }
+}
+
+impl HealthConfig {
+    /// Checks the `[health]` section.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        positive("health.check_interval_ms", self.check_interval_ms)?;
+        positive("health.check_timeout_ms", self.check_timeout_ms)
     }
 }

@@ -17,7 +17,11 @@ use futures::{FutureExt, future::Shared};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::request::error::ApiError;
+use crate::{
+    field_check::{InvalidField, positive},
+    request::error::ApiError,
+    routing::check_route_group,
+};
 
 /// The cache's settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -36,6 +40,18 @@ impl Default for CacheConfig {
             entries_max: 10_000,
             routes: BTreeMap::new(),
         }
+    }
+}
+
+impl CacheConfig {
+    /// Checks the `[cache]` section.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        for (group, rule) in &self.routes {
+            let field = format!("cache.routes.{group}");
+            check_route_group(&field, group)?;
+            positive(format!("{field}.ttl_ms"), rule.ttl_ms)?;
+        }
+        Ok(())
     }
 }
 

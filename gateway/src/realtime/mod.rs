@@ -8,6 +8,8 @@ pub mod websocket;
 
 use serde::{Deserialize, Serialize};
 
+use crate::field_check::{InvalidField, positive};
+
 /// The WebSocket hub: limits per connection and the subscription checks.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +55,11 @@ pub struct WebSocketConfig {
     /// How long a presence entry lives without a heartbeat: an instance that dies leaves no
     /// ghost for longer than this. At least twice the heartbeat interval. Default 15,000 ms.
     pub presence_ttl_ms: u64,
+    /// Reads of a channel's history a catch-up makes (after a bus interruption, or for events a
+    /// live one shows were missed) before giving up until the next gap. Default 5.
+    pub history_read_attempts: u32,
+    /// The wait after a catch-up's first failed history read; it doubles after each. Default 100 ms.
+    pub history_read_backoff_ms: u64,
 }
 
 impl Default for WebSocketConfig {
@@ -75,7 +82,63 @@ impl Default for WebSocketConfig {
             reconnect_jitter_ms: 5_000,
             presence_heartbeat_interval_ms: 5_000,
             presence_ttl_ms: 15_000,
+            history_read_attempts: 5,
+            history_read_backoff_ms: 100,
         }
+    }
+}
+
+impl WebSocketConfig {
+    /// Checks the `[websocket]` section.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        positive(
+            "websocket.outbound_queue_len_max",
+            self.outbound_queue_len_max as u64,
+        )?;
+        positive(
+            "websocket.inbound_message_bytes_max",
+            self.inbound_message_bytes_max as u64,
+        )?;
+        positive(
+            "websocket.inbound_messages_per_second",
+            self.inbound_messages_per_second.into(),
+        )?;
+        positive(
+            "websocket.inbound_messages_burst",
+            self.inbound_messages_burst.into(),
+        )?;
+        positive("websocket.idle_timeout_ms", self.idle_timeout_ms)?;
+        positive("websocket.ping_interval_ms", self.ping_interval_ms)?;
+        positive(
+            "websocket.permission_check_deadline_ms",
+            self.permission_check_deadline_ms,
+        )?;
+        positive("websocket.read_buffer_bytes", self.read_buffer_bytes as u64)?;
+        positive(
+            "websocket.write_buffer_bytes_max",
+            self.write_buffer_bytes_max as u64,
+        )?;
+        if self.write_buffer_bytes >= self.write_buffer_bytes_max {
+            return Err(InvalidField::new(
+                "websocket.write_buffer_bytes",
+                "must be less than websocket.write_buffer_bytes_max",
+            ));
+        }
+        positive(
+            "websocket.history_read_attempts",
+            self.history_read_attempts.into(),
+        )?;
+        positive(
+            "websocket.presence_heartbeat_interval_ms",
+            self.presence_heartbeat_interval_ms,
+        )?;
+        if self.presence_ttl_ms < self.presence_heartbeat_interval_ms.saturating_mul(2) {
+            return Err(InvalidField::new(
+                "websocket.presence_ttl_ms",
+                "must be at least twice websocket.presence_heartbeat_interval_ms",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -98,4 +161,16 @@ pub struct EventBusConfig {
     pub kind: EventBusKind,
     /// The Redis bus, used when `kind = "redis"`.
     pub redis: events::redis_bus::RedisBusConfig,
+}
+
+impl EventBusConfig {
+    /// Checks the `[event_bus]` section: the Redis settings when Redis is the bus.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        if self.kind == EventBusKind::Redis {
+            self.redis
+                .validate()
+                .map_err(|error| InvalidField::new("event_bus.redis", error.to_string()))?;
+        }
+        Ok(())
+    }
 }

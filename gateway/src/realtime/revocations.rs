@@ -9,12 +9,9 @@
 //!   answers are dropped, and their connections to that resource close (`read` or `write`: a
 //!   collaborator who loses write must reconnect to get read-only rights).
 
-use std::{
-    sync::{
-        Arc, Weak,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc, Weak,
+    atomic::{AtomicBool, Ordering},
 };
 
 use futures::future::BoxFuture;
@@ -84,10 +81,6 @@ pub fn apply_revocation(
     }
 }
 
-/// How often a catch-up tries to read the revocation history before giving up until the next
-/// restoration (or the next revocation, which finds the hole and tries again).
-const CATCH_UP_TRIES: u32 = 5;
-
 /// The revocations this instance has applied, and the way to apply the ones it missed.
 ///
 /// Revocations are events like any other: they have offsets and history. While the bus is
@@ -147,37 +140,13 @@ impl RevocationLog {
     /// [`RevocationLog::assume_any_revoked`].
     pub async fn apply_missed(&self) {
         let mut applied = self.applied.lock().await;
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
         let channel = ChannelName::revocations();
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1..=CATCH_UP_TRIES {
-            let Some(hub) = self.hub.upgrade() else {
-                return;
-            };
-            let after = applied.as_ref().map_or(0, |(_, offset)| *offset);
-            let read = match hub.bus().history(&channel, after).await {
-                Ok(history)
-                    if applied
-                        .as_ref()
-                        .is_some_and(|(epoch, _)| *epoch != history.epoch) =>
-                {
-                    hub.bus().history(&channel, 0).await
-                }
-                other => other,
-            };
-            match read {
-                Ok(history) => {
-                    self.apply_history(&hub, &mut applied, &history);
-                    self.current.store(true, Ordering::SeqCst);
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, attempt, "reading missed revocations failed");
-                    if attempt < CATCH_UP_TRIES {
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
-                }
-            }
+        if let Some(history) = hub.read_missed(&channel, applied.as_ref()).await {
+            self.apply_history(&hub, &mut applied, &history);
+            self.current.store(true, Ordering::SeqCst);
         }
     }
 

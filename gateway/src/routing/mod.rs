@@ -3,6 +3,7 @@
 //!
 //! - [`path_template`]: the template grammar, matching and variable capture.
 //! - [`table`]: the route table built from descriptors, and the lookup with 404/405 semantics.
+//! - [`layer`]: the routing layer: match the route, then authenticate when it asks for it.
 
 pub mod layer;
 pub mod path_template;
@@ -11,6 +12,8 @@ pub mod table;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::field_check::{InvalidField, positive};
 
 pub use layer::MatchedRoute;
 pub use path_template::PathTemplate;
@@ -33,10 +36,24 @@ pub struct RoutesConfig {
     pub aggregates: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// Checks that `group` names a route group: a gRPC service (`package.Service`) or method
-/// (`package.Service/Method`), the keys of `routes.deadlines_ms`, `cache.routes` and
-/// `rate_limit.groups`.
-pub fn check_route_group(group: &str) -> Result<(), String> {
+impl RoutesConfig {
+    /// Checks the `[routes]` deadlines. The aggregates are checked by their owner
+    /// (`proxy::aggregate::check_config`); that routes exist for a group is known only once the
+    /// route table is built.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        for (group, deadline) in &self.deadlines_ms {
+            let field = format!("routes.deadlines_ms.{group}");
+            check_route_group(&field, group)?;
+            positive(field, *deadline)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `group`, the key of `field`, names a route group: a gRPC service
+/// (`package.Service`) or method (`package.Service/Method`), the keys of `routes.deadlines_ms`,
+/// `cache.routes` and `rate_limit.groups`.
+pub fn check_route_group(field: &str, group: &str) -> Result<(), InvalidField> {
     let valid = match group.split_once('/') {
         Some((service, method)) => {
             service.contains('.') && !method.is_empty() && !method.contains('/')
@@ -46,6 +63,9 @@ pub fn check_route_group(group: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else {
-        Err("must name a gRPC service (package.Service) or method (package.Service/Method)".into())
+        Err(InvalidField::new(
+            field,
+            "must name a gRPC service (package.Service) or method (package.Service/Method)",
+        ))
     }
 }

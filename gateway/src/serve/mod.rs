@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::field_check::{InvalidField, positive};
+
 /// Listener addresses.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -89,6 +91,19 @@ impl Default for HttpConfig {
     }
 }
 
+impl HttpConfig {
+    /// Checks the `[http]` section.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        positive("http.body_bytes_max", self.body_bytes_max as u64)?;
+        positive("http.uri_bytes_max", self.uri_bytes_max as u64)?;
+        positive("http.header_bytes_max", self.header_bytes_max as u64)?;
+        positive("http.header_count_max", self.header_count_max as u64)?;
+        positive("http.header_read_timeout_ms", self.header_read_timeout_ms)?;
+        positive("http.idle_timeout_ms", self.idle_timeout_ms)?;
+        positive("http.json_depth_max", self.json_depth_max as u64)
+    }
+}
+
 /// Graceful shutdown.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -102,5 +117,12 @@ impl Default for ShutdownConfig {
         Self {
             grace_period_ms: 10_000,
         }
+    }
+}
+
+impl ShutdownConfig {
+    /// Checks the `[shutdown]` section.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        positive("shutdown.grace_period_ms", self.grace_period_ms)
     }
 }

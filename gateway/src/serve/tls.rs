@@ -8,6 +8,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject as _};
 use serde::{Deserialize, Serialize};
 use tokio_rustls::TlsAcceptor;
 
+use crate::field_check::InvalidField;
+
 /// Where the certificate and key come from (`[tls]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -24,10 +26,13 @@ impl TlsConfig {
         self.cert_path.is_some()
     }
 
-    /// Checks that both paths are given, or neither.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks the `[tls]` section: both paths are given, or neither.
+    pub fn check(&self) -> Result<(), InvalidField> {
         if self.cert_path.is_some() != self.key_path.is_some() {
-            return Err("cert_path and key_path go together".into());
+            return Err(InvalidField::new(
+                "tls",
+                "cert_path and key_path go together",
+            ));
         }
         Ok(())
     }

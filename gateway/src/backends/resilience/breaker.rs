@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::window::Window;
+use crate::field_check::{InvalidField, positive, share};
 
 /// The breaker's settings (`backends.<name>.breaker`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -49,6 +50,24 @@ impl Default for BreakerConfig {
             open_max_ms: 30_000,
             half_open_probes: 3,
         }
+    }
+}
+
+impl BreakerConfig {
+    /// Checks the settings, naming fields under `prefix` (`backends.auth.breaker`).
+    pub fn check(&self, prefix: &str) -> Result<(), InvalidField> {
+        share(format!("{prefix}.failure_ratio"), self.failure_ratio)?;
+        positive(
+            format!("{prefix}.consecutive_failures"),
+            self.consecutive_failures.into(),
+        )?;
+        positive(format!("{prefix}.window_ms"), self.window_ms)?;
+        positive(format!("{prefix}.open_ms"), self.open_ms)?;
+        positive(format!("{prefix}.open_max_ms"), self.open_max_ms)?;
+        positive(
+            format!("{prefix}.half_open_probes"),
+            self.half_open_probes.into(),
+        )
     }
 }
 

@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 
 use super::window::Window;
+use crate::field_check::{InvalidField, positive, share};
 
 /// The retry settings (`backends.<name>.retry`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -46,6 +47,22 @@ impl Default for RetryConfig {
             budget_min_per_second: 10,
             budget_window_ms: 10_000,
         }
+    }
+}
+
+impl RetryConfig {
+    /// Checks the settings, naming fields under `prefix` (`backends.auth.retry`).
+    pub fn check(&self, prefix: &str) -> Result<(), InvalidField> {
+        positive(format!("{prefix}.max_attempts"), self.max_attempts.into())?;
+        share(format!("{prefix}.budget_ratio"), self.budget_ratio)?;
+        positive(format!("{prefix}.budget_window_ms"), self.budget_window_ms)?;
+        if self.backoff_initial_ms > self.backoff_max_ms {
+            return Err(InvalidField::new(
+                format!("{prefix}.backoff_initial_ms"),
+                "must not exceed retry.backoff_max_ms",
+            ));
+        }
+        Ok(())
     }
 }
 

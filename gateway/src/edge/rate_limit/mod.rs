@@ -37,8 +37,14 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::{
-    auth::UserContext, drain::Drain, ops::metrics::Metrics, request::Peer,
-    request::error::ApiError, routing::MatchedRoute,
+    auth::UserContext,
+    drain::Drain,
+    field_check::{InvalidField, positive},
+    ops::metrics::Metrics,
+    request::Peer,
+    request::error::ApiError,
+    routing::MatchedRoute,
+    routing::check_route_group,
 };
 
 /// One limit: a steady rate and the burst allowed above it.
@@ -99,15 +105,19 @@ impl Default for RateLimitConfig {
 }
 
 impl RateLimitConfig {
-    /// Checks the settings; the field and reason when invalid.
-    pub fn check(&self) -> Result<(), (String, String)> {
+    /// Checks the `[rate_limit]` section. That it is shared only over a Redis bus is checked
+    /// with the bus (`config`).
+    pub fn check(&self) -> Result<(), InvalidField> {
         for proxy in &self.trusted_proxies {
             parse_net(proxy).ok_or_else(|| {
-                (
-                    "rate_limit.trusted_proxies".to_owned(),
+                InvalidField::new(
+                    "rate_limit.trusted_proxies",
                     format!("{proxy:?} is not an IP address or CIDR block"),
                 )
             })?;
+        }
+        for group in self.groups.keys() {
+            check_route_group(&format!("rate_limit.groups.{group}"), group)?;
         }
         let limits = [
             ("per_ip".to_owned(), &self.per_ip),
@@ -116,25 +126,23 @@ impl RateLimitConfig {
         .into_iter()
         .chain(self.groups.iter().map(|(g, l)| (format!("groups.{g}"), l)));
         for (name, limit) in limits {
-            let field = format!("rate_limit.{name}");
+            let invalid = |reason| Err(InvalidField::new(format!("rate_limit.{name}"), reason));
             if !limit.per_second.is_finite() || limit.per_second < 0.0 {
-                return Err((field, "per_second must be zero (off) or positive".into()));
+                return invalid("per_second must be zero (off) or positive");
             }
             if limit.burst == 0 {
-                return Err((field, "burst must be at least 1".into()));
+                return invalid("burst must be at least 1");
             }
             if limit.per_second > 1_000_000.0 || (limit.per_second > 0.0 && limit.quota().is_none())
             {
-                return Err((field, "per_second must be at most 1,000,000".into()));
+                return invalid("per_second must be at most 1,000,000");
             }
         }
-        if self.shared_timeout_ms == 0 || self.shared_retry_interval_ms == 0 {
-            return Err((
-                "rate_limit.shared_timeout_ms".into(),
-                "shared_timeout_ms and shared_retry_interval_ms must be positive".into(),
-            ));
-        }
-        Ok(())
+        positive("rate_limit.shared_timeout_ms", self.shared_timeout_ms)?;
+        positive(
+            "rate_limit.shared_retry_interval_ms",
+            self.shared_retry_interval_ms,
+        )
     }
 }
 

@@ -7,7 +7,8 @@
 //! - [`presence`]: this instance's collaboration connections in the shared presence store.
 //!
 //! The hub holds one bus subscription per channel while at least one local connection needs it
-//! (reference counted: subscribe on the first, unsubscribe after the last). One pump task per
+//! (`events::members::ChannelMembers`: subscribe on the first, unsubscribe after the last, as
+//! the Redis bus counts its own subscriptions). One pump task per
 //! channel reads the subscription, serialises each event once, and offers the shared frame to
 //! every connection's queue, filtered by the event's audience. After a bus interruption the pump
 //! catches up from history, so connections receive what they missed in order, once.
@@ -18,13 +19,14 @@ pub mod protocol;
 pub mod queue;
 
 use std::{
-    collections::BTreeMap,
     sync::{Arc, Mutex, OnceLock, Weak},
+    time::Duration,
 };
 
 use axum::extract::ws::Utf8Bytes;
 use events::{
     BusError, BusMessage, ChannelKind, ChannelName, Event, EventBus, History, Subscription,
+    members::ChannelMembers,
 };
 use futures::future::BoxFuture;
 use prometheus_client::metrics::histogram::Histogram;
@@ -53,11 +55,6 @@ struct Subscriber {
     queue: Arc<OutQueue>,
 }
 
-struct ChannelEntry {
-    subscribers: BTreeMap<u64, Subscriber>,
-    pump: JoinHandle<()>,
-}
-
 /// The revocations the hub must respect (the revocation log): a token revoked during a bus
 /// interruption must close its connections before they are sent anything published after the
 /// revocation, and must not open new ones before the gateway has heard of it.
@@ -70,13 +67,26 @@ pub trait RevocationGate: Send + Sync {
     fn is_current(&self) -> bool;
 }
 
+/// How a catch-up retries reading history the bus could not give
+/// (`websocket.history_read_attempts`, `websocket.history_read_backoff_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryRetry {
+    /// Reads before giving up until the next restoration or the next gap.
+    pub attempts: u32,
+    /// The wait after the first failed read; it doubles after each.
+    pub backoff_initial: Duration,
+}
+
 /// The hub: channels with local subscribers, and their pumps.
 pub struct Hub {
     bus: Arc<dyn EventBus>,
+    history_retry: HistoryRetry,
     revocations: OnceLock<Arc<dyn RevocationGate>>,
     /// Time from the bus receiving each event to its being queued for every local subscriber.
     handoff: Histogram,
-    channels: Mutex<BTreeMap<ChannelName, ChannelEntry>>,
+    /// Each channel's local connections, by connection ID; the first opens the channel's pump
+    /// (which holds its one bus subscription), the last aborts it.
+    channels: Mutex<ChannelMembers<ChannelName, JoinHandle<()>, Subscriber>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -97,19 +107,60 @@ pub struct ResumePoint {
 }
 
 impl Hub {
-    /// A hub reading from `bus`, recording each event's handoff in `handoff`.
-    pub fn new(bus: Arc<dyn EventBus>, handoff: Histogram) -> Arc<Self> {
+    /// A hub reading from `bus`, recording each event's handoff in `handoff`; catch-ups retry
+    /// history as `history_retry` says.
+    pub fn new(
+        bus: Arc<dyn EventBus>,
+        handoff: Histogram,
+        history_retry: HistoryRetry,
+    ) -> Arc<Self> {
         Arc::new(Self {
             bus,
+            history_retry,
             revocations: OnceLock::new(),
             handoff,
-            channels: Mutex::new(BTreeMap::new()),
+            channels: Mutex::new(ChannelMembers::default()),
         })
     }
 
     /// The bus, for publishing from collaboration clients.
     pub fn bus(&self) -> &Arc<dyn EventBus> {
         &self.bus
+    }
+
+    /// What `channel`'s history holds after `last` (epoch, offset): everything after that offset
+    /// in the same epoch, or the whole history of a new epoch (the answer's epoch says which).
+    /// Retries as configured; `None` when history stays unreachable, and then the next gap
+    /// (a live event past the last one, or the next restoration) tries again.
+    pub async fn read_missed(
+        &self,
+        channel: &ChannelName,
+        last: Option<&(String, u64)>,
+    ) -> Option<History> {
+        let HistoryRetry {
+            attempts,
+            mut backoff_initial,
+        } = self.history_retry;
+        for attempt in 1..=attempts {
+            let after = last.map_or(0, |(_, offset)| *offset);
+            let read = match self.bus.history(channel, after).await {
+                Ok(history) if last.is_some_and(|(epoch, _)| *epoch != history.epoch) => {
+                    self.bus.history(channel, 0).await
+                }
+                other => other,
+            };
+            match read {
+                Ok(history) => return Some(history),
+                Err(error) => {
+                    tracing::warn!(%channel, %error, attempt, "reading missed events from history failed");
+                    if attempt < attempts {
+                        tokio::time::sleep(backoff_initial).await;
+                        backoff_initial *= 2;
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Sets the revocations every join checks and every catch-up awaits (once; later calls are
@@ -127,10 +178,12 @@ impl Hub {
     pub fn subscriber_count(&self, channel: &ChannelName) -> usize {
         self.lock()
             .get(channel)
-            .map_or(0, |entry| entry.subscribers.len())
+            .map_or(0, |members| members.by_id.len())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ChannelName, ChannelEntry>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, ChannelMembers<ChannelName, JoinHandle<()>, Subscriber>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -233,30 +286,19 @@ impl Hub {
     }
 
     fn register(self: &Arc<Self>, channel: &ChannelName, member: Member, queue: Arc<OutQueue>) {
-        let mut channels = self.lock();
-        let entry = channels.entry(channel.clone()).or_insert_with(|| {
-            let subscription = self.bus.subscribe(channel);
-            ChannelEntry {
-                subscribers: BTreeMap::new(),
-                pump: tokio::spawn(pump(Arc::downgrade(self), subscription)),
-            }
-        });
-        entry
-            .subscribers
-            .insert(member.connection_id, Subscriber { member, queue });
+        let id = member.connection_id;
+        self.lock()
+            .join(channel.clone(), id, Subscriber { member, queue }, || {
+                let subscription = self.bus.subscribe(channel);
+                tokio::spawn(pump(Arc::downgrade(self), subscription))
+            });
     }
 
     /// Removes a connection; the channel's subscription ends with its last local subscriber.
     pub fn leave(&self, channel: &ChannelName, connection_id: u64) {
-        let mut channels = self.lock();
-        if let Some(entry) = channels.get_mut(channel) {
-            entry.subscribers.remove(&connection_id);
-            if entry.subscribers.is_empty()
-                && let Some(entry) = channels.remove(channel)
-            {
-                // Aborting the pump drops the bus subscription, which unsubscribes.
-                entry.pump.abort();
-            }
+        if let Some(pump) = self.lock().leave(channel, connection_id) {
+            // Aborting the pump drops the bus subscription, which unsubscribes.
+            pump.abort();
         }
     }
 
@@ -270,8 +312,8 @@ impl Hub {
     ) -> usize {
         let channels = self.lock();
         let mut closed = 0;
-        for (channel, entry) in channels.iter() {
-            for subscriber in entry.subscribers.values() {
+        for (channel, members) in channels.iter() {
+            for subscriber in members.by_id.values() {
                 if condition(channel, &subscriber.member) {
                     subscriber.queue.close(code, reason);
                     closed += 1;
@@ -286,10 +328,10 @@ impl Hub {
     pub fn dispatch(&self, channel: &ChannelName, event: &Arc<Event>) {
         let frame: Utf8Bytes = event_frame(event).as_ref().into();
         let channels = self.lock();
-        let Some(entry) = channels.get(channel) else {
+        let Some(members) = channels.get(channel) else {
             return;
         };
-        for subscriber in entry.subscribers.values() {
+        for subscriber in members.by_id.values() {
             let member = &subscriber.member;
             let admitted = event.is_for(&member.user_id, &member.roles);
             subscriber.queue.push_event(event, &frame, admitted, false);
@@ -298,8 +340,8 @@ impl Hub {
 
     fn notify_all(&self, channel: &ChannelName, frame: &ServerFrame<'_>) {
         let channels = self.lock();
-        if let Some(entry) = channels.get(channel) {
-            for subscriber in entry.subscribers.values() {
+        if let Some(members) = channels.get(channel) {
+            for subscriber in members.by_id.values() {
                 subscriber.queue.push_control(frame);
             }
         }
@@ -362,36 +404,17 @@ async fn pump(hub: Weak<Hub>, mut subscription: Subscription) {
     }
 }
 
-/// What the channel's history holds after `last` (epoch, offset): everything after that offset in
-/// the same epoch, or the whole history of a new epoch. A few tries with backoff; if history stays
-/// unreachable, the next live event shows each connection the hole as a `missed` gap.
+/// What the channel's history holds after `last`, to dispatch after a bus interruption or an
+/// epoch change ([`Hub::read_missed`]); nothing if history stays unreachable, and then the next
+/// live event shows each connection the hole as a `missed` gap.
 async fn catch_up(
     hub: &Hub,
     channel: &ChannelName,
     last: Option<&(String, u64)>,
 ) -> Vec<Arc<Event>> {
-    const TRIES: u32 = 5;
-    let mut delay = std::time::Duration::from_millis(100);
-    for attempt in 1..=TRIES {
-        let after = last.map_or(0, |(_, offset)| *offset);
-        let result = match hub.bus.history(channel, after).await {
-            Ok(history) if last.is_some_and(|(epoch, _)| *epoch != history.epoch) => {
-                hub.bus.history(channel, 0).await
-            }
-            other => other,
-        };
-        match result {
-            Ok(history) => return history.events,
-            Err(error) => {
-                tracing::warn!(%channel, %error, attempt, "catch-up after a bus interruption failed");
-                if attempt < TRIES {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-            }
-        }
-    }
-    Vec::new()
+    hub.read_missed(channel, last)
+        .await
+        .map_or_else(Vec::new, |history| history.events)
 }
 
 #[cfg(test)]
@@ -433,7 +456,14 @@ mod tests {
             let data = RawValue::from_string(n.to_string()).unwrap();
             bus.publish(&channel, None, data).await.unwrap();
         }
-        let hub = Hub::new(Arc::new(bus), Histogram::new([1.0].into_iter()));
+        let hub = Hub::new(
+            Arc::new(bus),
+            Histogram::new([1.0].into_iter()),
+            HistoryRetry {
+                attempts: 1,
+                backoff_initial: Duration::from_millis(1),
+            },
+        );
         let queue = Arc::new(OutQueue::new(channel.as_str(), 16, false));
         let member = Member {
             connection_id: 1,
