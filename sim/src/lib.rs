@@ -12,7 +12,10 @@
 //! - [`trace`]: what a run observed, in order, and the trace's hash (its fingerprint).
 //! - [`topology`]: the simulated deployment's settings: the gateways' configuration, the Redis
 //!   bus settings, the workload's paths and the shared limit it runs into.
-//! - [`faults`]: the faults a scenario schedules, and the sabotages that prove invariants can fail.
+//! - [`faults`]: the faults a scenario schedules and how they are applied, and the sabotages that
+//!   prove invariants can fail.
+//! - [`workload`]: the client hosts a scenario spawns (subscribers, collaborators, the revoker,
+//!   the publisher, the HTTP clients, the prober) and what each records in the trace.
 //! - [`scenario`]: a topology, a workload, a fault schedule and a duration, run into a trace.
 //! - [`invariants`]: the properties every trace must have, each a documented function, one file
 //!   per family.
@@ -33,6 +36,7 @@ pub mod scenario;
 pub mod seed;
 pub mod topology;
 pub mod trace;
+pub mod workload;
 
 pub use clock::SimClock;
 pub use net::TurmoilNet;

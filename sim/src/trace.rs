@@ -1,7 +1,10 @@
 //! What a run observed, in order, and its hash: the same seed must give the same trace, so the
 //! hash printed at the end of a run is its fingerprint (see `docs/simulation.md`).
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use serde_json::Value;
 
@@ -152,4 +155,23 @@ impl Trace {
         }
         hash
     }
+}
+
+/// A run's trace as its hosts share it: the runner and every client host record into it (turmoil
+/// runs every host on the runner's thread).
+pub(crate) type SharedTrace = Arc<Mutex<Trace>>;
+
+/// Records `what`, observed by `host` now: for a host, which turmoil tells its simulated time.
+pub(crate) fn record(trace: &SharedTrace, host: &str, what: Observation) {
+    let at = turmoil::sim_elapsed().unwrap_or_default();
+    record_at(trace, at, host, what);
+}
+
+/// Records `what`, observed by `host` at simulated time `at`: for the runner, which is outside
+/// every host, where `turmoil::sim_elapsed` has no answer.
+pub(crate) fn record_at(trace: &SharedTrace, at: Duration, host: &str, what: Observation) {
+    trace
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(at, host, what);
 }

@@ -139,3 +139,111 @@ pub fn every_started_client_is_served(trace: &Trace, expect: &Expectations) -> V
     }
     violations
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::invariants::test_support::*;
+
+    fn started(trace: &mut Trace, ms: u64, subscriber: usize) {
+        let what = Observation::ClientStarted {
+            subscriber,
+            gateway: "gateway-1".to_owned(),
+        };
+        trace.push(at(ms), "subscribers-1", what);
+    }
+
+    fn welcomed(trace: &mut Trace, ms: u64, subscriber: usize) {
+        let welcome =
+            json!({"type": "welcome", "channel": "user:u-1", "epoch": "e", "latest_offset": 0});
+        frame(trace, ms, subscriber, welcome);
+    }
+
+    #[test]
+    fn a_started_client_never_welcomed_is_caught_unless_faults_kept_it_out() {
+        let served = every_started_client_is_served;
+        // Three clients start at 1 s; 0 and 1 are welcomed, 2 never is.
+        let mut trace = Trace::default();
+        for subscriber in 0..3 {
+            started(&mut trace, 1_000, subscriber);
+        }
+        welcomed(&mut trace, 1_400, 0);
+        welcomed(&mut trace, 1_500, 1);
+        let violations = served(&trace, &expect(20, Vec::new()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0]
+                .detail
+                .starts_with("client 2 (subscribers-1) on gateway-1"),
+            "{violations:?}"
+        );
+        // Its gateway crashed at 2 s and restarted at 12 s, in a 20 s run: from 1 s to 2 s was
+        // too short for a welcome, and after the restart (free from 16 s: the second of startup
+        // and the recovery) too short for an attempt in flight plus a welcome. Excused.
+        let crash = |restart_ms| {
+            vec![
+                (at(2_000), Fault::Crash("gateway-1".into())),
+                (at(restart_ms), Fault::Restart("gateway-1".into())),
+            ]
+        };
+        assert_eq!(served(&trace, &expect(20, crash(12_000))), []);
+        // Restarted at 7 s, the gateway was free from 11 s: 9 s, enough for an attempt in
+        // flight (5.25 s) and a welcome (3 s). Caught. (Restarted at 8 s, 8 s would not be.)
+        assert_eq!(served(&trace, &expect(20, crash(8_000))), []);
+        let violations = served(&trace, &expect(20, crash(7_000)));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("from 11s to 20s"),
+            "{violations:?}"
+        );
+        // Cut from Redis, or Auth unreachable, from 4.5 s to the end: 1 s to 4.5 s was free
+        // long enough. Caught either way.
+        for fault in [
+            Fault::Partition("gateway-1".into(), "redis".into()),
+            Fault::Hold("gateway-1".into(), "auth".into()),
+        ] {
+            let violations = served(&trace, &expect(20, vec![(at(4_500), fault)]));
+            assert_eq!(violations.len(), 1, "{violations:?}");
+        }
+        // A fault on the other gateway or between other hosts excuses nothing.
+        let elsewhere = vec![
+            (at(1_500), Fault::Crash("gateway-2".into())),
+            (at(1_600), Fault::Partition("auth".into(), "project".into())),
+        ];
+        assert_eq!(served(&trace, &expect(20, elsewhere)).len(), 1);
+    }
+
+    #[test]
+    fn a_revoked_client_is_judged_until_its_revocation_and_a_failed_login_always() {
+        let mut trace = Trace::default();
+        started(&mut trace, 1_000, 7);
+        let what = Observation::Revoked {
+            subscriber: 7,
+            token_id: "t".to_owned(),
+        };
+        trace.push(at(4_200), "revoker", what);
+        let revoking = |revoke_ms| Expectations {
+            revoke_at: Some(at(revoke_ms)),
+            ..expect(20, Vec::new())
+        };
+        // Revoked 3.5 s after it started and never welcomed: it had its chance.
+        assert_eq!(
+            every_started_client_is_served(&trace, &revoking(4_500)).len(),
+            1
+        );
+        // Revoked 2.5 s after it started: too short to judge.
+        assert_eq!(every_started_client_is_served(&trace, &revoking(3_500)), []);
+        let what = Observation::LoginFailed {
+            gateway: "gateway-1".to_owned(),
+        };
+        trace.push(at(20_000), "http", what);
+        let violations = every_started_client_is_served(&trace, &revoking(3_500));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.starts_with("http could not log in"),
+            "{violations:?}"
+        );
+    }
+}

@@ -232,3 +232,43 @@ pub fn subscribers_catch_up_by_the_end(trace: &Trace, expect: &Expectations) -> 
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::invariants::test_support::*;
+
+    /// A client resuming from a lost epoch is told so, then that the new epoch's first offsets
+    /// cannot be delivered (history trimmed, or a replay cut short), then gets the rest: that is
+    /// complete. (The invariant used to apply the second gap to the old epoch and report the new
+    /// epoch's first offsets as lost.) A report that starts past the new epoch's first offset
+    /// is still caught.
+    #[test]
+    fn a_bounded_gap_after_an_epoch_change_reports_the_new_epochs_first_offsets() {
+        let trace_with_gap_from = |from: u64| {
+            let mut trace = Trace::default();
+            connected(&mut trace, 100, 3);
+            let welcome = json!({"type": "welcome", "channel": "user:u-1", "epoch": "new", "latest_offset": 7});
+            frame(&mut trace, 110, 3, welcome);
+            let changed = json!({"type": "gap", "channel": "user:u-1", "from_offset": 32, "to_offset": null, "reason": "epoch_changed"});
+            frame(&mut trace, 111, 3, changed);
+            let missed = json!({"type": "gap", "channel": "user:u-1", "from_offset": from, "to_offset": 7, "reason": "history_trimmed"});
+            frame(&mut trace, 112, 3, missed);
+            let event = json!({"type": "event", "channel": "user:u-1", "epoch": "new", "offset": 8, "data": {}});
+            frame(&mut trace, 113, 3, event);
+            trace
+        };
+        assert_eq!(
+            delivery_is_ordered_complete_and_once(&trace_with_gap_from(1)),
+            []
+        );
+        let violations = delivery_is_ordered_complete_and_once(&trace_with_gap_from(3));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("leaves 1..3 unreported"),
+            "{violations:?}"
+        );
+    }
+}

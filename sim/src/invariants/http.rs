@@ -193,3 +193,69 @@ pub fn project_traffic_flows_while_auth_cannot_answer(
     }
     violations
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::test_support::*;
+
+    #[test]
+    fn a_request_unanswered_while_its_gateway_was_down_is_excused_and_only_then() {
+        let crash = vec![
+            (at(1_000), Fault::Crash("gateway-1".to_owned())),
+            (at(3_000), Fault::Restart("gateway-1".to_owned())),
+        ];
+        let mut trace = Trace::default();
+        for sent in [900, 5_000] {
+            trace.push(
+                at(sent + 100),
+                "http",
+                http("/api/auth/profile", sent, None, None),
+            );
+        }
+        let violations = every_http_request_gets_one_timely_answer(&trace, &expect(10, crash));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].at, at(5_100));
+    }
+
+    #[test]
+    fn a_valid_token_refused_while_auth_is_partitioned_is_caught_unless_excused() {
+        let cut = |at_ms, fault: fn(String, String) -> Fault| {
+            (at(at_ms), fault("gateway-1".to_owned(), "auth".to_owned()))
+        };
+        let mut faults = vec![cut(6_000, Fault::Partition), cut(12_000, Fault::Repair)];
+        let mut trace = Trace::default();
+        for (sent, status, code) in [
+            (5_000, 200, None),
+            (7_000, 200, None),
+            (8_000, 503, Some("auth_unavailable")),
+            (13_000, 503, Some("unavailable")),
+        ] {
+            let what = http("/api/projects/templates", sent, Some(status), code);
+            trace.push(at(sent + 1_000), "http", what);
+        }
+        // The 503 at 8 s is the one violation; the one at 13 s came after the repair.
+        let violations =
+            project_traffic_flows_while_auth_cannot_answer(&trace, &expect(20, faults.clone()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].at, at(9_000));
+        // Excused while Project was in trouble too, or before the gateway could fetch Auth's keys.
+        let mut with_project = faults.clone();
+        with_project.push((at(7_500), Fault::Crash("project".to_owned())));
+        with_project.push((at(8_500), Fault::Restart("project".to_owned())));
+        with_project.sort_by_key(|(at, _)| *at);
+        assert!(
+            project_traffic_flows_while_auth_cannot_answer(&trace, &expect(20, with_project))
+                .is_empty()
+        );
+        faults.insert(0, cut(1_000, Fault::Partition));
+        faults.insert(1, cut(2_000, Fault::Repair));
+        faults.insert(2, cut(2_500, Fault::Partition));
+        faults.insert(3, cut(3_000, Fault::Repair));
+        // Auth answered only from 3 s on: keys by 5 s, so 8 s is still judged.
+        assert_eq!(
+            project_traffic_flows_while_auth_cannot_answer(&trace, &expect(20, faults)).len(),
+            1
+        );
+    }
+}

@@ -122,3 +122,95 @@ pub fn shared_limits_hold_across_instances(trace: &Trace, expect: &Expectations)
         ),
     )]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::test_support::*;
+
+    /// A shared limit of 2 a second with a burst of 4; after Redis fails to answer, a gateway
+    /// decides alone for 1 s.
+    const SHARED: SharedLimit = SharedLimit {
+        limit: gateway::edge::rate_limit::Limit {
+            per_second: 2.0,
+            burst: 4,
+        },
+        retry_interval: Duration::from_secs(1),
+    };
+
+    #[test]
+    fn a_shared_limit_is_judged_over_the_whole_window_with_cuts_excused() {
+        let limited = |trace: &mut Trace, sent: u64, status: u16| {
+            let mut what = http(LIMITED_PATH, sent, Some(status), None);
+            if let Observation::Http { request_id, .. } = &mut what {
+                *request_id = format!("l-{sent}");
+            }
+            trace.push(at(sent + 10), "limited", what);
+        };
+        // Ten seconds (0 to 10.01 s): 4 + 2 × 10.01 = 24.02, × 1.02 = 24.5 may pass.
+        let run = |admitted: u64| {
+            let mut trace = Trace::default();
+            for n in 0..=100 {
+                let status = if n < admitted { 200 } else { 429 };
+                limited(&mut trace, n * 100, status);
+            }
+            trace
+        };
+        let mut expectations = expect(20, Vec::new());
+        expectations.shared_limit = Some(SHARED);
+        assert!(shared_limits_hold_across_instances(&run(24), &expectations).is_empty());
+        let violations = shared_limits_hold_across_instances(&run(25), &expectations);
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.starts_with("25 of 101"),
+            "{violations:?}"
+        );
+        // One gateway cut from Redis for 2 s: it may admit alone over 2 + 1 + 1 s (4 + 8 more).
+        expectations.faults = vec![
+            (
+                at(3_000),
+                Fault::Partition("gateway-1".into(), "redis".into()),
+            ),
+            (at(5_000), Fault::Repair("gateway-1".into(), "redis".into())),
+        ];
+        assert!(shared_limits_hold_across_instances(&run(36), &expectations).is_empty());
+        assert_eq!(
+            shared_limits_hold_across_instances(&run(37), &expectations).len(),
+            1
+        );
+        // Without the limited client nothing is judged.
+        expectations.shared_limit = None;
+        assert!(shared_limits_hold_across_instances(&run(100), &expectations).is_empty());
+    }
+
+    /// Seed 58872828: a skewed gateway clock made two requests 401 before the limit was asked.
+    /// Answers given before the limit (authentication: 401, 503 `auth_unavailable`) were not
+    /// admitted by it; a backend's error after it was.
+    #[test]
+    fn only_requests_past_the_limit_count_as_admitted() {
+        let mut expectations = expect(20, Vec::new());
+        expectations.shared_limit = Some(SHARED);
+        // 24 admitted fill the bound (24.5); more answers that never reached the limit add none.
+        let run = |before_limit: &[(u16, &str)], after_limit: Option<(u16, &str)>| {
+            let mut trace = Trace::default();
+            let mut answers: Vec<(u16, Option<&str>)> = vec![(200, None); 24];
+            answers.extend(before_limit.iter().map(|(s, c)| (*s, Some(*c))));
+            answers.extend(after_limit.map(|(s, c)| (s, Some(c))));
+            answers.resize(101, (429, Some("rate_limited")));
+            for (n, (status, code)) in answers.into_iter().enumerate() {
+                let sent = n as u64 * 100;
+                let what = http(LIMITED_PATH, sent, Some(status), code);
+                trace.push(at(sent + 10), "limited", what);
+            }
+            trace
+        };
+        let before = [(401, "unauthenticated"), (503, "auth_unavailable")];
+        let judged = shared_limits_hold_across_instances(&run(&before, None), &expectations);
+        assert!(judged.is_empty(), "{judged:?}");
+        let judged = shared_limits_hold_across_instances(
+            &run(&before, Some((503, "backend_unavailable"))),
+            &expectations,
+        );
+        assert_eq!(judged.len(), 1, "{judged:?}");
+    }
+}

@@ -153,3 +153,62 @@ pub fn presence_converges_without_ghosts(trace: &Trace, expect: &Expectations) -
     }
     violations
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::invariants::test_support::*;
+
+    fn presence(ms: u64, offset: u64, action: &str, connection: &str) -> (u64, Value) {
+        let event = json!({"type": "event", "channel": "project:p-1", "epoch": "e", "offset": offset,
+            "data": {"type": "presence", "action": action, "member": {"connection": connection}}});
+        (ms, event)
+    }
+
+    /// Two collaborators, `a.1` (0) and `a.2` (1); the second leaves at 2 s.
+    fn two_collaborators(first_hears_the_leave: bool) -> Trace {
+        let mut trace = Trace::default();
+        let welcome =
+            json!({"type": "welcome", "channel": "project:p-1", "epoch": "e", "latest_offset": 0});
+        connected(&mut trace, 100, 0);
+        frame(&mut trace, 110, 0, welcome.clone());
+        let state = json!({"type": "presence_state", "epoch": "e", "offset": 1, "you": "a.1",
+            "members": [{"connection": "a.1"}]});
+        frame(&mut trace, 120, 0, state);
+        connected(&mut trace, 200, 1);
+        frame(&mut trace, 210, 1, welcome);
+        let state = json!({"type": "presence_state", "epoch": "e", "offset": 2, "you": "a.2",
+            "members": [{"connection": "a.1"}, {"connection": "a.2"}]});
+        frame(&mut trace, 220, 1, state);
+        let (ms, join) = presence(230, 2, "join", "a.2");
+        frame(&mut trace, ms, 0, join);
+        let what = Observation::Disconnected {
+            subscriber: 1,
+            code: Some(1000),
+        };
+        trace.push(at(2_000), "c", what);
+        if first_hears_the_leave {
+            let (ms, leave) = presence(2_010, 3, "leave", "a.2");
+            frame(&mut trace, ms, 0, leave);
+        }
+        trace
+    }
+
+    #[test]
+    fn presence_holds_when_every_change_arrives_and_catches_a_ghost() {
+        let healthy = two_collaborators(true);
+        assert_eq!(
+            presence_converges_without_ghosts(&healthy, &expect(5, vec![])),
+            []
+        );
+        let ghost = two_collaborators(false);
+        let violations = presence_converges_without_ghosts(&ghost, &expect(5, vec![]));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("ghosts [\"a.2\"]"),
+            "{violations:?}"
+        );
+    }
+}

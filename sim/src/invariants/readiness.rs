@@ -134,6 +134,113 @@ pub fn readiness_follows_event_delivery(trace: &Trace, expect: &Expectations) ->
 }
 
 /// The shortest stretch of a run in which `readiness_follows_event_delivery` requires a probe:
-/// a probe takes at most `scenario::PROBE_TIMEOUT` (1 s), then the prober waits 200 ms, so any
+/// a probe takes at most `workload::PROBE_TIMEOUT` (1 s), then the prober waits 200 ms, so any
 /// stretch longer than two such cycles holds a whole probe.
 pub const READINESS_STRETCH_JUDGED: Duration = Duration::from_millis(2_500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::test_support::*;
+
+    fn probe(trace: &mut Trace, sent_ms: u64, answered_ms: u64, bus_healthy: Option<bool>) {
+        let what = Observation::Readiness {
+            gateway: "gateway-1".to_owned(),
+            sent: at(sent_ms),
+            bus_healthy,
+        };
+        trace.push(at(answered_ms), "prober", what);
+    }
+
+    /// Probes every 500 ms of `[from_ms, to_ms)`, each answered 100 ms later with `answer(sent)`.
+    fn probes(trace: &mut Trace, from_ms: u64, to_ms: u64, answer: impl Fn(u64) -> Option<bool>) {
+        for sent in (from_ms..to_ms).step_by(500) {
+            probe(trace, sent, sent + 100, answer(sent));
+        }
+    }
+
+    #[test]
+    fn readiness_is_judged_on_answers_and_on_probes_left_unanswered() {
+        // gateway-1 cut from Redis from 5 s to 10 s, in a 20 s run.
+        let faults = vec![
+            (
+                at(5_000),
+                Fault::Partition("gateway-1".into(), "redis".into()),
+            ),
+            (
+                at(10_000),
+                Fault::Repair("gateway-1".into(), "redis".into()),
+            ),
+        ];
+        let healthy = |sent: u64| Some(!(6_500..10_000).contains(&sent));
+        let mut trace = Trace::default();
+        probes(&mut trace, 0, 20_000, healthy);
+        assert_eq!(
+            readiness_follows_event_delivery(&trace, &expect(20, faults.clone())),
+            []
+        );
+        // A probe that got no answer while the path was whole is a failure; while broken, not.
+        let mut unanswered = trace.clone();
+        probe(&mut unanswered, 15_050, 16_050, None);
+        probe(&mut unanswered, 7_050, 8_050, None);
+        let violations = readiness_follows_event_delivery(&unanswered, &expect(20, faults.clone()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].detail.contains("no answer"), "{violations:?}");
+        // Healthy while broken: caught.
+        let mut lying = Trace::default();
+        probes(&mut lying, 0, 20_000, |_| Some(true));
+        let violations = readiness_follows_event_delivery(&lying, &expect(20, faults));
+        assert!(!violations.is_empty());
+        assert!(
+            violations
+                .iter()
+                .all(|v| v.detail.contains("ready while its path to Redis is broken")),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn readiness_over_a_stretch_without_probes_is_a_violation() {
+        let faults = vec![
+            (
+                at(5_000),
+                Fault::Partition("gateway-1".into(), "redis".into()),
+            ),
+            (
+                at(10_000),
+                Fault::Repair("gateway-1".into(), "redis".into()),
+            ),
+        ];
+        // Probes only before the cut and after the recovery: the broken stretch (6.5 s to 10 s)
+        // has none, so the check would pass for want of samples.
+        let mut trace = Trace::default();
+        probes(&mut trace, 0, 5_000, |_| Some(true));
+        probes(&mut trace, 13_000, 20_000, |_| Some(true));
+        let violations = readiness_follows_event_delivery(&trace, &expect(20, faults.clone()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].at, at(6_500));
+        assert!(violations[0].detail.contains("broken"), "{violations:?}");
+        // No probe at all: every stretch is empty (whole before, broken, whole after).
+        let violations = readiness_follows_event_delivery(&Trace::default(), &expect(20, faults));
+        assert_eq!(violations.len(), 2, "{violations:?}");
+        // A stretch shorter than READINESS_STRETCH_JUDGED is not required to hold a probe: the
+        // 2 s stretch from 3 s to 5 s here.
+        let late = vec![
+            (
+                at(5_000),
+                Fault::Partition("gateway-1".into(), "redis".into()),
+            ),
+            (
+                at(12_000),
+                Fault::Repair("gateway-1".into(), "redis".into()),
+            ),
+        ];
+        let mut trace = Trace::default();
+        probes(&mut trace, 6_500, 12_000, |_| Some(false));
+        probes(&mut trace, 15_000, 20_000, |_| Some(true));
+        assert_eq!(
+            readiness_follows_event_delivery(&trace, &expect(20, late)),
+            []
+        );
+    }
+}

@@ -182,3 +182,139 @@ pub fn retries_stay_within_the_budget(trace: &Trace, expect: &Expectations) -> V
     }
     violations
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invariants::test_support::*;
+
+    /// What Project received, as the runner records it: `per_request[n]` calls with `h-{n}`.
+    fn attempts(per_request: &[u32]) -> Observation {
+        Observation::BackendAttempts {
+            backend: "project".to_owned(),
+            attempts: per_request
+                .iter()
+                .enumerate()
+                .map(|(n, attempts)| (format!("h-{n}"), *attempts))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_breaker_that_refuses_long_after_repair_is_caught() {
+        let down = Fault::Backend {
+            host: "auth".to_owned(),
+            faults: mock_backends::FaultSettings {
+                down: true,
+                ..Default::default()
+            },
+        };
+        let healed = Fault::Backend {
+            host: "auth".to_owned(),
+            faults: Default::default(),
+        };
+        let faults = vec![(at(1_000), down), (at(3_000), healed)];
+        let mut trace = Trace::default();
+        for (sent, code) in [
+            (1_100, "unavailable"),
+            (1_600, "circuit_open"),
+            (4_000, "circuit_open"),
+            (9_000, "circuit_open"),
+        ] {
+            let what = http("/api/auth/profile", sent, Some(503), Some(code));
+            trace.push(at(sent + 10), "http", what);
+        }
+        let violations =
+            breakers_open_on_failure_and_close_after_repair(&trace, &expect(12, faults));
+        // Refusing at 1.6 s (Auth down) and at 4 s (within the longest open period after the
+        // repair) is right; at 9 s Auth had been healthy for six seconds.
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].at, at(9_010));
+    }
+
+    #[test]
+    fn more_retries_than_the_budget_allows_are_caught() {
+        let mut trace = Trace::default();
+        for n in 0..10 {
+            let mut what = http("/api/projects", 1_000 + n * 250, Some(200), None);
+            if let Observation::Http { request_id, .. } = &mut what {
+                *request_id = format!("h-{n}");
+            }
+            trace.push(at(1_010 + n * 250), "http", what);
+        }
+        // Ten requests at a ratio of 0.2: two retries are within the budget, three are not.
+        let mut within = trace.clone();
+        within.push(
+            at(20_000),
+            "runner",
+            attempts(&[2, 2, 1, 1, 1, 1, 1, 1, 1, 1]),
+        );
+        assert!(retries_stay_within_the_budget(&within, &expect(20, Vec::new())).is_empty());
+        let mut over = trace.clone();
+        over.push(
+            at(20_000),
+            "runner",
+            attempts(&[3, 2, 1, 1, 1, 1, 1, 1, 1, 1]),
+        );
+        let violations = retries_stay_within_the_budget(&over, &expect(20, Vec::new()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("3 retries for 10 requests"),
+            "{violations:?}"
+        );
+    }
+
+    #[test]
+    fn requests_that_never_reached_project_do_not_widen_the_retry_budget() {
+        let mut trace = Trace::default();
+        let push = |trace: &mut Trace, n: u64, mut what: Observation| {
+            if let Observation::Http { request_id, .. } = &mut what {
+                *request_id = format!("h-{n}");
+            }
+            trace.push(at(1_010 + n * 100), "http", what);
+        };
+        // Ten Project calls that reached it, and three retries among them: over the budget (2).
+        for n in 0..10 {
+            push(
+                &mut trace,
+                n,
+                http("/api/projects", n * 100, Some(200), None),
+            );
+        }
+        // Twenty answers that never reached Project: the limited client's Simulation route,
+        // template lists from the gateway's cache, a refusal before the call.
+        for n in 10..20 {
+            let mut limited = http(LIMITED_PATH, n * 100, Some(429), None);
+            if let Observation::Http { request_id, .. } = &mut limited {
+                *request_id = format!("l-{n}");
+            }
+            trace.push(at(1_010 + n * 100), "limited", limited);
+        }
+        for n in 20..29 {
+            let mut cached = http("/api/projects/templates", n * 100, Some(200), None);
+            if let Observation::Http { cache, .. } = &mut cached {
+                *cache = Some("hit".to_owned());
+            }
+            push(&mut trace, n, cached);
+        }
+        let refused = http("/api/projects", 2_900, Some(503), Some("auth_unavailable"));
+        push(&mut trace, 29, refused);
+        let per_request = [2, 2, 2, 1, 1, 1, 1, 1, 1, 1];
+        let mut judged = trace.clone();
+        judged.push(at(20_000), "runner", attempts(&per_request));
+        let violations = retries_stay_within_the_budget(&judged, &expect(20, Vec::new()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("3 retries for 10 requests"),
+            "{violations:?}"
+        );
+        // Five calls the gateway sent towards Project without reaching it (refused by its open
+        // breaker) count as calls, as the budget counts them: 15 calls allow 3 retries.
+        for n in 30..35 {
+            let what = http("/api/projects", n * 100, Some(503), Some("circuit_open"));
+            push(&mut trace, n, what);
+        }
+        trace.push(at(20_000), "runner", attempts(&per_request));
+        assert!(retries_stay_within_the_budget(&trace, &expect(20, Vec::new())).is_empty());
+    }
+}

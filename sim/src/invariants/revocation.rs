@@ -140,3 +140,107 @@ pub fn revoked_tokens_get_nothing_new(trace: &Trace, expect: &Expectations) -> V
     }
     violations
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::invariants::test_support::*;
+
+    fn revocation_trace(second_event_started_ms: u64) -> Trace {
+        let mut trace = Trace::default();
+        connected(&mut trace, 100, 7);
+        let welcome =
+            json!({"type": "welcome", "channel": "user:u-1", "epoch": "e", "latest_offset": 0});
+        frame(&mut trace, 110, 7, welcome);
+        for (offset, started) in [(1, 500), (2, second_event_started_ms)] {
+            let what = Observation::Published {
+                started: at(started),
+                channel: "user:u-1".to_owned(),
+                epoch: "e".to_owned(),
+                offset,
+                audience: None,
+            };
+            trace.push(at(started + 1), "publisher", what);
+        }
+        let what = Observation::Revoked {
+            subscriber: 7,
+            token_id: "t".to_owned(),
+        };
+        trace.push(at(1_000), "revoker", what);
+        for offset in [1, 2] {
+            let event =
+                json!({"type": "event", "channel": "user:u-1", "epoch": "e", "offset": offset});
+            frame(&mut trace, second_event_started_ms + 5, 7, event);
+        }
+        trace
+    }
+
+    #[test]
+    fn a_revoked_token_may_get_what_was_published_before_but_nothing_after() {
+        let revoking = Expectations {
+            revoke_at: Some(at(900)),
+            ..expect(5, vec![])
+        };
+        // The second event began within the grace after the revocation: allowed.
+        assert_eq!(
+            revoked_tokens_get_nothing_new(&revocation_trace(1_200), &revoking),
+            []
+        );
+        let late = revoked_tokens_get_nothing_new(&revocation_trace(2_000), &revoking);
+        assert_eq!(late.len(), 1, "{late:?}");
+        assert!(late[0].detail.contains("\"offset\":2"), "{late:?}");
+        // A revocation the workload asked for but never saw stored is a violation too.
+        let never = revoked_tokens_get_nothing_new(&Trace::default(), &revoking);
+        assert_eq!(never.len(), 1, "{never:?}");
+    }
+
+    /// Auth acknowledged the revocation, and Redis crashed before anyone saw it: Redis lost it, so
+    /// it is judged from the restart (the gateways then treat the lost epoch as revocations
+    /// missed). Without the crash, a revocation never seen is still a violation.
+    #[test]
+    fn a_revocation_redis_lost_in_a_crash_counts_from_the_restart() {
+        let mut trace = Trace::default();
+        let welcome =
+            json!({"type": "welcome", "channel": "user:u-1", "epoch": "e", "latest_offset": 0});
+        frame(&mut trace, 100, 7, welcome);
+        let what = Observation::RevocationAcknowledged { subscriber: 7 };
+        trace.push(at(5_600), "revoker", what);
+        let published = |offset, started_ms| Observation::Published {
+            started: at(started_ms),
+            channel: "user:u-1".to_owned(),
+            epoch: "e".to_owned(),
+            offset,
+            audience: None,
+        };
+        trace.push(at(5_700), "publisher", published(1, 5_700));
+        trace.push(at(7_100), "publisher", published(2, 7_100));
+        let event = |offset| json!({"type": "event", "channel": "user:u-1", "epoch": "e", "offset": offset, "data": {}});
+        frame(&mut trace, 5_750, 7, event(1));
+        let crash = vec![
+            (at(5_800), Fault::Crash("redis".into())),
+            (at(6_500), Fault::Restart("redis".into())),
+        ];
+        let revoking = |faults| Expectations {
+            revoke_at: Some(at(5_600)),
+            ..expect(20, faults)
+        };
+        // Lost in the crash: what was published before the restart may arrive; nothing after.
+        assert_eq!(
+            revoked_tokens_get_nothing_new(&trace, &revoking(crash.clone())),
+            []
+        );
+        let mut late = trace.clone();
+        frame(&mut late, 7_150, 7, event(2));
+        let violations = revoked_tokens_get_nothing_new(&late, &revoking(crash));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        // No crash: a revocation nobody saw is a violation.
+        let violations = revoked_tokens_get_nothing_new(&trace, &revoking(Vec::new()));
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].detail.contains("never appeared"),
+            "{violations:?}"
+        );
+    }
+}
