@@ -97,13 +97,7 @@ pub async fn serve_auth<L: NetListener>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let parts = ServerSetup {
-        kind: ServiceKind::Auth,
-        faults: backend.faults().clone(),
-        requests: backend.request_log().clone(),
-        control: control.with_auth(backend.clone()),
-        config,
-    };
+    let parts = MockService::Auth(backend.clone()).setup(control, config);
     serve_service(listener, AuthServiceServer::new(backend), parts, shutdown).await
 }
 
@@ -116,13 +110,7 @@ pub async fn serve_project<L: NetListener>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let parts = ServerSetup {
-        kind: ServiceKind::Project,
-        faults: backend.faults().clone(),
-        requests: backend.request_log().clone(),
-        control: control.with_faults(ServiceKind::Project, backend.faults().clone()),
-        config,
-    };
+    let parts = MockService::Project(backend.clone()).setup(control, config);
     serve_service(
         listener,
         ProjectServiceServer::new(backend),
@@ -143,13 +131,7 @@ pub async fn serve_simulation<L: NetListener>(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let parts = ServerSetup {
-        kind: ServiceKind::Simulation,
-        faults: backend.faults().clone(),
-        requests: backend.request_log().clone(),
-        control: control.with_faults(ServiceKind::Simulation, backend.faults().clone()),
-        config,
-    };
+    let parts = MockService::Simulation(backend.clone()).setup(control, config);
     // Dropped when shutdown begins or, failing that, when serving ends: either stops the ticker.
     let (ticker_running, ticker_stop) = oneshot::channel::<()>();
     let shutdown = async move {
@@ -594,6 +576,22 @@ impl MockService {
             Self::Auth(backend) => backend.request_log(),
             Self::Project(backend) => backend.request_log(),
             Self::Simulation(backend) => backend.request_log(),
+        }
+    }
+
+    /// What its server is built from: its fault switches and request log, and a control service
+    /// that reaches `control` and the backend itself.
+    fn setup(&self, control: ControlPlane, config: ServerConfig) -> ServerSetup {
+        let control = match self {
+            Self::Auth(auth) => control.with_auth(auth.clone()),
+            other => control.with_faults(other.kind(), other.faults().clone()),
+        };
+        ServerSetup {
+            kind: self.kind(),
+            faults: self.faults().clone(),
+            requests: self.request_log().clone(),
+            control,
+            config,
         }
     }
 
