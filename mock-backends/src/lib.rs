@@ -4,8 +4,8 @@
 //!
 //! Modules, from the outside in:
 //!
-//! - [`server`]: entry points. [`serve_auth`], [`serve_project`] and [`serve_simulation`] take a
-//!   listener and a shutdown signal (the caller owns I/O); [`MockBackends::start`] binds all three
+//! - [`server`]: entry points. [`serve`] takes a listener, one [`MockService`] and a shutdown
+//!   signal (the caller owns I/O); [`MockBackends::start`] binds all three
 //!   through a [`seams::Net`] and returns their addresses and handles.
 //! - [`config`]: [`MockConfig`] and its per-service sections, with documented defaults and one
 //!   validation pass.
@@ -70,7 +70,7 @@ pub use faults::{FaultSettings, Faults};
 pub use project::ProjectBackend;
 pub use request_log::RequestLog;
 pub use server::{
-    MockBackends, RunningBackends, RunningService, ServeError, StartError, StartOptions,
-    serve_auth, serve_project, serve_simulation,
+    MockBackends, MockService, RunningBackends, RunningService, ServeError, StartError,
+    StartOptions, serve,
 };
 pub use simulation::SimulationBackend;

@@ -1,5 +1,5 @@
-//! Entry points. The caller owns I/O: [`serve_auth`], [`serve_project`] and [`serve_simulation`]
-//! take a bound listener and a shutdown signal and serve until it fires; [`MockBackends::start`]
+//! Entry points. The caller owns I/O: [`serve`] takes a bound listener, one [`MockService`] and a
+//! shutdown signal and serves until it fires; [`MockBackends::start`]
 //! binds all three through a [`Net`] and returns their addresses and handles.
 //!
 //! Each port serves, beside its backend's service: `grpc.health.v1` and `mockcontrol.v1`. The
@@ -9,7 +9,7 @@
 //! through [`GatedListener`], which implements `down` and bounds shutdown.
 //!
 //! Events: given a publisher in [`StartOptions`], the backends publish on it (see
-//! [`crate::publish`]); [`serve_simulation`] also runs the Simulation ticker until shutdown.
+//! [`crate::publish`]); [`serve`] also runs the Simulation ticker until shutdown.
 
 use std::{
     convert::Infallible,
@@ -87,51 +87,44 @@ pub enum StartError {
     },
 }
 
-/// Serves Auth on `listener` until `shutdown` completes, then drains (see [`ServerConfig`]).
-/// `control` lists the other backends this port's control service may reach; Auth itself is
-/// always reachable.
-pub async fn serve_auth<L: NetListener>(
+/// Serves `service` on `listener` until `shutdown` completes, then drains (see
+/// [`ServerConfig`]). `control` lists the other backends this port's control service may reach;
+/// the service itself is always reachable. Beside Simulation's server runs its ticker
+/// ([`SimulationBackend::publish_updates`]), which stops when shutdown begins (or serving ends).
+pub async fn serve<L: NetListener>(
     listener: L,
-    backend: AuthBackend,
+    service: MockService,
     control: ControlPlane,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let parts = MockService::Auth(backend.clone()).setup(control, config);
-    serve_service(listener, AuthServiceServer::new(backend), parts, shutdown).await
+    let parts = service.setup(control, config);
+    match service {
+        MockService::Auth(auth) => {
+            serve_service(listener, AuthServiceServer::new(auth), parts, shutdown).await
+        }
+        MockService::Project(project) => {
+            serve_service(
+                listener,
+                ProjectServiceServer::new(project),
+                parts,
+                shutdown,
+            )
+            .await
+        }
+        MockService::Simulation(simulation) => {
+            serve_with_ticker(listener, simulation, parts, shutdown).await
+        }
+    }
 }
 
-/// Serves Project on `listener` until `shutdown` completes, then drains. `control` lists the other
-/// backends this port's control service may reach; Project itself is always reachable.
-pub async fn serve_project<L: NetListener>(
-    listener: L,
-    backend: ProjectBackend,
-    control: ControlPlane,
-    config: ServerConfig,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServeError> {
-    let parts = MockService::Project(backend.clone()).setup(control, config);
-    serve_service(
-        listener,
-        ProjectServiceServer::new(backend),
-        parts,
-        shutdown,
-    )
-    .await
-}
-
-/// Serves Simulation on `listener` until `shutdown` completes, then drains. `control` lists the
-/// other backends this port's control service may reach; Simulation itself is always reachable.
-/// Beside the server runs the backend's ticker ([`SimulationBackend::publish_updates`]), which
-/// stops when shutdown begins (or serving ends).
-pub async fn serve_simulation<L: NetListener>(
+/// Serves Simulation with its ticker beside the server.
+async fn serve_with_ticker<L: NetListener>(
     listener: L,
     backend: SimulationBackend,
-    control: ControlPlane,
-    config: ServerConfig,
+    parts: ServerSetup,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
-    let parts = MockService::Simulation(backend.clone()).setup(control, config);
     // Dropped when shutdown begins or, failing that, when serving ends: either stops the ticker.
     let (ticker_running, ticker_stop) = oneshot::channel::<()>();
     let shutdown = async move {
@@ -547,10 +540,15 @@ impl MockBackends {
     }
 }
 
-/// One mock service, built and ready to serve: what both ways of starting share.
-enum MockService {
+/// One mock service, built and ready to serve: what [`serve`] takes, and what both ways of
+/// starting ([`MockBackends::start`], [`MockBackends::start_service`]) build.
+#[derive(Debug, Clone)]
+pub enum MockService {
+    /// The Auth service.
     Auth(AuthBackend),
+    /// The Project service.
     Project(ProjectBackend),
+    /// The Simulation service.
     Simulation(SimulationBackend),
 }
 
@@ -608,23 +606,9 @@ impl MockService {
             self.faults().clone(),
             self.request_log().clone(),
         );
-        RunningService::spawn(
-            listener,
-            kind,
-            faults,
-            requests,
-            move |listener, stop| async move {
-                match self {
-                    Self::Auth(auth) => serve_auth(listener, auth, plane, server, stop).await,
-                    Self::Project(project) => {
-                        serve_project(listener, project, plane, server, stop).await
-                    }
-                    Self::Simulation(simulation) => {
-                        serve_simulation(listener, simulation, plane, server, stop).await
-                    }
-                }
-            },
-        )
+        RunningService::spawn(listener, kind, faults, requests, move |listener, stop| {
+            serve(listener, self, plane, server, stop)
+        })
     }
 }
 

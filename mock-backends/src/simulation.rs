@@ -3,7 +3,7 @@
 //! computed when it is read (elapsed time over steps times [`SimulationConfig::step_ms`]).
 //!
 //! When events are published, one ticker task ([`SimulationBackend::publish_updates`], run by
-//! [`crate::serve_simulation`] until shutdown) publishes on `simulation:{id}` the progress of every
+//! [`crate::serve`] until shutdown) publishes on `simulation:{id}` the progress of every
 //! running simulation [`SimulationConfig::updates_per_second`] times a second, and a final
 //! `state` event when a run completes or is stopped, together with `simulation_finished` on
 //! `user:{owner}`. The ticker is the only publisher on `simulation:{id}`, so a run's final event
