@@ -21,7 +21,7 @@ use crate::{
         rate_limit::RateLimitConfig,
     },
     field_check::InvalidField,
-    ops::health::HealthConfig,
+    ops::{health::HealthConfig, logs::LogConfig},
     proxy::{aggregate, cache::CacheConfig},
     realtime::{EventBusConfig, EventBusKind, WebSocketConfig},
     routing::RoutesConfig,
@@ -60,6 +60,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// TLS termination on the API and WebSocket ports.
     pub tls: TlsConfig,
+    /// The binary's log lines.
+    pub log: LogConfig,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             security_headers: SecurityHeadersConfig::default(),
             rate_limit: RateLimitConfig::default(),
             tls: TlsConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }

@@ -21,11 +21,6 @@ fn usage() -> &'static str {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let mut args = std::env::args().skip(1);
     let mut config_path = std::env::var_os("GATEWAY_CONFIG").map(PathBuf::from);
     while let Some(arg) = args.next() {
@@ -47,7 +42,17 @@ async fn main() -> ExitCode {
             }
         }
     }
-    match run(config_path).await {
+    // The configuration says how to log, so it is read before the logger exists: its errors
+    // go to stderr as one line either way.
+    let config = match Config::load(config_path.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("gateway: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    gateway::ops::logs::init(&config.log);
+    match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("gateway: {error:#}");
@@ -56,8 +61,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut config = Config::load(config_path.as_deref())?;
+async fn run(mut config: Config) -> anyhow::Result<()> {
     gateway::serve::open_files::resolve_connections_max(&mut config.http)?;
     let seams = Seams {
         net: TokioNet,
