@@ -321,6 +321,7 @@ impl Realtime {
             seed,
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             open_connections: metrics.websocket_connections(),
+            closes: metrics.websocket_closes(),
         });
         Self {
             hub,
@@ -407,6 +408,7 @@ impl App {
                 .keys()
                 .cloned()
                 .chain([health::EVENT_BUS.to_owned()]),
+            metrics.clone(),
         ));
         let shared_limits = config.rate_limit.shared.then(|| {
             SharedLimits::new(
@@ -794,6 +796,7 @@ pub async fn serve<L: NetListener>(
     let public = Some(ConnectionLimits::new(
         http.connections_max,
         http.connections_per_ip_max,
+        app.metrics().connection_gauges(http.connections_max),
     ));
     let tls = app.tls().cloned();
     let servers = [

@@ -10,7 +10,7 @@
 //! - [`request`]: what every phase knows of a request: its ID, its peer, the one error shape.
 //! - [`transcode`]: JSON ⇄ protobuf wire bytes, compiled per message at start-up.
 //! - [`backends`]: the gRPC client: channel pools, circuit breakers, retries, the codec.
-//! - [`ops`]: what operators read: metrics, health and readiness.
+//! - [`ops`]: what operators read: metrics, health and readiness, the log format.
 //! - [`serve`]: phase 0: listeners, connection caps, TLS, per-connection HTTP settings.
 //! - [`auth`]: phase 9: token validation through Auth, local JWKS verification, permissions.
 //! - [`routing`]: phase 8: the route table from `google.api.http` annotations, route matching.

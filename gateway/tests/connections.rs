@@ -335,6 +335,15 @@ async fn websockets_hold_their_place_under_the_connection_cap_until_they_close()
     assert!(refused(&mut api).await, "the API port shares the count");
     assert_eq!(status_of(served.health, "/health/live").await, 200);
     assert_eq!(status_of(served.metrics, "/metrics").await, 200);
+    // What operators alert on: how full the cap is, and what it refused.
+    let metrics = stack.app.metrics().render();
+    for line in [
+        "gateway_connections_open 2",
+        "gateway_connections_max 2",
+        "gateway_connections_refused_total 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 
     // Closing a WebSocket frees its place.
     drop(first);

@@ -47,12 +47,29 @@ async fn readiness_follows_backend_health_with_per_dependency_detail() {
         );
     }
     assert_eq!(probe(&stack, "/health/live").await.status, 200);
+    // The metrics say the same (operators alert on them: ops/prometheus/).
+    assert_metrics(
+        &stack,
+        &[
+            "gateway_ready 1",
+            "gateway_draining 0",
+            r#"gateway_backend_up{backend="project"} 1"#,
+            r#"gateway_backend_up{backend="event_bus"} 1"#,
+        ],
+    );
 
     stack.backends.faults(ServiceKind::Project).set_down(true);
     let not_ready = wait_for_readiness(&stack, 503).await;
     assert_eq!(not_ready.json["status"], "not_ready");
     assert_eq!(not_ready.json["dependencies"]["project"]["healthy"], false);
     assert_eq!(not_ready.json["dependencies"]["auth"]["healthy"], true);
+    assert_metrics(
+        &stack,
+        &[
+            "gateway_ready 0",
+            r#"gateway_backend_up{backend="project"} 0"#,
+        ],
+    );
     // Liveness does not depend on backends.
     assert_eq!(probe(&stack, "/health/live").await.status, 200);
     // `/health` on the API port carries the same report.
@@ -75,6 +92,22 @@ async fn readiness_follows_backend_health_with_per_dependency_detail() {
     .await;
     wrong_method.assert_error(405, "method_not_allowed");
     assert_eq!(wrong_method.headers["allow"], "GET, HEAD");
+
+    // Draining is unready on purpose, and says so apart.
+    stack.app.begin_shutdown();
+    assert_eq!(
+        probe(&stack, "/health/ready").await.json["status"],
+        "draining"
+    );
+    assert_metrics(&stack, &["gateway_ready 0", "gateway_draining 1"]);
+}
+
+/// Asserts that the metrics exposition has each of `lines`, exactly.
+fn assert_metrics(stack: &Stack, lines: &[&str]) {
+    let metrics = stack.app.metrics().render();
+    for line in lines {
+        assert!(metrics.lines().any(|l| l == *line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]

@@ -549,6 +549,14 @@ async fn a_slow_consumer_on_a_plain_channel_is_closed_with_4008() {
     }
     let (code, reason) = close_of(&mut client).await;
     assert_eq!(u16::from(code), 4008, "{reason}");
+    // Counted before it was sent: operators alert on the rate of these.
+    let metrics = ws.stack.app.metrics().render();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == r#"gateway_websocket_closes_total{code="4008"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -105,12 +105,14 @@ pub struct RateLimitStatus {
     pub detail: String,
 }
 
-/// Shared health state: dependency results and the draining flag.
-#[derive(Debug, Default)]
+/// Shared health state: dependency results and the draining flag, mirrored into the metrics
+/// (`gateway_backend_up`, `gateway_ready`, `gateway_draining`) as they change.
+#[derive(Debug)]
 pub struct Health {
     dependencies: Mutex<BTreeMap<String, DependencyStatus>>,
     rate_limits: Mutex<Option<RateLimitStatus>>,
     draining: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 /// The body of every health endpoint.
@@ -127,8 +129,9 @@ pub struct HealthReport {
 }
 
 impl Health {
-    /// Health state for these backends, each "not checked yet" until the first check.
-    pub fn new(backend_names: impl IntoIterator<Item = String>) -> Self {
+    /// Health state for these backends, each "not checked yet" until the first check; changes
+    /// are recorded in `metrics`.
+    pub fn new(backend_names: impl IntoIterator<Item = String>, metrics: Arc<Metrics>) -> Self {
         let dependencies = backend_names
             .into_iter()
             .map(|name| {
@@ -142,11 +145,14 @@ impl Health {
                 )
             })
             .collect();
-        Self {
+        let health = Self {
             dependencies: Mutex::new(dependencies),
             rate_limits: Mutex::new(None),
             draining: AtomicBool::new(false),
-        }
+            metrics,
+        };
+        health.publish_readiness();
+        health
     }
 
     /// Records where shared rate limits are decided now.
@@ -158,6 +164,7 @@ impl Health {
     /// Marks the gateway as shutting down: readiness turns false so load balancers stop sending.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        self.publish_readiness();
     }
 
     /// The current report.
@@ -186,10 +193,19 @@ impl Health {
     }
 
     fn record(&self, backend: &str, status: DependencyStatus) {
+        self.metrics.set_backend_up(backend, status.healthy);
         self.dependencies
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(backend.to_owned(), status);
+        self.publish_readiness();
+    }
+
+    /// Mirrors readiness into the metrics, as the report says it.
+    fn publish_readiness(&self) {
+        let status = self.report().status;
+        self.metrics
+            .set_readiness(status == "ready", status == "draining");
     }
 }
 
@@ -215,7 +231,6 @@ pub async fn run_checks(
             (backend.name().to_owned(), status)
         });
         for (name, status) in futures::future::join_all(checks).await {
-            metrics.set_backend_up(&name, status.healthy);
             for instance in &status.instances {
                 metrics.set_breaker_state(&name, &instance.address, instance.breaker);
             }

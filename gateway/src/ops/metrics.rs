@@ -4,7 +4,14 @@
 //!   `gateway_http_request_duration_seconds{route,method,status}`: every HTTP request, labelled by
 //!   its route template (never the raw path, which would explode cardinality).
 //! - `gateway_backend_call_duration_seconds{service,code}`: every gRPC call to a backend.
-//! - `gateway_backend_up{backend}`: the latest health check of each backend (1 or 0).
+//! - `gateway_backend_up{backend}`: the latest health check of each backend, and of the event
+//!   bus (`backend="event_bus"`), 1 or 0.
+//! - `gateway_ready`, `gateway_draining`: what `/health/ready` answers, as 1 or 0.
+//! - `gateway_connections_open`, `gateway_connections_max`, `gateway_connections_refused_total`:
+//!   the cap on the API and WebSocket ports together.
+//! - `gateway_websocket_closes_total{code}`: WebSocket connections the gateway closed, by code.
+//!
+//! `docs/operations.md` lists every metric, and `ops/prometheus/` the rules built on them.
 
 use std::{
     borrow::Cow,
@@ -80,6 +87,23 @@ pub struct RateLimitLabels {
     pub scope: &'static str,
 }
 
+/// The label set of WebSocket closes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// The close code the gateway sent (`4008` slow consumer, `4003` revoked, `1001` going away,
+    /// `1008` policy, `4000` idle; `docs/protocol.md`).
+    pub code: u16,
+}
+
+/// The handles the connection cap updates (shared, not copied).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionGauges {
+    /// Connections open now on the capped ports.
+    pub open: Gauge,
+    /// Connections refused at the cap.
+    pub refused: Counter,
+}
+
 /// The route label of a response, set by the routing layer as a response extension.
 #[derive(Debug, Clone)]
 pub struct RouteLabel(pub Arc<str>);
@@ -99,7 +123,12 @@ pub struct Metrics {
     rate_limits_shared: Gauge,
     rate_limit_local_decisions: Counter,
     websocket_connections: Gauge,
+    websocket_closes: Family<CloseLabels, Counter>,
     event_handoff: Histogram,
+    connections: ConnectionGauges,
+    connections_max: Gauge,
+    ready: Gauge,
+    draining: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -124,6 +153,41 @@ impl Default for Metrics {
         let rate_limits_shared = Gauge::default();
         let rate_limit_local_decisions = Counter::default();
         let websocket_connections = Gauge::default();
+        let websocket_closes = Family::<CloseLabels, Counter>::default();
+        let connections = ConnectionGauges::default();
+        let connections_max = Gauge::default();
+        let ready = Gauge::default();
+        let draining = Gauge::default();
+        registry.register(
+            "gateway_websocket_closes",
+            "WebSocket connections the gateway closed, by the close code it sent",
+            websocket_closes.clone(),
+        );
+        registry.register(
+            "gateway_connections_open",
+            "Connections open on the API and WebSocket ports together",
+            connections.open.clone(),
+        );
+        registry.register(
+            "gateway_connections_max",
+            "The cap on open connections on the API and WebSocket ports (http.connections_max)",
+            connections_max.clone(),
+        );
+        registry.register(
+            "gateway_connections_refused",
+            "Connections refused at the cap (503 too_many_connections)",
+            connections.refused.clone(),
+        );
+        registry.register(
+            "gateway_ready",
+            "1 while /health/ready answers 200 (every dependency healthy, not draining), else 0",
+            ready.clone(),
+        );
+        registry.register(
+            "gateway_draining",
+            "1 once shutdown has begun (readiness is then false on purpose)",
+            draining.clone(),
+        );
         registry.register(
             "gateway_websocket_connections",
             "WebSocket connections open now",
@@ -202,7 +266,12 @@ impl Default for Metrics {
             rate_limits_shared,
             rate_limit_local_decisions,
             websocket_connections,
+            websocket_closes,
             event_handoff,
+            connections,
+            connections_max,
+            ready,
+            draining,
         }
     }
 }
@@ -257,6 +326,24 @@ impl Metrics {
     /// The gauge of open WebSocket connections (shared, not copied).
     pub fn websocket_connections(&self) -> Gauge {
         self.websocket_connections.clone()
+    }
+
+    /// The counts of WebSocket closes by code (shared, not copied).
+    pub fn websocket_closes(&self) -> Family<CloseLabels, Counter> {
+        self.websocket_closes.clone()
+    }
+
+    /// Records the cap on open connections and hands out what the cap updates.
+    pub fn connection_gauges(&self, connections_max: usize) -> ConnectionGauges {
+        self.connections_max
+            .set(i64::try_from(connections_max).unwrap_or(i64::MAX));
+        self.connections.clone()
+    }
+
+    /// Records readiness as `/health/ready` answers it, and whether the gateway drains.
+    pub fn set_readiness(&self, ready: bool, draining: bool) {
+        self.ready.set(i64::from(ready));
+        self.draining.set(i64::from(draining));
     }
 
     /// Records whether shared rate limits are decided in Redis (true) or locally (false).

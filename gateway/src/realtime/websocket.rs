@@ -26,12 +26,13 @@ use axum::{
     routing::get,
 };
 use events::{ChannelKind, ChannelName};
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
 
 use crate::{
     auth::permissions::PermissionCache,
     auth::{self, TokenValidator},
     drain::Drain,
+    ops::metrics::CloseLabels,
     realtime::WebSocketConfig,
     realtime::hub::{
         Hub, Member, ResumePoint, conflates,
@@ -65,6 +66,8 @@ pub struct WebSocketState {
     pub next_connection_id: AtomicU64,
     /// Open connections (`gateway_websocket_connections`).
     pub open_connections: Gauge,
+    /// Closes the gateway sends, by code (`gateway_websocket_closes_total`).
+    pub closes: Family<CloseLabels, Counter>,
 }
 
 /// One open connection, counted in `gateway_websocket_connections` while it lives (also when
@@ -346,6 +349,7 @@ async fn prepare(
                     presence,
                     shutdown: state.shutdown.clone(),
                     reconnect_after_ms,
+                    closes: state.closes.clone(),
                 },
             )
             .await;

@@ -29,6 +29,7 @@ use tower::ServiceExt as _;
 
 use crate::{
     drain::Drain,
+    ops::metrics::ConnectionGauges,
     request::{Peer, error::ApiError, error_code::ErrorCode},
 };
 
@@ -39,6 +40,8 @@ pub struct ConnectionLimits {
     per_ip_max: usize,
     /// Open connections, in total and by client IP (entries removed at zero).
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    /// `gateway_connections_open` and `gateway_connections_refused_total`.
+    gauges: ConnectionGauges,
 }
 
 /// An admitted connection's place under the limits. Each of the connection's requests carries a
@@ -62,6 +65,7 @@ impl Drop for Place {
     fn drop(&mut self) {
         let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
         open.0 = open.0.saturating_sub(1);
+        self.limits.gauges.open.dec();
         if let Some(count) = open.1.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
@@ -75,11 +79,13 @@ impl ConnectionLimits {
     /// At most `total_max` connections open at once, and `per_ip_max` from one client IP (0:
     /// no per-IP limit). Both explicit: the binaries derive `http.connections_max` from the
     /// open-file limit ([`crate::serve::open_files`]), the library never reads the host's limits.
-    pub fn new(total_max: usize, per_ip_max: usize) -> Arc<Self> {
+    /// What is open and what is refused is recorded in `gauges`.
+    pub fn new(total_max: usize, per_ip_max: usize, gauges: ConnectionGauges) -> Arc<Self> {
         Arc::new(Self {
             total_max,
             per_ip_max,
             open: Mutex::new((0, HashMap::new())),
+            gauges,
         })
     }
 
@@ -98,9 +104,11 @@ impl ConnectionLimits {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let from_ip = open.1.get(&ip).copied().unwrap_or(0);
         if open.0 >= self.total_max || (self.per_ip_max > 0 && from_ip >= self.per_ip_max) {
+            self.gauges.refused.inc();
             return None;
         }
         open.0 += 1;
+        self.gauges.open.inc();
         *open.1.entry(ip).or_insert(0) += 1;
         Some(Admission {
             _place: Arc::new(Place {
@@ -273,7 +281,8 @@ mod tests {
 
     #[test]
     fn admissions_count_until_dropped_per_ip_and_in_total() {
-        let limits = ConnectionLimits::new(3, 2);
+        let gauges = ConnectionGauges::default();
+        let limits = ConnectionLimits::new(3, 2, gauges.clone());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = limits.admit(a).unwrap();
@@ -281,16 +290,20 @@ mod tests {
         assert!(limits.admit(a).is_none(), "two per IP");
         let _third = limits.admit(b).unwrap();
         assert!(limits.admit(b).is_none(), "three in total");
+        assert_eq!(gauges.open.get(), 3, "the gauge counts what is open");
+        assert_eq!(gauges.refused.get(), 2, "and what was refused");
         drop(first);
+        assert_eq!(gauges.open.get(), 2);
         assert!(
             limits.admit(b).is_some(),
             "a closed connection frees its place"
         );
+        assert_eq!(gauges.open.get(), 2, "the admission above dropped at once");
     }
 
     #[test]
     fn a_place_is_held_until_the_last_clone_of_its_admission_drops() {
-        let limits = ConnectionLimits::new(1, 0);
+        let limits = ConnectionLimits::new(1, 0, ConnectionGauges::default());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let connection = limits.admit(ip).unwrap();
         // What an upgraded WebSocket keeps once hyper is done with the connection.

@@ -260,8 +260,8 @@ mod tests {
     }
 
     fn limits(answers: Vec<Result<Vec<i64>, String>>) -> (SharedLimits, Arc<Health>, Arc<Metrics>) {
-        let health = Arc::new(Health::new(Vec::new()));
         let metrics = Arc::new(Metrics::default());
+        let health = Arc::new(Health::new(Vec::new(), metrics.clone()));
         let limits = SharedLimits {
             runner: Box::new(Scripted(Mutex::new(answers))),
             address: "redis:6379".into(),

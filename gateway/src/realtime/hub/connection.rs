@@ -6,7 +6,8 @@ use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use events::{ChannelKind, ChannelName};
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt, stream::SplitSink};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
 
@@ -17,6 +18,7 @@ use super::{
     queue::{OutQueue, Outbound},
 };
 use crate::drain::Drain;
+use crate::ops::metrics::CloseLabels;
 use crate::realtime::WebSocketConfig;
 
 /// Everything one connection task needs.
@@ -41,6 +43,8 @@ pub struct ConnectionContext {
     pub shutdown: Drain,
     /// The reconnect delay to suggest at shutdown (jittered per connection).
     pub reconnect_after_ms: u64,
+    /// Closes the gateway sends, by code (`gateway_websocket_closes_total`).
+    pub closes: Family<CloseLabels, Counter>,
 }
 
 /// A token bucket on inbound messages.
@@ -97,7 +101,7 @@ pub async fn run(socket: WebSocket, mut context: ConnectionContext) {
             biased;
             _ = context.shutdown.started() => {
                 let reason = format!("gateway restarting; reconnect after {} ms", context.reconnect_after_ms);
-                let _ = sink.send(close(close_code::GOING_AWAY, &reason)).await;
+                send_close(&mut sink, &context.closes, close_code::GOING_AWAY, &reason).await;
                 break;
             }
             outbound = context.queue.next() => match outbound {
@@ -107,7 +111,7 @@ pub async fn run(socket: WebSocket, mut context: ConnectionContext) {
                     }
                 }
                 Outbound::Close(code, reason) => {
-                    let _ = sink.send(close(code, reason)).await;
+                    send_close(&mut sink, &context.closes, code, reason).await;
                     break;
                 }
             },
@@ -136,7 +140,7 @@ pub async fn run(socket: WebSocket, mut context: ConnectionContext) {
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() >= idle_timeout {
-                    let _ = sink.send(close(close_code::IDLE_TIMEOUT, "idle timeout")).await;
+                    send_close(&mut sink, &context.closes, close_code::IDLE_TIMEOUT, "idle timeout").await;
                     break;
                 }
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
@@ -155,11 +159,20 @@ pub async fn run(socket: WebSocket, mut context: ConnectionContext) {
     }
 }
 
-fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame {
+/// Sends the close frame `code` with `reason`, and counts it.
+async fn send_close(
+    sink: &mut SplitSink<WebSocket, Message>,
+    closes: &Family<CloseLabels, Counter>,
+    code: u16,
+    reason: &str,
+) {
+    closes.get_or_create(&CloseLabels { code }).inc();
+    let frame = Message::Close(Some(CloseFrame {
         code,
         reason: reason.into(),
-    }))
+    }));
+    // The peer may be gone already; the close is counted as sent either way.
+    let _ = sink.send(frame).await;
 }
 
 fn error(queue: &OutQueue, code: &str, message: &str) {
