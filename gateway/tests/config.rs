@@ -7,10 +7,12 @@
 //! binary, so they are tested on the `gateway` binary run as a child process with its own
 //! environment. No test here changes this process's environment.
 
+mod support;
+
 use std::{
     io::Read,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     sync::{Arc, mpsc},
     time::Duration,
 };
@@ -486,19 +488,7 @@ struct Exit {
 /// waits for it to exit. Should a bad configuration be accepted by mistake, the gateway binds only
 /// free loopback ports and is killed after [`EXIT_WITHIN`].
 fn run_gateway(args: &[&str], env: &[(&str, &str)]) -> Exit {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-    for (key, _) in std::env::vars_os() {
-        if key
-            .to_string_lossy()
-            .to_ascii_uppercase()
-            .starts_with("GATEWAY_")
-        {
-            command.env_remove(key);
-        }
-    }
-    for listener in ["API", "WEBSOCKET", "HEALTH", "METRICS"] {
-        command.env(format!("GATEWAY_LISTEN__{listener}"), "127.0.0.1:0");
-    }
+    let mut command = support::gateway_binary();
     command
         .args(args)
         .envs(env.iter().copied())

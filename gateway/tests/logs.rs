@@ -1,10 +1,12 @@
 //! The binary's JSON log lines (`[log] format = "json"`, docs/operations.md#logs): every line is
 //! one JSON object, and a request's access line carries its request ID, method, path and status.
 
+mod support;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
-    process::{Child, Command, Stdio},
+    process::{Child, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -28,19 +30,7 @@ impl Drop for Gateway {
 
 #[test]
 fn json_logs_are_one_object_a_line_and_the_access_line_names_the_request() {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
-    for (key, _) in std::env::vars_os() {
-        if key
-            .to_string_lossy()
-            .to_ascii_uppercase()
-            .starts_with("GATEWAY_")
-        {
-            command.env_remove(key);
-        }
-    }
-    for listener in ["API", "WEBSOCKET", "HEALTH", "METRICS"] {
-        command.env(format!("GATEWAY_LISTEN__{listener}"), "127.0.0.1:0");
-    }
+    let mut command = support::gateway_binary();
     command
         .env("GATEWAY_LOG__FORMAT", "json")
         .env("RUST_LOG", "info")

@@ -288,3 +288,22 @@ pub async fn until_local_keys(app: &App) {
     }
     panic!("the gateway never fetched Auth's JWKS");
 }
+
+/// The gateway binary, to be spawned: no `GATEWAY_*` variable of this environment reaches it, and
+/// every listener binds a free loopback port.
+pub fn gateway_binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"));
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_string_lossy()
+            .to_ascii_uppercase()
+            .starts_with("GATEWAY_")
+        {
+            command.env_remove(key);
+        }
+    }
+    for listener in ["API", "WEBSOCKET", "HEALTH", "METRICS"] {
+        command.env(format!("GATEWAY_LISTEN__{listener}"), "127.0.0.1:0");
+    }
+    command
+}
