@@ -621,10 +621,48 @@ fn request_disagreement(
             }
         }
         (Err(_), Err(_)) => None,
+        // Documented policy (errors.md, "A key given twice is rejected"): a field named both ways
+        // is refused, where the oracle keeps one of the two values.
+        (Ok(_), Err(ours))
+            if ours.to_string().contains("given more than once")
+                && serde_json::from_str(text).is_ok_and(|json| names_a_field_both_ways(&json)) =>
+        {
+            None
+        }
         (Ok(_), Err(ours)) => Some(format!("the oracle read it, the encoder refused: {ours}")),
         (Err(reference), Ok(_)) => Some(format!(
             "the oracle refused ({reference}), the encoder read it"
         )),
+    }
+}
+
+/// Whether some object of `json` has two keys for one field: its proto name and its JSON name
+/// (`display_name` and `displayName`), which map to the same lowerCamelCase name.
+fn names_a_field_both_ways(json: &serde_json::Value) -> bool {
+    use serde_json::Value as Json;
+    fn lower_camel(key: &str) -> String {
+        let mut camel = String::with_capacity(key.len());
+        let mut upper = false;
+        for c in key.chars() {
+            match c {
+                '_' => upper = true,
+                c if upper => {
+                    camel.extend(c.to_uppercase());
+                    upper = false;
+                }
+                c => camel.push(c),
+            }
+        }
+        camel
+    }
+    match json {
+        Json::Object(object) => {
+            let mut names = std::collections::HashSet::new();
+            object.keys().any(|key| !names.insert(lower_camel(key)))
+                || object.values().any(names_a_field_both_ways)
+        }
+        Json::Array(items) => items.iter().any(names_a_field_both_ways),
+        _ => false,
     }
 }
 
